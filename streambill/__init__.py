@@ -1,0 +1,1 @@
+"""streambill edges: SDK, Avro codec, settings, topic admin, local services, CLI."""

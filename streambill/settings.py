@@ -1,0 +1,78 @@
+"""One settings object for every process, read from `STREAMBILL_*` environment variables.
+
+Built once in the composition root (`streambill.cli`) and passed down; no module
+reads the environment on its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Logical topic names (DESIGN.md section 2); the physical name adds `topic_prefix`.
+USAGE_EVENTS = "usage-events"
+ACCOUNT_EVENTS = "account-events"
+CUSTOMER_STATE = "customer-state"
+BILLING_ALERTS = "billing-alerts"
+INVOICES = "invoices"
+PERIOD_CLOSES = "period-closes"
+USAGE_REJECTED = "usage-rejected"
+ALL_TOPICS = (
+    USAGE_EVENTS,
+    ACCOUNT_EVENTS,
+    CUSTOMER_STATE,
+    BILLING_ALERTS,
+    INVOICES,
+    PERIOD_CLOSES,
+    USAGE_REJECTED,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMBILL_", extra="ignore")
+
+    # Kafka
+    bootstrap_servers: str = "127.0.0.1:19092"
+    topic_prefix: str = "streambill."
+    partitions: int = 12
+    replication_factor: int = 1
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: str | None = None
+
+    # Redis
+    redis_url: str = "redis://127.0.0.1:16379/0"
+
+    # Local services (`streambill services`)
+    state_dir: Path = REPO_ROOT / ".state"
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    redis_port: int = 16379
+
+    # Billing
+    catalog_path: Path = REPO_ROOT / "examples" / "catalog.yaml"
+
+    def topic(self, logical: str) -> str:
+        """Physical topic name for a logical one (`usage-events` -> `<prefix>usage-events`)."""
+        return f"{self.topic_prefix}{logical}"
+
+    def kafka_config(self, **extra: Any) -> dict[str, Any]:
+        """confluent-kafka configuration: bootstrap and security, plus `extra`."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.sasl_username or ""
+            conf["sasl.password"] = self.sasl_password or ""
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        conf.update(extra)
+        return conf
