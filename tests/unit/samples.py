@@ -177,7 +177,10 @@ SAMPLES: dict[str, WireValue] = {
     "streambill.invoices.v1.InvoiceAdjusted": ADJUSTMENT,
     "streambill.closes.v1.PeriodClosed": PeriodClosed(
         period_id="2025-03",
-        watermarks={"streambill.usage-events": {0: 1200, 1: 980}, "streambill.account-events": {0: 12}},
+        watermarks={
+            "streambill.usage-events": {0: 1200, 1: 980},
+            "streambill.account-events": {0: 12},
+        },
         closed_at=datetime(2025, 4, 1, 1, 0, tzinfo=UTC),
         invoice_count=2,
         total_by_currency={"USD": Decimal("33.50")},
