@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
@@ -43,7 +43,7 @@ from streambill.codec import Codec, DecodeError
 from streambill.convert import to_avro
 from streambill.sdk_validate import ValidationError
 from streambill.settings import ACCOUNT_EVENTS, USAGE_EVENTS, Settings
-from streambill.usage_wire import EventIds, UsageEncoder
+from streambill.usage_wire import EventIds, IdBlocks, UsageEncoder
 
 __all__ = ["DeliveryError", "UsageClient", "ValidationError"]
 
@@ -151,7 +151,7 @@ class UsageClient:
         All are validated before the first is sent: one bad event (its index is in the
         `ValidationError`) sends none.
         """
-        fresh = _IdBlocks(self._ids)
+        fresh = IdBlocks(self._ids)
         build = self._usage_message
         messages = []
         for index, event in enumerate(events):
@@ -407,19 +407,3 @@ class UsageClient:
             if exc is None:
                 raise
             exc.add_note(f"and on exit: {err}")  # keep the body's error, lose nothing
-
-
-class _IdBlocks:
-    """Fresh event ids for one batch, taken from the generator in blocks (one lock and
-    clock read per block). Unused ids of the last block are simply never used."""
-
-    def __init__(self, ids: EventIds, block: int = 1024) -> None:
-        self._ids = ids
-        self._block = block
-        self._current: Iterator[str] = iter(())
-
-    def __call__(self) -> str:
-        for event_id in self._current:
-            return event_id
-        self._current = iter(self._ids.take(self._block))
-        return next(self._current)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 from fastavro.schema import to_parsing_canonical_form
@@ -167,3 +167,19 @@ def _format(prefix: str, counter: int) -> str:
     """rand_a = the counter's top 12 bits, then variant 0b10, rand_b = its low 62 bits."""
     low = f"{_VARIANT | (counter & _RAND_B):016x}"
     return f"{prefix}{counter >> 62:03x}-{low[:4]}-{low[4:]}"
+
+
+class IdBlocks:
+    """Fresh event ids for one batch, taken from the generator in blocks (one lock and
+    clock read per block). Unused ids of the last block are simply never used."""
+
+    def __init__(self, ids: EventIds, block: int = 1024) -> None:
+        self._ids = ids
+        self._block = block
+        self._current: Iterator[str] = iter(())
+
+    def __call__(self) -> str:
+        for event_id in self._current:
+            return event_id
+        self._current = iter(self._ids.take(self._block))
+        return next(self._current)
