@@ -23,7 +23,8 @@ PUBLISHED = sorted(SCHEMAS.glob("published/*/*.avsc"))
 
 
 def _compatible(reader: Schema, writer: Schema) -> bool:
-    result = ReaderWriterCompatibilityChecker().get_compatibility(reader, writer)
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+    result = checker.get_compatibility(reader, writer)
     return bool(result.compatibility is SchemaCompatibilityType.compatible)
 
 
