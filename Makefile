@@ -72,9 +72,10 @@ test: setup lint
 	exit $$status
 
 demo: setup
-	$(STREAMBILL) services up
-	$(STREAMBILL) topics create
-	$(STREAMBILL) demo
+	@echo "== streambill services up"; $(STREAMBILL) services up
+	@echo "== streambill topics create"; $(STREAMBILL) topics create
+	@echo "== streambill demo"; $(STREAMBILL) demo
+	@echo "Kafka and Redis keep running; 'make down' stops them."
 
 down:
 	@if [ -x $(BIN)/streambill ]; then $(STREAMBILL) services down; fi
