@@ -5,7 +5,8 @@ Usage: python bench/rating.py [--events N] [--customers C] [--repeat R]
 Builds N usage events per model up front (building them is not measured), spread
 over C customers of one example plan per model, all in one billing period, then
 times folding them through `apply` (state kept per customer, as the fold worker
-does). Prints the best of R runs, by CPU time of this process and by wall time. Target (issue 3): >= 200,000 events/s per model.
+does). Prints the best of R runs, by CPU time of this process and by wall
+time. Target (issue 3): >= 200,000 events/s per model.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def main() -> None:
     args = ap.parse_args()
     catalog = parse_catalog(yaml.safe_load(CATALOG.read_text()))
     print(
-        f"apply() throughput, {args.events:,} events, {args.customers} customers, best of {args.repeat}"
+        f"apply() throughput, {args.events:,} events, {args.customers} customers,"
+        f" best of {args.repeat}"
     )
     for model in args.models.split(","):
         cpu, wall = run(model, args.events, args.customers, args.repeat, catalog)
