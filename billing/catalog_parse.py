@@ -30,7 +30,7 @@ from billing.pricing.graduated import Graduated
 from billing.pricing.included import WithAllowance
 from billing.pricing.per_minute import PerMinute
 from billing.pricing.per_request import PerRequest
-from billing.pricing.per_token import PerToken, TokenRate
+from billing.pricing.per_token import PerToken, TokenRate, token_rate
 from billing.pricing.per_unit import PerUnit
 from billing.pricing.tiers import build_tiers, tier_problems
 from billing.pricing.volume import Volume
@@ -206,8 +206,8 @@ def _per_token(raw: Mapping[str, Any], where: str, field: str, p: _Problems) -> 
         r = _mapping(rate, where, f"{field}.rates.{key}", p)
         i = _number(r.get("input"), where, f"{field}.rates.{key}.input", p)
         o = _number(r.get("output"), where, f"{field}.rates.{key}.output", p)
-        if i is not None and o is not None:
-            rates[str(key)] = TokenRate(i, o)
+        if i is not None and o is not None and per is not None:
+            rates[str(key)] = token_rate(i, o, per)
     if per is None or len(rates) != len(table) or not isinstance(prop, str):
         return None
     return PerToken(prop, MappingProxyType(rates), per)

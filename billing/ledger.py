@@ -72,6 +72,13 @@ def apply(state: CustomerState, event: Event, catalog: Catalog) -> tuple[Custome
             RejectReason.INVALID_FIELD, "timestamp is not timezone-aware",
             event.event_id, event.customer_id,
         )  # fmt: skip
+    if state.horizon is not None and at < state.horizon:
+        return state, rejection(
+            RejectReason.TOO_LATE,
+            f"periods before {state.horizon.isoformat()} are closed and pruned",
+            event.event_id,
+            event.customer_id,
+        )
     try:
         if type(event) is UsageRecorded:
             new, effects, rec = fold_usage(state, event, catalog)

@@ -83,7 +83,10 @@ def _accumulate(
     new_rec.tokens = counts
     if price.included:
         return before, after, -ONE
-    return before, after, (i * rate.input + o * rate.output) / tokens.per  # = tokens.cost()
+    unit = rate.per_token  # tokens.cost(rate, i, o), inlined
+    if unit is not None:
+        return before, after, i * unit[0] + o * unit[1]
+    return before, after, tokens.cost(rate, i, o)
 
 
 def _price_delta(

@@ -29,6 +29,7 @@ from streambill.simulation import (
     SimulationResult,
     compare,
     comparison_json,
+    decimal_text,
     parse_time,
     read_jsonl,
     result_json,
@@ -167,7 +168,7 @@ def write_tables(result: SimulationResult, out: TextIO) -> None:
         for c in result.customers:
             usage = ", ".join(f"{k}={v}" for k, v in sorted(c.usage.items())) or "-"
             credits = "-" if c.credits_remaining is None else str(c.credits_remaining)
-            balance = "-" if c.balance is None else str(c.balance)
+            balance = "-" if c.balance is None else str(decimal_text(c.balance, 2))
             rows.append([c.customer_id, c.plan_id or "-", usage, credits, balance])
         _table(rows, out)
     out.write(f"\nRejected ({len(result.rejected)})\n")

@@ -286,8 +286,16 @@ def _time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _opt(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
+def decimal_text(value: Decimal | None, places: int = 0) -> str | None:
+    """A full-precision amount as a plain decimal string with at least `places`
+    decimals and no trailing zeros beyond them: 3 -> "3.00", 2.8999935 stays."""
+    if value is None:
+        return None
+    v = value.normalize()
+    exponent = v.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -places:
+        v = v.quantize(Decimal(1).scaleb(-places))
+    return format(v, "f")
 
 
 def invoice_json(inv: Invoice) -> dict[str, Any]:
@@ -321,8 +329,8 @@ def result_json(result: SimulationResult) -> dict[str, Any]:
                 "customer_id": c.customer_id,
                 "plan_id": c.plan_id,
                 "usage": {k: str(v) for k, v in sorted(c.usage.items())},
-                "credits_remaining": _opt(c.credits_remaining),
-                "balance": _opt(c.balance),
+                "credits_remaining": decimal_text(c.credits_remaining),
+                "balance": decimal_text(c.balance, 2),
             }
             for c in result.customers
         ],

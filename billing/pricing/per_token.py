@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, Inexact, localcontext
 
 from billing.pricing import LineItem, fmt_qty
 
@@ -22,10 +22,22 @@ MILLION = Decimal(1_000_000)
 
 @dataclass(frozen=True, slots=True)
 class TokenRate:
-    """Prices per `per` input and output tokens."""
+    """Prices per `per` input and output tokens. `per_token` holds the exact price
+    of one input and one output token when dividing by `per` is exact (any power
+    of ten), letting the hot path multiply instead of divide; None otherwise."""
 
     input: Decimal
     output: Decimal
+    per_token: tuple[Decimal, Decimal] | None = None
+
+
+def token_rate(input_price: Decimal, output_price: Decimal, per: Decimal) -> TokenRate:
+    """A `TokenRate` with its exact per-token prices precomputed when they exist."""
+    with localcontext() as ctx:
+        ctx.clear_flags()
+        unit = (input_price / per, output_price / per)
+        exact = not ctx.flags[Inexact]
+    return TokenRate(input_price, output_price, unit if exact else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +48,9 @@ class PerToken:
 
     def cost(self, rate: TokenRate, input_tokens: Decimal, output_tokens: Decimal) -> Decimal:
         """Exact price of one event's tokens at `rate` (no allowance)."""
+        unit = rate.per_token
+        if unit is not None:
+            return input_tokens * unit[0] + output_tokens * unit[1]
         return (input_tokens * rate.input + output_tokens * rate.output) / self.per
 
     def amount(self, buckets: Mapping[str, tuple[Decimal, Decimal]], included: Decimal) -> Decimal:

@@ -143,8 +143,11 @@ def test_prune_bounds_the_state_and_rejects_older_events_as_too_late(catalog: Ca
     assert eff.rejection is not None and eff.rejection.reason == RejectReason.TOO_LATE
     assert period_invoice(pruned, catalog, t(2026, 2, 1)) is None
     assert cents(invoice(pruned, catalog, t(2026, 3, 1)).total) == 1900
-    # Old events are forgotten with their period (the edge rejects them before).
+    # Events of retained periods are still remembered; older ones are too late,
+    # account events included (not "already subscribed").
     assert apply(pruned, events[3], catalog)[1].duplicate
+    rej = apply(pruned, SUB, catalog)[1].rejection
+    assert rej is not None and rej.reason == RejectReason.TOO_LATE
 
 
 def test_plan_change_takes_effect_at_the_next_boundary(catalog: Catalog) -> None:
