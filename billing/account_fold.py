@@ -78,14 +78,13 @@ def _changed(state: CustomerState, e: SubscriptionChanged, catalog: Catalog) -> 
     _plan(catalog, e.plan_id)
     new = state.copy()
     new.plans = tuple(sorted({**dict(state.plans), end: e.plan_id}.items()))
-    periods = state.periods.copy()
-    for s, rec in state.periods.items():
+    records = state.records()
+    for s, rec in records.items():
         if s >= end and rec.plan_id != e.plan_id:
             moved = rec.copy()
             moved.plan_id = new.plan_at(s) or rec.plan_id
-            periods[s] = moved
-    new.periods = periods
-    new.last = periods[max(periods)] if periods else None
+            records[s] = moved
+    new.with_records(records)
     return new, NO_EFFECTS, start
 
 

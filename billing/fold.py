@@ -103,7 +103,7 @@ def locate(state: CustomerState, at: datetime) -> PeriodRecord:
     if last is not None and last.start <= at < last.end:
         return last
     start, end = subscribed_period(state, at)
-    rec = state.periods.get(start)
+    rec = state.record(start)
     if rec is not None:
         return rec
     plan_id = state.plan_at(start)
@@ -122,16 +122,17 @@ def plan_of(catalog: Catalog, rec: PeriodRecord) -> Plan:
 def put_record(new: CustomerState, rec: PeriodRecord) -> bool:
     """Store `rec` (a fresh copy) in the fresh state `new`; True if it is a new
     latest period (a rollover)."""
-    periods = new.periods.copy()
-    periods[rec.start] = rec
-    new.periods = periods
     last = new.last
-    if last is not None and last.start == rec.start:  # the live period (hot path)
+    if last is None or last.start == rec.start:  # the live period: the hot path
         new.last = rec
         return False
-    if last is None or rec.start >= last.start:
-        new.last = rec
-        return last is not None and rec.start > last.start
+    earlier = new.earlier.copy()
+    if rec.start > last.start:  # a new live period
+        earlier[last.start] = last
+        new.earlier, new.last = earlier, rec
+        return True
+    earlier[rec.start] = rec  # a late event for an earlier period
+    new.earlier = earlier
     return False
 
 
@@ -142,8 +143,7 @@ def wallet_closes(state: CustomerState) -> dict[datetime, Decimal]:
     billed on that period's invoice as the amount owed, which settles it."""
     opening = state.wallet_opening
     closes: dict[datetime, Decimal] = {}
-    for start in sorted(state.periods):
-        rec = state.periods[start]
+    for start, rec in state.records().items():
         close = opening + rec.topped - rec.spent
         closes[start] = close
         opening = close if close > ZERO else ZERO

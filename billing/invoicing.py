@@ -93,7 +93,7 @@ def _billable_record(state: CustomerState, period_start: datetime) -> PeriodReco
         return None
     if state.horizon is not None and start < state.horizon:
         return None  # pruned: its data is gone, it cannot be (re)computed
-    rec = state.periods.get(start)
+    rec = state.record(start)
     if rec is not None:
         return rec
     plan_id = state.plan_at(start)

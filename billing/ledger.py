@@ -72,10 +72,11 @@ def apply(state: CustomerState, event: Event, catalog: Catalog) -> tuple[Custome
             RejectReason.INVALID_FIELD, "timestamp is not timezone-aware",
             event.event_id, event.customer_id,
         )  # fmt: skip
-    if state.horizon is not None and at < state.horizon:
+    horizon = state.acct.horizon
+    if horizon is not None and at < horizon:
         return state, rejection(
             RejectReason.TOO_LATE,
-            f"periods before {state.horizon.isoformat()} are closed and pruned",
+            f"periods before {horizon.isoformat()} are closed and pruned",
             event.event_id,
             event.customer_id,
         )
@@ -89,7 +90,12 @@ def apply(state: CustomerState, event: Event, catalog: Catalog) -> tuple[Custome
         return state, rejection(bad.reason, bad.detail, event.event_id, event.customer_id)
     if new.updated_at is None or at > new.updated_at:
         new.updated_at = at
-    new.remember(event.event_id, event, period_start)
+    log = new.seen
+    if log.head == new.seq:  # `new` extends the log's lineage: append in place
+        log.entries[event.event_id] = (event, new.seq, period_start)
+        new.seq = log.head = new.seq + 1
+    else:
+        new.remember(event.event_id, event, period_start)
     return new, effects
 
 
@@ -105,12 +111,12 @@ def prune(state: CustomerState, before: datetime) -> CustomerState:
         return state
     new = state.copy()
     closes = wallet_closes(state)
-    dropped = [s for s in state.periods if s < horizon]
+    records = state.records()
+    dropped = [s for s in records if s < horizon]
     if dropped:
         close = closes[max(dropped)]
         new.wallet_opening = close if close > ZERO else ZERO
-    new.periods = {s: r for s, r in state.periods.items() if s >= horizon}
-    new.last = new.periods[max(new.periods)] if new.periods else None
+    new.with_records({s: r for s, r in records.items() if s >= horizon})
     new.horizon = horizon
     new.seats = _keep_from(state.seats, horizon)
     new.plans = _keep_from(state.plans, horizon)
@@ -148,7 +154,7 @@ def snapshot(
             source_offsets=dict(source_offsets), updated_at=state.updated_at,
         )  # fmt: skip
     start, end = period_of(anchor, max(as_of, anchor))
-    rec = state.periods.get(start)
+    rec = state.record(start)
     plan_id = rec.plan_id if rec is not None else state.plan_at(start)
     plan = catalog.plans.get(plan_id) if plan_id is not None else None
     ended = state.cancel_at is not None and as_of >= state.cancel_at

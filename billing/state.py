@@ -24,12 +24,13 @@ import hashlib
 from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Generic, Literal, TypeVar, overload
 
 from billing.events import Event
 
 ZERO = Decimal(0)
 Status = Literal["none", "active", "cancelled"]
+T = TypeVar("T")
 
 
 def fingerprint(event: Event) -> str:
@@ -115,70 +116,126 @@ def new_record(start: datetime, end: datetime, plan_id: str) -> PeriodRecord:
     return r
 
 
-class CustomerState:
-    """One customer's state. Opaque outside `billing`; see the module docstring for
-    the immutability contract."""
+class Account:
+    """The rarely changing part of a customer state (subscription, seats, wallet
+    carry-over, alert bookkeeping). Kept apart so that copying a state per usage
+    event copies a few slots only; shared between states until one changes it."""
 
     __slots__ = (
-        "alert_counts",
-        "alert_next",
-        "alerts_raised",
-        "anchor",
-        "balance",
-        "cancel_at",
-        "customer_id",
-        "grants",
-        "horizon",
-        "last",
-        "last_topup",
-        "periods",
-        "plans",
-        "seats",
-        "seen",
-        "seq",
-        "status",
-        "updated_at",
-        "wallet_opening",
+        "alert_counts", "alert_next", "alerts_raised", "anchor", "cancel_at", "horizon",
+        "last_topup", "plans", "seats", "status", "wallet_opening",
     )  # fmt: skip
 
-    customer_id: str
-    seq: int  # number of events applied; versions the state
-    seen: SeenLog
     status: Status
     anchor: datetime | None  # subscription start: periods are anchored here
     plans: tuple[tuple[datetime, str], ...]  # (effective from period start, plan id)
     cancel_at: datetime | None  # end of the last billable period
     seats: tuple[tuple[datetime, int], ...]  # seat count from each time on
-    periods: dict[datetime, PeriodRecord]  # retained periods by start
-    last: PeriodRecord | None  # the latest retained period (the live one)
     horizon: datetime | None  # periods before this were pruned; older events too late
-    grants: tuple[tuple[datetime | None, Decimal], ...]  # credits by expiry, None last
     wallet_opening: Decimal  # wallet at the start of the first retained period
-    balance: Decimal  # live wallet (balance plans), may be negative
     last_topup: Decimal | None  # size of the last pack, grant or deposit
     alerts_raised: frozenset[int]  # credits/balance thresholds currently raised
     alert_counts: dict[int, int]  # raises so far per threshold (for alert ids)
     alert_next: Decimal | None  # highest level not yet raised: the hot-path check
+
+    def copy(self) -> Account:
+        a = Account.__new__(Account)
+        for name in Account.__slots__:
+            setattr(a, name, getattr(self, name))
+        return a
+
+
+class _Cold(Generic[T]):
+    """`state.<name>` reads and writes `state.acct.<name>`; the first write to a
+    fresh state copies the shared `Account` (copy on write)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> _Cold[T]: ...
+    @overload
+    def __get__(self, obj: CustomerState, owner: type) -> T: ...
+    def __get__(self, obj: CustomerState | None, owner: type) -> T | _Cold[T]:
+        if obj is None:
+            return self
+        value: T = getattr(obj.acct, self.name)
+        return value
+
+    def __set__(self, obj: CustomerState, value: T) -> None:
+        if not obj.acct_owned:
+            obj.acct = obj.acct.copy()
+            obj.acct_owned = True
+        setattr(obj.acct, self.name, value)
+
+
+class CustomerState:
+    """One customer's state. Opaque outside `billing`; see the module docstring for
+    the immutability contract. Hot fields are slots; the rest lives in `acct`."""
+
+    __slots__ = (
+        "acct", "acct_owned", "balance", "customer_id", "earlier", "grants", "last",
+        "seen", "seq", "updated_at",
+    )  # fmt: skip
+
+    customer_id: str
+    seq: int  # number of events applied; versions the state
+    seen: SeenLog
+    earlier: dict[datetime, PeriodRecord]  # retained periods before `last`, by start
+    last: PeriodRecord | None  # the latest retained period (the live one)
+    grants: tuple[tuple[datetime | None, Decimal], ...]  # credits by expiry, None last
+    balance: Decimal  # live wallet (balance plans), may be negative
     updated_at: datetime | None  # latest event time applied
+    acct: Account
+    acct_owned: bool  # False while `acct` is shared with the state this was copied from
+
+    status = _Cold[Status]("status")
+    anchor = _Cold[datetime | None]("anchor")
+    plans = _Cold[tuple[tuple[datetime, str], ...]]("plans")
+    cancel_at = _Cold[datetime | None]("cancel_at")
+    seats = _Cold[tuple[tuple[datetime, int], ...]]("seats")
+    horizon = _Cold[datetime | None]("horizon")
+    wallet_opening = _Cold[Decimal]("wallet_opening")
+    last_topup = _Cold[Decimal | None]("last_topup")
+    alerts_raised = _Cold[frozenset[int]]("alerts_raised")
+    alert_counts = _Cold[dict[int, int]]("alert_counts")
+    alert_next = _Cold[Decimal | None]("alert_next")
 
     def copy(self) -> CustomerState:
         s = CustomerState.__new__(CustomerState)
-        s.customer_id, s.seq, s.seen, s.status = self.customer_id, self.seq, self.seen, self.status
-        s.anchor, s.plans, s.cancel_at, s.seats = (
-            self.anchor,
-            self.plans,
-            self.cancel_at,
-            self.seats,
+        s.customer_id, s.seq, s.seen, s.earlier = (
+            self.customer_id,
+            self.seq,
+            self.seen,
+            self.earlier,
         )
-        s.periods, s.last, s.horizon, s.grants = self.periods, self.last, self.horizon, self.grants
-        s.wallet_opening, s.balance, s.last_topup = (
-            self.wallet_opening,
+        s.last, s.grants, s.balance, s.updated_at = (
+            self.last,
+            self.grants,
             self.balance,
-            self.last_topup,
+            self.updated_at,
         )
-        s.alerts_raised, s.alert_counts = self.alerts_raised, self.alert_counts
-        s.alert_next, s.updated_at = self.alert_next, self.updated_at
+        s.acct, s.acct_owned = self.acct, False
         return s
+
+    def records(self) -> dict[datetime, PeriodRecord]:
+        """Every retained period record by start, in order (the live one last)."""
+        out = {s: self.earlier[s] for s in sorted(self.earlier)}
+        if self.last is not None:
+            out[self.last.start] = self.last
+        return out
+
+    def record(self, start: datetime) -> PeriodRecord | None:
+        last = self.last
+        if last is not None and last.start == start:
+            return last
+        return self.earlier.get(start)
+
+    def with_records(self, records: dict[datetime, PeriodRecord]) -> None:
+        """Replace all records of this fresh (unpublished) state."""
+        latest = max(records) if records else None
+        self.last = records[latest] if latest is not None else None
+        self.earlier = {s: r for s, r in records.items() if s != latest}
 
     def seen_entry(self, event_id: str) -> tuple[Event | str, int, datetime] | None:
         entry = self.seen.entries.get(event_id)
@@ -216,11 +273,12 @@ class CustomerState:
 
 
 def new_state(customer_id: str) -> CustomerState:
+    a = Account.__new__(Account)
+    a.status, a.anchor, a.plans, a.cancel_at, a.seats = "none", None, (), None, ()
+    a.horizon, a.wallet_opening, a.last_topup = None, ZERO, None
+    a.alerts_raised, a.alert_counts, a.alert_next = frozenset(), {}, None
     s = CustomerState.__new__(CustomerState)
-    s.customer_id, s.seq, s.seen, s.status = customer_id, 0, SeenLog({}, 0), "none"
-    s.anchor, s.plans, s.cancel_at, s.seats = None, (), None, ()
-    s.periods, s.last, s.horizon, s.grants = {}, None, None, ()
-    s.wallet_opening, s.balance, s.last_topup = ZERO, ZERO, None
-    s.alerts_raised, s.alert_counts, s.alert_next = frozenset(), {}, None
-    s.updated_at = None
+    s.customer_id, s.seq, s.seen, s.earlier = customer_id, 0, SeenLog({}, 0), {}
+    s.last, s.grants, s.balance, s.updated_at = None, (), ZERO, None
+    s.acct, s.acct_owned = a, True
     return s

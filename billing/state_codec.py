@@ -84,7 +84,7 @@ def state_to_dict(state: CustomerState) -> dict[str, Any]:
         "plans": [[_t(t), p] for t, p in state.plans],
         "cancel_at": _t(state.cancel_at),
         "seats": [[_t(t), n] for t, n in state.seats],
-        "periods": [_record_to_dict(state.periods[s]) for s in sorted(state.periods)],
+        "periods": [_record_to_dict(r) for r in state.records().values()],
         "horizon": _t(state.horizon),
         "grants": [[_t(e), str(c)] for e, c in state.grants],
         "wallet_opening": str(state.wallet_opening),
@@ -114,9 +114,7 @@ def _from_dict(d: dict[str, Any]) -> CustomerState:
     s.plans = tuple((datetime.fromisoformat(t), p) for t, p in d["plans"])
     s.cancel_at = _pt(d["cancel_at"])
     s.seats = tuple((datetime.fromisoformat(t), int(n)) for t, n in d["seats"])
-    records = [_record_from_dict(r) for r in d["periods"]]
-    s.periods = {r.start: r for r in records}
-    s.last = records[-1] if records else None
+    s.with_records({r.start: r for r in map(_record_from_dict, d["periods"])})
     s.horizon = _pt(d["horizon"])
     s.grants = tuple((_pt(e), Decimal(c)) for e, c in d["grants"])
     s.wallet_opening, s.balance = Decimal(d["wallet_opening"]), Decimal(d["balance"])

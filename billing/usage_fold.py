@@ -12,7 +12,7 @@ the inlined dictionary updates; every container touched is a fresh copy.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from billing import alerts as al
 from billing.catalog import Catalog, FeaturePrice, Plan
@@ -76,7 +76,16 @@ def _accumulate(
     tokens = price.tokens
     if tokens is None:
         return before, after, -ONE
-    key, rate, i, o = token_breakdown(tokens, event, q)
+    props = event.properties
+    try:  # token_breakdown() inlined for the common, valid case
+        i, o = Decimal(props["input_tokens"]), Decimal(props["output_tokens"])
+        key = props[tokens.property]
+        rate = tokens.rates[key]
+        valid = i + o == q and i >= ZERO and o >= ZERO  # NaN/inf never sum to q
+    except (KeyError, InvalidOperation, TypeError, ValueError):
+        valid = False
+    if not valid:  # the checked path: raises with the precise reason
+        key, rate, i, o = token_breakdown(tokens, event, q)
     counts = rec.tokens.copy()
     pi, po = counts.get((fid, key), NO_TOKENS)
     counts[(fid, key)] = (pi + i, po + o)
@@ -105,7 +114,7 @@ def _metered(
     q: Decimal,
     catalog: Catalog,
 ) -> Folded:
-    price = feature_price(plan, event.feature_id)
+    price = plan.prices.get(event.feature_id) or feature_price(plan, event.feature_id)
     new_rec = rec.copy()
     before, after, cost = _accumulate(rec, new_rec, price, event, q)
     alerts: list[Alert] = []
@@ -187,7 +196,7 @@ def _credits(
     put_record(new, new_rec)
     new.grants = consume_credits(state.grants, cost, event.timestamp)
     alerts: tuple[Alert, ...] = ()
-    nxt = state.alert_next
+    nxt = state.acct.alert_next
     if nxt is not None:
         value = new.credits_remaining()
         if value <= nxt:
@@ -198,7 +207,7 @@ def _credits(
 def _balance(
     state: CustomerState, event: UsageRecorded, plan: Plan, rec: PeriodRecord, q: Decimal
 ) -> Folded:
-    price = feature_price(plan, event.feature_id)
+    price = plan.prices.get(event.feature_id) or feature_price(plan, event.feature_id)
     new_rec = rec.copy()
     before, after, cost = _accumulate(rec, new_rec, price, event, q)
     if cost < ZERO:
@@ -212,7 +221,7 @@ def _balance(
     else:  # an earlier period or a new one: settle through the period chain
         new.balance = live_balance(new)
     alerts: tuple[Alert, ...] = ()
-    nxt = state.alert_next
+    nxt = state.acct.alert_next
     moved_up = rolled or not live  # settlement may have raised the balance
     if (nxt is not None and new.balance <= nxt) or (moved_up and new.last_topup is not None):
         alerts = value_alerts(new, plan, new.balance, event.timestamp)
