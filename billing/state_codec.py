@@ -72,8 +72,15 @@ def _record_from_dict(d: dict[str, Any]) -> PeriodRecord:
 
 def state_to_dict(state: CustomerState) -> dict[str, Any]:
     seen: dict[str, dict[str, str]] = {}
-    for event_id, (fp, _, period_start) in state.visible_seen().items():
-        digest = fp if isinstance(fp, str) else fingerprint(fp)
+    entries = state.seen.entries
+    for event_id, (fp, seq, period_start) in state.visible_seen().items():
+        if isinstance(fp, str):
+            digest = fp
+        else:
+            # Memoize: the digest stands for the event everywhere (`same_payload`),
+            # so swapping it in is invisible and saves rehashing on the next save.
+            digest = fingerprint(fp)
+            entries[event_id] = (digest, seq, period_start)
         seen.setdefault(period_start.isoformat(), {})[event_id] = digest
     return {
         "format": FORMAT,
