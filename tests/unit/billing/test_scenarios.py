@@ -230,3 +230,32 @@ def test_late_event_updates_its_open_period_and_adjusts_the_issued_invoice(
     assert adj.total == recomputed.total - issued.total
     assert adjustment(issued, issued) is None
     assert adjustment(issued, recomputed) == adj  # deterministic id and content
+
+
+def test_metered_tokens_by_model_with_an_allowance_counting_total_tokens() -> None:
+    from billing.catalog import parse_catalog
+
+    cat = parse_catalog({
+        "features": [{"id": "tokens"}],
+        "plans": [{
+            "id": "llm", "model": "metered", "currency": "USD", "spend_cap": "100",
+            "prices": {"tokens": {
+                "strategy": "per_token", "property": "model", "included": 1_000_000,
+                "rates": {"small": {"input": "0.50", "output": "1.50"}},
+            }},
+        }],
+    })  # fmt: skip
+    s, effects = fold(cat, [
+        SubscriptionStarted("sub", "c", t(2026, 1, 1), "llm"),
+        usage("c", "tokens", 2_000_000, t(2026, 1, 2), model="small",
+              input_tokens="1000000", output_tokens="1000000"),
+        usage("c", "tokens", 2_000_000, t(2026, 1, 3), model="small",
+              input_tokens="1000000", output_tokens="1000000"),
+    ])  # fmt: skip
+    assert all(e.rejection is None for e in effects)
+    inv = invoice(s, cat, t(2026, 1, 1))
+    # 4M tokens, 1M included (the allowance counts total tokens): 3/4 of
+    # (2M input x 0.50 + 2M output x 1.50 per million) = 3/4 x 4.00 = 3.00
+    assert cents(inv.total) == 300
+    assert [line.quantity for line in inv.lines] == [D(1_000_000), D(1_500_000), D(1_500_000)]
+    assert s.last is not None and s.last.spend == D("3.00")
