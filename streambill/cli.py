@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streambill.services_cli",
     "streambill.topics",
     "streambill.usage_cli",
+    "streambill.billing_cli",
 )
 
 
