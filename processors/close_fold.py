@@ -14,8 +14,11 @@ Fold order, per customer (deterministic for a given log and read plan):
    the end of phase A is what the previous close billed ("billed so far").
 2. phase B: the same with the records at or above the previous watermark. The state
    at the end is the state at this close's watermark.
-Usage whose event time is before the plan's horizon is not folded (its period can't
-be recomputed from this window); it is counted and listed (`beyond_horizon`).
+Usage of metered customers whose event time is before the plan's horizon is not
+folded (its period can't be recomputed from this window); it is counted and listed
+(`beyond_horizon`). Credits and balance customers carry credits and wallet across
+periods, so their whole usage history is folded: their usage below the window is
+read from the log start first, selected by key (other records are not decoded).
 """
 
 from __future__ import annotations
@@ -179,17 +182,21 @@ def fold_group(
         result.events_read += len(batch)
         tick(len(batch), len(folder.customers))
 
-    starts = {p: plan.usage_starts[p] for p in parts}
-    for batch in log.read(names.usage, starts, plan.ends[USAGE], keys):
-        for record, event in _decode_batch(batch, decode, result):
-            if not isinstance(event, UsageRecorded) or not folder.first_time(event.event_id):
-                continue
-            if event.timestamp < plan.horizon:
-                result.beyond_horizon.append(event.event_id)
-                continue
-            folder.usage(event, record.offset >= prev_use.get(record.partition, 0))
-        result.events_read += len(batch)
-        tick(len(batch), len(folder.customers))
+    history = _carrying_state(folder, catalog, keys)
+    starts = {p: plan.usage_low.get(p, 0) for p in parts}
+    ranges = [(starts, plan.usage_starts, history)] if history else []
+    ranges.append(({p: plan.usage_starts[p] for p in parts}, plan.ends[USAGE], keys))
+    for range_starts, range_ends, range_keys in ranges:
+        for batch in log.read(names.usage, range_starts, range_ends, range_keys):
+            for record, event in _decode_batch(batch, decode, result):
+                if not isinstance(event, UsageRecorded) or not folder.first_time(event.event_id):
+                    continue
+                if event.timestamp < plan.horizon and record.key not in history:
+                    result.beyond_horizon.append(event.event_id)
+                    continue
+                folder.usage(event, record.offset >= prev_use.get(record.partition, 0))
+            result.events_read += len(batch)
+            tick(len(batch), len(folder.customers))
 
     folder.finish()
     result.customers = len(folder.customers)
@@ -197,6 +204,21 @@ def fold_group(
         c = folder.customers[customer_id]
         result.invoices.extend(price_customer(c.state, c.prev or c.state, plan, catalog))
     return result
+
+
+def _carrying_state(
+    folder: _Folder, catalog: Any, keys: frozenset[bytes] | None
+) -> frozenset[bytes]:
+    """Keys of customers whose plan (ever) is a credits or balance plan."""
+    out: set[bytes] = set()
+    for customer_id, c in folder.customers.items():
+        for event in (*c.account_a, *c.account_b):
+            plan_id = getattr(event, "plan_id", None)
+            plan = catalog.plan(plan_id) if isinstance(plan_id, str) else None
+            if plan is not None and plan.model != "metered":
+                out.add(customer_id.encode())
+                break
+    return frozenset(out if keys is None else out & keys)
 
 
 def price_customer(

@@ -31,7 +31,10 @@ Usage read rule (per partition p of usage-events), for closing month M:
   cover the log contiguously: [start_1, W_1), [<= W_1, W_2), ...
 - A late event of a period older than the lookback horizon (or of a period ending
   before the first close ever made) cannot be recomputed from this window; it is
-  counted and reported (`late_beyond_horizon`), never billed silently.
+  counted and reported (`beyond_horizon`), never billed silently.
+- Customers on a credits or balance plan carry state across periods (credits left,
+  wallet), so their usage is also read from the log start up to the window (by key,
+  without decoding anybody else's records); see `processors.close_fold`.
 Account events are read from the start of the log (low watermark) to W_now.
 """
 
@@ -201,6 +204,7 @@ class ReadPlan:
     month: Month
     ends: Watermarks
     usage_starts: Offsets
+    usage_low: Offsets  # log start: credits/balance customers are read from here
     account_starts: Offsets
     prev: Watermarks
     adjust_from: Month | None  # earliest month whose periods get adjustments; None: none
@@ -268,6 +272,7 @@ def build_plan(
         usage_starts=usage_starts(
             by_time=by_time, prev=prev.get(USAGE), low=low.get(USAGE, {}), ends=ends[USAGE]
         ),
+        usage_low=dict(low.get(USAGE, {p: 0 for p in ends[USAGE]})),
         account_starts=dict(low.get(ACCOUNT, {p: 0 for p in ends[ACCOUNT]})),
         prev=prev,
         adjust_from=adjust_from,
