@@ -65,8 +65,8 @@ from processors.close_plan import (
     INVOICES,
     PLAN_SUFFIX,
     USAGE,
-    ClosePlanError,
     CloseHistory,
+    ClosePlanError,
     Month,
     ReadPlan,
     Watermarks,
@@ -178,8 +178,9 @@ def _ms(t: datetime) -> int:
 
 
 def _write_closed(deps: CloseDeps, key: str, record: PeriodClosed) -> None:
-    deps.log.produce(deps.topics.closes, key.encode(), encode_value(deps.codec, record),
-                     _ms(record.closed_at))
+    deps.log.produce(
+        deps.topics.closes, key.encode(), encode_value(deps.codec, record), _ms(record.closed_at)
+    )
     deps.log.flush()
 
 
@@ -197,14 +198,23 @@ def fix_watermarks(deps: CloseDeps, opts: CloseOptions, history: CloseHistory) -
     return ends
 
 
-def make_plan(deps: CloseDeps, opts: CloseOptions, history: CloseHistory,
-              ends: Watermarks) -> ReadPlan:
+def make_plan(
+    deps: CloseDeps, opts: CloseOptions, history: CloseHistory, ends: Watermarks
+) -> ReadPlan:
     horizon, _ = window_start(opts.month, history, opts.lookback)
     by_time = deps.log.offsets_for_time(deps.topics.usage, _ms(horizon))
-    low = {USAGE: deps.log.watermarks(deps.topics.usage)[0],
-           ACCOUNT: deps.log.watermarks(deps.topics.account)[0]}
-    return build_plan(month=opts.month, history=history, ends=ends, low=low,
-                      by_time=by_time, lookback=opts.lookback)
+    low = {
+        USAGE: deps.log.watermarks(deps.topics.usage)[0],
+        ACCOUNT: deps.log.watermarks(deps.topics.account)[0],
+    }
+    return build_plan(
+        month=opts.month,
+        history=history,
+        ends=ends,
+        low=low,
+        by_time=by_time,
+        lookback=opts.lookback,
+    )
 
 
 def on_topic(deps: CloseDeps, start: dict[int, int]) -> dict[str, bytes]:
@@ -229,8 +239,16 @@ def _fold(deps: CloseDeps, opts: CloseOptions, plan: ReadPlan) -> GroupResult:
         result = deps.runner(plan, keys, progress.tick)
     else:
         names = TopicNames(deps.topics.usage, deps.topics.account)
-        result = fold_group(deps.log, names, plan, plan.ends[USAGE], decode=make_decoder(deps.codec),
-                            catalog=deps.catalog, keys=keys, tick=progress.tick)
+        result = fold_group(
+            deps.log,
+            names,
+            plan,
+            plan.ends[USAGE],
+            decode=make_decoder(deps.codec),
+            catalog=deps.catalog,
+            keys=keys,
+            tick=progress.tick,
+        )
     if total >= 100_000:
         progress.line()
     return result
@@ -248,8 +266,9 @@ def close_period(deps: CloseDeps, opts: CloseOptions) -> CloseReport:
     plan = make_plan(deps, opts, history, ends)
     result = _fold(deps, opts, plan)
     report = CloseReport(opts.month, "dry_run" if opts.dry_run else "closed", ends, fold=result)
-    for priced in sorted(result.invoices, key=lambda pi: (pi.invoice.customer_id,
-                                                           pi.invoice.period_start, pi.why)):
+    for priced in sorted(
+        result.invoices, key=lambda pi: (pi.invoice.customer_id, pi.invoice.period_start, pi.why)
+    ):
         report.invoices.append((priced, encode_value(deps.codec, priced.invoice)))
     existing = on_topic(deps, ends.get(INVOICES, {}))
     to_send = _not_yet_sent(report, existing)
@@ -261,8 +280,9 @@ def close_period(deps: CloseDeps, opts: CloseOptions) -> CloseReport:
     deps.log.flush()
     report.sent = len(to_send)
     if not already_closed and opts.customer is None:
-        record = PeriodClosed(str(opts.month), ends, deps.clock(), len(report.invoices),
-                              report.totals())
+        record = PeriodClosed(
+            str(opts.month), ends, deps.clock(), len(report.invoices), report.totals()
+        )
         _write_closed(deps, str(opts.month), record)
     if report.sent == 0 and (already_closed or opts.customer is not None):
         report.status = "no_op"

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from billing.events import Event, Invoice, UsageRecorded
 from billing.invoicing import adjustment, period_invoice, periods_ending_in
 from billing.ledger import CustomerState, apply, new_state
+
+from billing.events import Event, Invoice, UsageRecorded
 from processors.close_log import LogPort, LogRecord
 from processors.close_plan import ACCOUNT, USAGE, ReadPlan
 
@@ -73,8 +74,10 @@ class GroupResult:
         self.duplicates += other.duplicates
         self.customers += other.customers
         self.beyond_horizon.extend(other.beyond_horizon)
-        for mine, theirs in ((self.rejected, other.rejected),
-                             (self.undecodable, other.undecodable)):
+        for mine, theirs in (
+            (self.rejected, other.rejected),
+            (self.undecodable, other.undecodable),
+        ):
             for k, v in theirs.items():
                 mine[k] = mine.get(k, 0) + v
 

@@ -137,8 +137,10 @@ class KafkaLog:
                 continue
             self._settle_compacted(consumer, topic, pending)
             if pending and time.monotonic() - idle_since > self._timeout_s:
-                raise LogError(f"reading {topic}: no data for {self._timeout_s}s, still need"
-                               f" {pending} (broker down?)")
+                raise LogError(
+                    f"reading {topic}: no data for {self._timeout_s}s, still need"
+                    f" {pending} (broker down?)"
+                )
 
     @staticmethod
     def _settle_compacted(consumer: Any, topic: str, pending: dict[int, int]) -> None:
@@ -171,8 +173,13 @@ class KafkaLog:
         producer = self._p()
         while True:
             try:
-                producer.produce(topic, value=value, key=key, timestamp=timestamp_ms,
-                                 on_delivery=self._on_delivery)
+                producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    timestamp=timestamp_ms,
+                    on_delivery=self._on_delivery,
+                )
                 return
             except BufferError:
                 producer.poll(0.1)

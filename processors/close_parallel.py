@@ -37,9 +37,10 @@ def _worker(
     counters: Any,
     results: Any,
 ) -> None:
+    from streambill.catalog_file import load_catalog
+
     from processors.close import make_decoder
     from processors.close_kafka import KafkaLog
-    from streambill.catalog_file import load_catalog
     from streambill.codec import Codec
 
     def tick(events: int, customers: int) -> None:
@@ -48,8 +49,16 @@ def _worker(
 
     log = KafkaLog(settings.kafka_config())
     try:
-        result = fold_group(log, names, plan, group, decode=make_decoder(Codec()),
-                            catalog=load_catalog(settings.catalog_path), keys=keys, tick=tick)
+        result = fold_group(
+            log,
+            names,
+            plan,
+            group,
+            decode=make_decoder(Codec()),
+            catalog=load_catalog(settings.catalog_path),
+            keys=keys,
+            tick=tick,
+        )
         results.put((index, result, None))
     except Exception as exc:  # reported to the parent, which fails the close
         results.put((index, None, f"{type(exc).__name__}: {exc}"))
@@ -73,8 +82,11 @@ class ParallelRunner:
         counters = ctx.Array("q", 2 * len(groups), lock=False)
         results = ctx.Queue()
         procs = [
-            ctx.Process(target=_worker, daemon=True,
-                        args=(i, self.settings, self.names, plan, g, keys, counters, results))
+            ctx.Process(
+                target=_worker,
+                daemon=True,
+                args=(i, self.settings, self.names, plan, g, keys, counters, results),
+            )
             for i, g in enumerate(groups)
         ]
         for p in procs:

@@ -211,7 +211,9 @@ class ReadPlan:
     horizon: datetime  # T of the rule: usage before it cannot be recomputed
 
 
-def window_start(month: Month, history: CloseHistory, lookback: int) -> tuple[datetime, Month | None]:
+def window_start(
+    month: Month, history: CloseHistory, lookback: int
+) -> tuple[datetime, Month | None]:
     """(T, adjust_from): the earliest event time that can matter for this close and the
     earliest closed month still adjusted."""
     first = history.first_closed
@@ -280,7 +282,8 @@ def build_plan(
     )
 
 
-def is_below(watermarks: Mapping[str, Mapping[int, int]], topic: str, partition: int,
-             offset: int) -> bool:
+def is_below(
+    watermarks: Mapping[str, Mapping[int, int]], topic: str, partition: int, offset: int
+) -> bool:
     """Whether (topic, partition, offset) is below `watermarks` (read by that close)."""
     return offset < watermarks.get(topic, {}).get(partition, 0)

@@ -50,8 +50,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--grace", default="1d", help="wait for late usage after month end (1d)")
     p.add_argument("--dry-run", action="store_true", help="show the invoices, write nothing")
     p.add_argument("--customer", help="close only this customer (PeriodClosed not recorded)")
-    p.add_argument("--lookback", type=int, default=1,
-                   help="closed months still adjusted for late usage (1)")
+    p.add_argument(
+        "--lookback", type=int, default=1, help="closed months still adjusted for late usage (1)"
+    )
     p.add_argument("--workers", type=int, default=1, help="processes for the fold (1)")
     p.add_argument("--print", action="store_true", help="print the invoices as JSON lines")
     p.add_argument("--every", help="with --auto: keep running, checking at this interval")
@@ -74,8 +75,9 @@ def _deps(args: argparse.Namespace, settings: Settings, log: KafkaLog) -> CloseD
         log=log,
         codec=Codec(),
         catalog=load_catalog(settings.catalog_path),
-        topics=CloseTopics(names.usage, names.account, settings.topic(INVOICES),
-                           settings.topic(PERIOD_CLOSES)),
+        topics=CloseTopics(
+            names.usage, names.account, settings.topic(INVOICES), settings.topic(PERIOD_CLOSES)
+        ),
         clock=clock,
         metrics=CloseMetrics(REGISTRY),
         progress_out=sys.stderr,
@@ -87,16 +89,29 @@ def invoice_json(report: CloseReport) -> list[dict[str, Any]]:
     out = []
     for priced, _ in report.invoices:
         inv = priced.invoice
-        out.append({
-            "why": priced.why, "invoice_id": inv.invoice_id, "kind": inv.kind,
-            "customer_id": inv.customer_id, "plan_id": inv.plan_id,
-            "period_start": inv.period_start.isoformat(), "period_end": inv.period_end.isoformat(),
-            "currency": inv.currency, "total": str(inv.total),
-            "adjusts_invoice_id": inv.adjusts_invoice_id,
-            "lines": [{"description": ln.description, "quantity": str(ln.quantity),
-                       "unit_price": str(ln.unit_price), "amount": str(ln.amount)}
-                      for ln in inv.lines],
-        })
+        out.append(
+            {
+                "why": priced.why,
+                "invoice_id": inv.invoice_id,
+                "kind": inv.kind,
+                "customer_id": inv.customer_id,
+                "plan_id": inv.plan_id,
+                "period_start": inv.period_start.isoformat(),
+                "period_end": inv.period_end.isoformat(),
+                "currency": inv.currency,
+                "total": str(inv.total),
+                "adjusts_invoice_id": inv.adjusts_invoice_id,
+                "lines": [
+                    {
+                        "description": ln.description,
+                        "quantity": str(ln.quantity),
+                        "unit_price": str(ln.unit_price),
+                        "amount": str(ln.amount),
+                    }
+                    for ln in inv.lines
+                ],
+            }
+        )
     return out
 
 
@@ -144,7 +159,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 reports = close_due(deps, grace, args.lookback)
                 if not reports:
-                    sys.stderr.write("nothing due: every period whose end + grace passed is closed\n")
+                    sys.stderr.write(
+                        "nothing due: every period whose end + grace passed is closed\n"
+                    )
             for report in reports:
                 _say(report)
                 if args.dry_run or args.print:
