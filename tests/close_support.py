@@ -10,8 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 import yaml
-
 from billing.catalog import Catalog, parse_catalog
+from billing.ledger import apply, new_state, snapshot
+
 from billing.events import (
     CreditsGranted,
     CreditsPurchased,
@@ -22,7 +23,6 @@ from billing.events import (
     UsageRecorded,
     WalletDeposited,
 )
-from billing.ledger import apply, new_state, snapshot
 from processors.close import CloseDeps, CloseOptions, CloseReport, CloseTopics, close_period
 from processors.close_log import InMemoryLog, LogPort
 from processors.close_plan import Month
@@ -91,8 +91,9 @@ class Harness:
     def publish(self, events: Iterable[Event]) -> None:
         for e in events:
             topic = TOPICS.usage if isinstance(e, UsageRecorded) else TOPICS.account
-            self.log.produce(topic, e.customer_id.encode(), encode_value(self.codec, e),
-                             ms(e.timestamp))
+            self.log.produce(
+                topic, e.customer_id.encode(), encode_value(self.codec, e), ms(e.timestamp)
+            )
             self.published.append(e)
 
     def deps(self, log: LogPort | None = None) -> CloseDeps:
@@ -111,8 +112,9 @@ class Harness:
         return out
 
 
-def live_preview(catalog: Catalog, events: Sequence[Event], customer: str,
-                 period_end: datetime) -> Invoice | None:
+def live_preview(
+    catalog: Catalog, events: Sequence[Event], customer: str, period_end: datetime
+) -> Invoice | None:
     """The reference: fold the customer's events in event-time order (account events
     first on ties) with `apply` and price the period as the live state previews it at
     its last instant (`snapshot(...).upcoming_invoice`)."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from billing.ledger import CustomerState, apply, new_state, snapshot
 
 from billing.events import Event, Invoice
-from billing.ledger import CustomerState, apply, new_state, snapshot
 from tests.close_support import (
     Harness,
     cents,
@@ -56,10 +56,24 @@ def history() -> list[Event]:
         usage("cus_query", "query", 3, utc(2025, 1, 4), kind="complex"),
         subscribe("cus_dev", "dev-api", utc(2025, 1, 1)),
         deposit("cus_dev", "1.00", utc(2025, 1, 1)),
-        usage("cus_dev", "tokens", 200000, utc(2025, 1, 7), model="large",
-              input_tokens="100000", output_tokens="100000"),
-        usage("cus_dev", "tokens", 10000, utc(2025, 2, 7), model="small",
-              input_tokens="5000", output_tokens="5000"),
+        usage(
+            "cus_dev",
+            "tokens",
+            200000,
+            utc(2025, 1, 7),
+            model="large",
+            input_tokens="100000",
+            output_tokens="100000",
+        ),
+        usage(
+            "cus_dev",
+            "tokens",
+            10000,
+            utc(2025, 2, 7),
+            model="small",
+            input_tokens="5000",
+            output_tokens="5000",
+        ),
     ]
     return ev
 
@@ -82,10 +96,20 @@ def _one(invoices: list[Invoice], customer: str) -> Invoice:
     return mine[0]
 
 
-def test_every_plan_is_invoiced_each_month(closed: tuple[Harness, dict[str, list[Invoice]]]) -> None:
+def test_every_plan_is_invoiced_each_month(
+    closed: tuple[Harness, dict[str, list[Invoice]]],
+) -> None:
     _, by_month = closed
-    customers = {"cus_starter", "cus_writer", "cus_scale", "cus_team", "cus_voice", "cus_img",
-                 "cus_query", "cus_dev"}
+    customers = {
+        "cus_starter",
+        "cus_writer",
+        "cus_scale",
+        "cus_team",
+        "cus_voice",
+        "cus_img",
+        "cus_query",
+        "cus_dev",
+    }
     for month in ("2025-02", "2025-03", "2025-04"):
         assert {i.customer_id for i in by_month[month]} == customers
         assert all(i.kind == "period" for i in by_month[month])
@@ -143,7 +167,10 @@ def test_credits_expire_and_wallet_goes_below_zero(
     assert _one(mar, "cus_img").lines[-1].quantity == 10  # an ultra image
     # the 50 granted credits expired on Feb 1 with 45 unused: 100 + 50 - 5 - 45 - 10 = 90
     state = live_state(h, "cus_img")
-    assert snapshot(state, h.catalog, source_offsets={}, as_of=utc(2025, 2, 20)).credits_remaining == 90
+    assert (
+        snapshot(state, h.catalog, source_offsets={}, as_of=utc(2025, 2, 20)).credits_remaining
+        == 90
+    )
     # wallet: 1.00 deposited, 100k input * 3.00/M + 100k output * 15.00/M = 1.80 spent
     assert cents(_one(feb, "cus_dev").total) == 80  # owed: the wallet is at -0.80
     # February: 5k * 0.50/M + 5k * 1.50/M = 0.01, all beyond an already negative wallet
@@ -153,8 +180,9 @@ def test_credits_expire_and_wallet_goes_below_zero(
 
 def live_state(h: Harness, customer: str) -> CustomerState:
     state = new_state(customer)
-    for e in sorted((e for e in h.published if e.customer_id == customer),
-                    key=lambda e: e.timestamp):
+    for e in sorted(
+        (e for e in h.published if e.customer_id == customer), key=lambda e: e.timestamp
+    ):
         state, _ = apply(state, e, h.catalog)
     return state
 
