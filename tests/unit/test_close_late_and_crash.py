@@ -104,7 +104,7 @@ class CrashingLog(InMemoryLog):
         super().produce(topic, key, value, timestamp_ms)
 
 
-@pytest.mark.parametrize("budget", [0, 1, 2, 3, 4, 5])
+@pytest.mark.parametrize("budget", [0, 1, 2, 3])
 def test_interrupted_close_rerun_equals_uninterrupted(budget: int) -> None:
     reference = Harness(load_example_catalog())
     base(reference)
@@ -115,7 +115,7 @@ def test_interrupted_close_rerun_equals_uninterrupted(budget: int) -> None:
     assert isinstance(h.log, CrashingLog)
     h.log.budget = 10**6
     base(h)
-    h.log.budget = budget  # plan record, invoice, invoice, PeriodClosed, ...
+    h.log.budget = budget  # writes: plan record, invoice, invoice, PeriodClosed
     with pytest.raises(KeyboardInterrupt):
         h.close("2025-02")
     h.log.budget = 10**6
