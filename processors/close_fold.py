@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from billing.invoicing import adjustment, period_invoice, periods_ending_in
 from billing.ledger import CustomerState, apply, new_state
@@ -37,10 +37,8 @@ from processors.close_log import LogPort, LogRecord
 from processors.close_plan import ACCOUNT, USAGE, ReadPlan
 
 
-class Decoder(Protocol):
-    """bytes -> domain event; raises with a `.reason` attribute on bad input."""
-
-    def __call__(self, data: bytes) -> Event: ...
+# bytes -> domain input event; raises (with a `.reason` attribute) on bad input.
+Decoder = Callable[[bytes], Event]
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +185,9 @@ def fold_group(
 
     history = _carrying_state(folder, catalog, keys)
     starts = {p: plan.usage_low.get(p, 0) for p in parts}
-    ranges = [(starts, plan.usage_starts, history)] if history else []
+    ranges: list[tuple[dict[int, int], dict[int, int], frozenset[bytes] | None]] = []
+    if history:
+        ranges.append((starts, plan.usage_starts, history))
     ranges.append(({p: plan.usage_starts[p] for p in parts}, plan.ends[USAGE], keys))
     for range_starts, range_ends, range_keys in ranges:
         for batch in log.read(names.usage, range_starts, range_ends, range_keys):

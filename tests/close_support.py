@@ -10,9 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 import yaml
-from billing.catalog import Catalog, parse_catalog
-from billing.ledger import apply, new_state, snapshot
 
+from billing.catalog import Catalog, parse_catalog
 from billing.events import (
     CreditsGranted,
     CreditsPurchased,
@@ -23,6 +22,7 @@ from billing.events import (
     UsageRecorded,
     WalletDeposited,
 )
+from billing.ledger import apply, new_state, snapshot
 from processors.close import CloseDeps, CloseOptions, CloseReport, CloseTopics, close_period
 from processors.close_log import InMemoryLog, LogPort
 from processors.close_plan import Month
@@ -85,7 +85,7 @@ class Harness:
     catalog: Catalog
     codec: Codec = field(default_factory=Codec)
     log: InMemoryLog = field(default_factory=lambda: InMemoryLog(partition_count=3))
-    now: datetime = utc(2030, 1, 1)
+    now: datetime = datetime(2030, 1, 1, tzinfo=UTC)
     published: list[Event] = field(default_factory=list)
 
     def publish(self, events: Iterable[Event]) -> None:

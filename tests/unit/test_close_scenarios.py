@@ -12,9 +12,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from billing.ledger import CustomerState, apply, new_state, snapshot
 
 from billing.events import Event, Invoice
+from billing.ledger import CustomerState, apply, new_state, snapshot
 from tests.close_support import (
     Harness,
     cents,
