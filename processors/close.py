@@ -178,9 +178,9 @@ def _ms(t: datetime) -> int:
 
 
 def _write_closed(deps: CloseDeps, key: str, record: PeriodClosed) -> None:
-    deps.log.produce(
-        deps.topics.closes, key.encode(), encode_value(deps.codec, record), _ms(record.closed_at)
-    )
+    # Kafka timestamp 0: the producer's wall clock (the injected clock may be frozen far
+    # from now, and brokers refuse timestamps too far in the future).
+    deps.log.produce(deps.topics.closes, key.encode(), encode_value(deps.codec, record), 0)
     deps.log.flush()
 
 

@@ -29,13 +29,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from billing.events import Event, Invoice, UsageRecorded
 from billing.invoicing import adjustment, period_invoice, periods_ending_in
 from billing.ledger import CustomerState, apply, new_state
-
-from billing.events import Event, Invoice, UsageRecorded
 from processors.close_log import LogPort, LogRecord
 from processors.close_plan import ACCOUNT, USAGE, ReadPlan
-
 
 # bytes -> domain input event; raises (with a `.reason` attribute) on bad input.
 Decoder = Callable[[bytes], Event]

@@ -173,12 +173,9 @@ class KafkaLog:
         producer = self._p()
         while True:
             try:
+                extra = {"timestamp": timestamp_ms} if timestamp_ms else {}
                 producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    timestamp=timestamp_ms,
-                    on_delivery=self._on_delivery,
+                    topic, value=value, key=key, on_delivery=self._on_delivery, **extra
                 )
                 return
             except BufferError:

@@ -57,7 +57,7 @@ class LogPort(Protocol):
         ...
 
     def produce(self, topic: str, key: bytes, value: bytes, timestamp_ms: int) -> None:
-        """Queue one record (partitioned by key, like Kafka's default partitioner)."""
+        """Queue one record (partitioned by key); `timestamp_ms` 0 means "now"."""
         ...
 
     def flush(self) -> None:
