@@ -194,7 +194,7 @@ def test_invoices_read_by_kcat_and_decoded_with_the_schema_alone(kafka: Kafka) -
         value = raw[pos + 4 : pos + 4 + size]
         pos += 4 + size
         assert value[:2] == b"\xc3\x01"
-        name, schema = schemas[value[2:10]]
+        _name, schema = schemas[value[2:10]]
         record = schemaless_reader(io.BytesIO(value[10:]), schema)
         assert isinstance(record, dict)
         decoded[str(record["invoice_id"])] = record
