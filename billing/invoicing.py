@@ -25,6 +25,7 @@ from billing.money import Currency
 from billing.periods import add_months, period_index, period_of
 from billing.pricing import LineItem
 from billing.pricing.per_seat import seat_line_items
+from billing.rating import feature_tokens
 from billing.state import CustomerState, PeriodRecord, new_record
 
 ZERO = Decimal(0)
@@ -111,7 +112,8 @@ def _usage_items(
             if price is None:
                 continue
             if price.tokens is not None:
-                new = price.tokens.line_items(rec.tokens.get(fid, {}), price.included, fid)
+                counts = feature_tokens(rec.tokens, fid)
+                new = price.tokens.line_items(counts, price.included, fid)
             else:
                 assert price.pricing is not None
                 new = price.pricing.line_items(rec.usage[fid], fid)

@@ -54,12 +54,9 @@ def _token_count(properties: Mapping[str, str], name: str) -> Decimal:
     if raw is None:
         raise Unrateable(RejectReason.TOKEN_BREAKDOWN, f"property {name!r} is missing")
     try:
-        value = Decimal(raw)
+        return Decimal(raw)
     except (InvalidOperation, TypeError, ValueError):
         raise Unrateable(RejectReason.TOKEN_BREAKDOWN, f"{name}={raw!r} is not a number") from None
-    if not value.is_finite() or value < 0:
-        raise Unrateable(RejectReason.TOKEN_BREAKDOWN, f"{name}={raw!r} must be >= 0")
-    return value
 
 
 def token_breakdown(
@@ -67,16 +64,21 @@ def token_breakdown(
 ) -> tuple[str, TokenRate, Decimal, Decimal]:
     """(property value, its rate, input tokens, output tokens) of a token event.
 
-    The event must carry `input_tokens` and `output_tokens` summing to its
-    quantity (`token_breakdown` otherwise) and a known value of the pricing
+    The event must carry `input_tokens` and `output_tokens`, both >= 0 and summing
+    to its quantity (`token_breakdown` otherwise), and a known value of the pricing
     property such as `model` (`invalid_field` otherwise)."""
     props = event.properties
-    i = _token_count(props, "input_tokens")
-    o = _token_count(props, "output_tokens")
-    if i + o != quantity:
+    try:  # the hot path: both present and numeric
+        i = Decimal(props["input_tokens"])
+        o = Decimal(props["output_tokens"])
+    except (KeyError, InvalidOperation, TypeError, ValueError):
+        i = _token_count(props, "input_tokens")
+        o = _token_count(props, "output_tokens")
+    # NaN or infinite counts never sum to a finite quantity, so this test comes first.
+    if i + o != quantity or i < ZERO or o < ZERO:
         raise Unrateable(
             RejectReason.TOKEN_BREAKDOWN,
-            f"input_tokens {i} + output_tokens {o} != quantity {quantity}",
+            f"input_tokens {i} + output_tokens {o} must be >= 0 and sum to quantity {quantity}",
         )
     key = props.get(tokens.property)
     rate = tokens.rates.get(key) if key is not None else None
@@ -108,29 +110,17 @@ def credit_cost(plan: Plan, event: UsageRecorded, quantity: Decimal) -> Decimal:
     return per_unit * quantity
 
 
-def usage_amount(
-    price: FeaturePrice,
-    usage: Decimal,
-    tokens: Mapping[str, tuple[Decimal, Decimal]] | None,
-) -> Decimal:
+TokenUsage = Mapping[tuple[str, str], tuple[Decimal, Decimal]]
+
+
+def feature_tokens(tokens: TokenUsage, feature_id: str) -> dict[str, tuple[Decimal, Decimal]]:
+    """A period's (input, output) counts of one feature, by property value."""
+    return {key: io for (fid, key), io in tokens.items() if fid == feature_id}
+
+
+def usage_amount(price: FeaturePrice, usage: Decimal, tokens: TokenUsage) -> Decimal:
     """Exact money price of a period's cumulative usage of one feature."""
     if price.tokens is not None:
-        return price.tokens.amount(tokens or {}, price.included)
-    assert price.pricing is not None  # one of the two is set by construction
+        return price.tokens.amount(feature_tokens(tokens, price.feature_id), price.included)
+    assert price.pricing is not None  # exactly one of the two is set by construction
     return price.pricing.amount(usage)
-
-
-def token_cost(
-    price: FeaturePrice,
-    rate: TokenRate,
-    i: Decimal,
-    o: Decimal,
-    before: Mapping[str, tuple[Decimal, Decimal]],
-    after: Mapping[str, tuple[Decimal, Decimal]],
-) -> Decimal:
-    """Money one token event adds to its period's price (exact)."""
-    tokens = price.tokens
-    assert tokens is not None
-    if price.included == 0:
-        return tokens.cost(rate, i, o)
-    return tokens.amount(after, price.included) - tokens.amount(before, price.included)

@@ -69,7 +69,7 @@ class SeenLog:
 class PeriodRecord:
     """What one billing period [start, end) accumulated. Copied, never mutated, once
     published. `usage` is the rated quantity per feature (events for per-request
-    features); `tokens` is (input, output) per feature and property value."""
+    features); `tokens` is (input, output) per (feature, property value)."""
 
     __slots__ = (
         "alert_idx",
@@ -89,7 +89,7 @@ class PeriodRecord:
     end: datetime
     plan_id: str
     usage: dict[str, Decimal]
-    tokens: dict[str, dict[str, tuple[Decimal, Decimal]]]
+    tokens: dict[tuple[str, str], tuple[Decimal, Decimal]]  # (feature, model) -> (in, out)
     credits_used: Decimal  # credits plans: credits consumed by this period's usage
     spent: Decimal  # balance plans: money deducted for this period's usage (exact)
     topped: Decimal  # balance plans: deposits and adjustments in this period
@@ -209,6 +209,9 @@ class CustomerState:
         return current
 
     def credits_remaining(self, at: datetime | None = None) -> Decimal:
+        grants = self.grants
+        if len(grants) == 1 and grants[0][0] is None:
+            return grants[0][1]
         return sum((r for exp, r in self.grants if exp is None or at is None or exp > at), ZERO)
 
 

@@ -48,10 +48,7 @@ def _record_to_dict(r: PeriodRecord) -> dict[str, Any]:
         "end": _t(r.end),
         "plan_id": r.plan_id,
         "usage": {k: str(v) for k, v in sorted(r.usage.items())},
-        "tokens": {
-            f: {k: [str(i), str(o)] for k, (i, o) in sorted(b.items())}
-            for f, b in sorted(r.tokens.items())
-        },
+        "tokens": [[f, k, str(i), str(o)] for (f, k), (i, o) in sorted(r.tokens.items())],
         "credits_used": str(r.credits_used),
         "spent": str(r.spent),
         "topped": str(r.topped),
@@ -65,9 +62,7 @@ def _record_from_dict(d: dict[str, Any]) -> PeriodRecord:
     start, end = datetime.fromisoformat(d["start"]), datetime.fromisoformat(d["end"])
     r = new_record(start, end, d["plan_id"])
     r.usage = {k: Decimal(v) for k, v in d["usage"].items()}
-    r.tokens = {
-        f: {k: (Decimal(i), Decimal(o)) for k, (i, o) in b.items()} for f, b in d["tokens"].items()
-    }
+    r.tokens = {(f, k): (Decimal(i), Decimal(o)) for f, k, i, o in d["tokens"]}
     r.credits_used, r.spent = Decimal(d["credits_used"]), Decimal(d["spent"])
     r.topped, r.spend = Decimal(d["topped"]), Decimal(d["spend"])
     r.alert_idx = {k: int(v) for k, v in d["alert_idx"].items()}

@@ -4,6 +4,9 @@ Each function receives the current state (never mutated) and returns a fresh
 state plus effects, or raises `Unrateable` (turned into a rejection by the ledger).
 The period an event lands in follows its event time: a late event for an earlier
 period that is still retained updates that period's record.
+
+This is the hot path of the whole product (>= 200,000 events/s per model), hence
+the inlined dictionary updates; every container touched is a fresh copy.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from billing.fold import (
     NO_EFFECTS,
     Effects,
     consume_credits,
+    deducted,
     live_balance,
     locate,
     plan_of,
@@ -25,26 +29,30 @@ from billing.fold import (
     value_alerts,
 )
 from billing.rating import (
+    ONE,
     check_quantity,
-    counted,
     credit_cost,
     feature_price,
     token_breakdown,
-    token_cost,
     usage_amount,
 )
 from billing.state import CustomerState, PeriodRecord
 
 ZERO = Decimal(0)
+NO_TOKENS = (ZERO, ZERO)
 Alert = AlertRaised | AlertResolved
+Folded = tuple[CustomerState, Effects, PeriodRecord]
 
 
-def fold_usage(
-    state: CustomerState, event: UsageRecorded, catalog: Catalog
-) -> tuple[CustomerState, Effects, PeriodRecord]:
-    quantity = check_quantity(event)
-    rec = locate(state, event.timestamp)
-    plan = plan_of(catalog, rec)
+def fold_usage(state: CustomerState, event: UsageRecorded, catalog: Catalog) -> Folded:
+    quantity = event.quantity
+    if not quantity.is_finite() or quantity < ZERO:
+        check_quantity(event)  # raises with the right reason
+    rec = state.last
+    at = event.timestamp
+    if rec is None or not (rec.start <= at < rec.end):  # not the live period
+        rec = locate(state, at)
+    plan = catalog.plans.get(rec.plan_id) or plan_of(catalog, rec)
     model = plan.model
     if model == "metered":
         return _metered(state, event, plan, rec, quantity, catalog)
@@ -53,35 +61,37 @@ def fold_usage(
     return _balance(state, event, plan, rec, quantity)
 
 
-def _add_usage(
+def _accumulate(
     rec: PeriodRecord, new_rec: PeriodRecord, price: FeaturePrice, event: UsageRecorded, q: Decimal
-) -> tuple[Decimal, Decimal]:
-    """Accumulate the event into `new_rec`; returns (usage before, usage after) and,
-    for token pricing, stores the per-model input/output counts."""
+) -> tuple[Decimal, Decimal, Decimal]:
+    """Add the event to `new_rec` (a fresh copy of `rec`): usage, and for token
+    pricing the input/output counts. Returns (usage before, usage after, the money
+    the event adds to the period's price if that is known cheaply, else -1)."""
     fid = event.feature_id
     usage = rec.usage.copy()
     before = usage.get(fid, ZERO)
-    after = before + counted(price, q)
+    after = before + (ONE if price.counts_requests else q)
     usage[fid] = after
     new_rec.usage = usage
-    return before, after
+    tokens = price.tokens
+    if tokens is None:
+        return before, after, -ONE
+    key, rate, i, o = token_breakdown(tokens, event, q)
+    counts = rec.tokens.copy()
+    pi, po = counts.get((fid, key), NO_TOKENS)
+    counts[(fid, key)] = (pi + i, po + o)
+    new_rec.tokens = counts
+    if price.included:
+        return before, after, -ONE
+    return before, after, (i * rate.input + o * rate.output) / tokens.per  # = tokens.cost()
 
 
-def _add_tokens(
-    rec: PeriodRecord, new_rec: PeriodRecord, price: FeaturePrice, event: UsageRecorded, q: Decimal
+def _price_delta(
+    price: FeaturePrice, rec: PeriodRecord, new_rec: PeriodRecord, before: Decimal, after: Decimal
 ) -> Decimal:
-    """Accumulate a token event's input/output counts; returns its money cost."""
-    assert price.tokens is not None
-    key, rate, i, o = token_breakdown(price.tokens, event, q)
-    fid = event.feature_id
-    tokens = rec.tokens.copy()
-    before = tokens.get(fid, {})
-    bucket = before.copy()
-    pi, po = bucket.get(key, (ZERO, ZERO))
-    bucket[key] = (pi + i, po + o)
-    tokens[fid] = bucket
-    new_rec.tokens = tokens
-    return token_cost(price, rate, i, o, before, bucket)
+    """What the event adds to the period's price: amount(after) - amount(before),
+    so tiers and allowances deduct exactly and independently of event order."""
+    return usage_amount(price, after, new_rec.tokens) - usage_amount(price, before, rec.tokens)
 
 
 def _metered(
@@ -91,43 +101,54 @@ def _metered(
     rec: PeriodRecord,
     q: Decimal,
     catalog: Catalog,
-) -> tuple[CustomerState, Effects, PeriodRecord]:
+) -> Folded:
     price = feature_price(plan, event.feature_id)
     new_rec = rec.copy()
-    if price.tokens is not None:
-        _add_tokens(rec, new_rec, price, event, q)
-    before, after = _add_usage(rec, new_rec, price, event, q)
+    before, after, cost = _accumulate(rec, new_rec, price, event, q)
     alerts: list[Alert] = []
     levels = price.alert_levels
     if levels:
         idx = rec.alert_idx.get(event.feature_id, 0)
         if idx < len(levels) and after >= levels[idx][1]:
-            new_idx = idx
-            while new_idx < len(levels) and after >= levels[new_idx][1]:
-                alerts.append(al.allowance_raised(
-                    state.customer_id, event.feature_id, levels[new_idx][0], rec.start,
-                    after, price.included, event.timestamp,
-                ))  # fmt: skip
-                new_idx += 1
-            idx_map = rec.alert_idx.copy()
-            idx_map[event.feature_id] = new_idx
-            new_rec.alert_idx = idx_map
-    if plan.spend_cap is not None:
-        delta = usage_amount(price, after, new_rec.tokens.get(event.feature_id)) - usage_amount(
-            price, before, rec.tokens.get(event.feature_id)
-        )
-        new_rec.spend = rec.spend + delta
-        if not rec.capped and new_rec.spend >= plan.spend_cap:
+            alerts += _allowance_alerts(state, event, price, rec, new_rec, idx, after)
+    cap = plan.spend_cap
+    if cap is not None:
+        if cost < ZERO:
+            cost = _price_delta(price, rec, new_rec, before, after)
+        new_rec.spend = rec.spend + cost
+        if not rec.capped and new_rec.spend >= cap:
             new_rec.capped = True
             alerts.append(
-                al.cap_alert(
-                    state.customer_id, rec.start, new_rec.spend, plan.spend_cap, event.timestamp
-                )
+                al.cap_alert(state.customer_id, rec.start, new_rec.spend, cap, event.timestamp)
             )
     new = state.copy()
     if put_record(new, new_rec):
         alerts = rollover_resolutions(state, catalog, event.timestamp) + alerts
     return new, (Effects(alerts=tuple(alerts)) if alerts else NO_EFFECTS), new_rec
+
+
+def _allowance_alerts(
+    state: CustomerState,
+    event: UsageRecorded,
+    price: FeaturePrice,
+    rec: PeriodRecord,
+    new_rec: PeriodRecord,
+    idx: int,
+    after: Decimal,
+) -> list[Alert]:
+    """Raise every allowance threshold the period's usage reached with this event."""
+    levels = price.alert_levels
+    out: list[Alert] = []
+    while idx < len(levels) and after >= levels[idx][1]:
+        out.append(al.allowance_raised(
+            state.customer_id, event.feature_id, levels[idx][0], rec.start,
+            after, price.included, event.timestamp,
+        ))  # fmt: skip
+        idx += 1
+    marks = rec.alert_idx.copy()
+    marks[event.feature_id] = idx
+    new_rec.alert_idx = marks
+    return out
 
 
 def rollover_resolutions(state: CustomerState, catalog: Catalog, at: datetime) -> list[Alert]:
@@ -152,7 +173,7 @@ def rollover_resolutions(state: CustomerState, catalog: Catalog, at: datetime) -
 
 def _credits(
     state: CustomerState, event: UsageRecorded, plan: Plan, rec: PeriodRecord, q: Decimal
-) -> tuple[CustomerState, Effects, PeriodRecord]:
+) -> Folded:
     cost = credit_cost(plan, event, q)
     new_rec = rec.copy()
     usage = rec.usage.copy()
@@ -168,30 +189,28 @@ def _credits(
         value = new.credits_remaining()
         if value <= nxt:
             alerts = value_alerts(new, plan, value, event.timestamp)
-    return new, Effects(alerts=alerts, credits_deducted=cost), new_rec
+    return new, deducted(cost, ZERO, alerts), new_rec
 
 
 def _balance(
     state: CustomerState, event: UsageRecorded, plan: Plan, rec: PeriodRecord, q: Decimal
-) -> tuple[CustomerState, Effects, PeriodRecord]:
+) -> Folded:
     price = feature_price(plan, event.feature_id)
     new_rec = rec.copy()
-    if price.tokens is not None:
-        cost = _add_tokens(rec, new_rec, price, event, q)
-        _add_usage(rec, new_rec, price, event, q)
-    else:
-        before, after = _add_usage(rec, new_rec, price, event, q)
-        cost = usage_amount(price, after, None) - usage_amount(price, before, None)
+    before, after, cost = _accumulate(rec, new_rec, price, event, q)
+    if cost < ZERO:
+        cost = _price_delta(price, rec, new_rec, before, after)
     new_rec.spent = rec.spent + cost
     new = state.copy()
     rolled = put_record(new, new_rec)
-    if rec is state.last:  # the live period: plain real-time deduction
+    live = rec is state.last
+    if live:  # the live period: plain real-time deduction at full precision
         new.balance = state.balance - cost
     else:  # an earlier period or a new one: settle through the period chain
         new.balance = live_balance(new)
     alerts: tuple[Alert, ...] = ()
     nxt = state.alert_next
-    moved_up = rolled or rec is not state.last  # settlement may raise the balance
+    moved_up = rolled or not live  # settlement may have raised the balance
     if (nxt is not None and new.balance <= nxt) or (moved_up and new.last_topup is not None):
         alerts = value_alerts(new, plan, new.balance, event.timestamp)
-    return new, Effects(alerts=alerts, money_deducted=cost), new_rec
+    return new, deducted(ZERO, cost, alerts), new_rec
