@@ -4,7 +4,6 @@ read by `kcat` and decoded with nothing but the published .avsc files."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import struct
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
@@ -27,35 +25,17 @@ from streambill.codec import Codec
 from streambill.convert import decode_value, encode_value
 from streambill.settings import (
     ACCOUNT_EVENTS,
-    ALL_TOPICS,
     INVOICES,
     PERIOD_CLOSES,
     REPO_ROOT,
     USAGE_EVENTS,
     Settings,
 )
-from streambill.topics import create_topics
 from tests.close_support import live_preview, load_example_catalog, ms, utc
 from tests.unit.test_close_late_and_crash import base
 from tests.unit.test_close_scenarios import history
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def env(settings: Settings) -> Iterator[Settings]:
-    """A fresh set of topics for one test (closes must not see each other's records)."""
-    mine = Settings(
-        bootstrap_servers=settings.bootstrap_servers,
-        topic_prefix=f"t-{uuid.uuid4().hex[:10]}.",
-        partitions=3,
-    )
-    create_topics(mine)
-    yield mine
-    admin = AdminClient(mine.kafka_config())
-    for future in admin.delete_topics([mine.topic(t) for t in ALL_TOPICS]).values():
-        with contextlib.suppress(Exception):
-            future.result(timeout=30)
 
 
 class Kafka:
