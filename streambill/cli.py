@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streambill.topics",
     "streambill.usage_cli",
     "streambill.billing_cli",
+    "streambill.close_cli",
 )
 
 

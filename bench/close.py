@@ -1,0 +1,147 @@
+"""Period-close throughput: events per second over usage already in the topic.
+
+    python bench/close.py [--events 1000000] [--customers 10000] [--partitions 4]
+                          [--workers 2] [--bootstrap 127.0.0.1:29092]
+
+Creates topics under a unique prefix, publishes `--customers` subscriptions (metered
+plans) and `--events` usage events for October 2026 (inside the usage retention),
+closes 2026-11 (every period anchored Oct 1 ends Nov 1) with a frozen clock, prints
+the figures, and deletes the topics. Decoding dominates; `--workers` processes fold
+partition groups in parallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from billing.events import SubscriptionStarted, UsageRecorded
+from processors.close import CloseDeps, CloseOptions, CloseTopics, close_period
+from processors.close_fold import TopicNames
+from processors.close_kafka import KafkaLog
+from processors.close_parallel import ParallelRunner
+from processors.close_plan import Month
+from streambill.catalog_file import load_catalog
+from streambill.codec import Codec
+from streambill.convert import encode_value
+from streambill.settings import (
+    ACCOUNT_EVENTS,
+    ALL_TOPICS,
+    INVOICES,
+    PERIOD_CLOSES,
+    USAGE_EVENTS,
+    Settings,
+)
+from streambill.topics import create_topics
+
+START = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+def publish(settings: Settings, events: int, customers: int) -> float:
+    codec = Codec()
+    producer = Producer(
+        settings.kafka_config(
+            **{
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 50,
+                "batch.size": 1_000_000,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 500_000,
+                "partitioner": "murmur2_random",
+            }
+        )
+    )
+    usage_topic, account_topic = settings.topic(USAGE_EVENTS), settings.topic(ACCOUNT_EVENTS)
+    plans = ("writer", "starter", "scale", "team")
+
+    def send(topic: str, key: bytes, value: bytes, ts: datetime) -> None:
+        while True:
+            try:
+                producer.produce(topic, value, key, timestamp=int(ts.timestamp() * 1000))
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    t0 = time.perf_counter()
+    for i in range(customers):
+        c = f"cus_{i:06d}"
+        sub = SubscriptionStarted(f"sub_{i}", c, START, plans[i % len(plans)], 1 + i % 3)
+        send(account_topic, c.encode(), encode_value(codec, sub), START)
+    rng = random.Random(1)
+    span = 30 * 24 * 3600 - 1
+    for n in range(events):
+        c = f"cus_{rng.randrange(customers):06d}"
+        at = START + timedelta(seconds=rng.randrange(span))
+        ev = UsageRecorded(f"evt_{n:09d}", c, "tokens", Decimal(rng.randrange(1, 5000)), at)
+        send(usage_topic, c.encode(), encode_value(codec, ev), at)
+        if n % 10000 == 0:
+            producer.poll(0)
+    left = producer.flush(120)
+    if left:
+        raise SystemExit(f"{left} events not delivered")
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--customers", type=int, default=10_000)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--bootstrap", default="127.0.0.1:29092")
+    args = ap.parse_args()
+    settings = Settings(
+        bootstrap_servers=args.bootstrap,
+        topic_prefix=f"bench-close-{uuid.uuid4().hex[:8]}.",
+        partitions=args.partitions,
+    )
+    create_topics(settings)
+    try:
+        took = publish(settings, args.events, args.customers)
+        print(
+            f"published {args.events:,} usage events of {args.customers:,} customers in {took:.1f}s"
+        )
+        names = TopicNames(settings.topic(USAGE_EVENTS), settings.topic(ACCOUNT_EVENTS))
+        log = KafkaLog(settings.kafka_config())
+        deps = CloseDeps(
+            log=log,
+            codec=Codec(),
+            catalog=load_catalog(settings.catalog_path),
+            topics=CloseTopics(
+                names.usage, names.account, settings.topic(INVOICES), settings.topic(PERIOD_CLOSES)
+            ),
+            clock=lambda: datetime(2026, 12, 5, tzinfo=UTC),
+            progress_out=sys.stderr,
+            runner=ParallelRunner(settings, names, args.workers) if args.workers > 1 else None,
+        )
+        t0 = time.perf_counter()
+        report = close_period(deps, CloseOptions(Month(2026, 11)))
+        seconds = time.perf_counter() - t0
+        log.close()
+        read = report.fold.events_read
+        print(
+            f"close 2026-11: {read:,} events read, {report.fold.customers:,} customers,"
+            f" {len(report.invoices):,} invoices sent, {seconds:.1f}s"
+            f" -> {read / seconds:,.0f} events/s (workers={args.workers},"
+            f" partitions={args.partitions}; whole close incl. planning and writes)"
+        )
+    finally:
+        admin = AdminClient(settings.kafka_config())
+        for f in admin.delete_topics([settings.topic(t) for t in ALL_TOPICS]).values():
+            with contextlib.suppress(Exception):
+                f.result(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
