@@ -37,10 +37,9 @@ def _worker(
     counters: Any,
     results: Any,
 ) -> None:
-    from streambill.catalog_file import load_catalog
-
     from processors.close import make_decoder
     from processors.close_kafka import KafkaLog
+    from streambill.catalog_file import load_catalog
     from streambill.codec import Codec
 
     def tick(events: int, customers: int) -> None:
