@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
 def _codec(settings: Settings) -> Any:
     from streambill.codec import Codec
 
-    return Codec.from_directory()
+    return Codec()
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
