@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from billing import ledger
 from billing.catalog import Catalog
+
+from billing import ledger
 from billing.events import (
     AlertRaised,
     AlertResolved,
@@ -135,17 +136,17 @@ class BatchFolder:
         self._clock = clock
 
     def fold(self, messages: Iterable[SourceMessage], view: RecordView) -> BatchResult:
-        result = _Batch(view)
+        batch = _Batch(view)
         now_ms = datetime_to_ms(self._clock())
         for message in messages:
-            result.counts["in"] += 1
+            batch.out.counts["in"] += 1
             try:
-                self._fold_one(message, result, now_ms)
+                self._fold_one(message, batch, now_ms)
             except Rejection as rej:
-                self._dead_letter(message, rej, result)
-        for customer_id, (_, record) in result.out.customers.items():
-            self._emit(result.out, customer_id.encode(), self._snapshot(record))
-        return result.out
+                self._dead_letter(message, rej, batch)
+        for customer_id, (_, record) in batch.out.customers.items():
+            self._emit(batch.out, customer_id.encode(), self._snapshot(record))
+        return batch.out
 
     # ------------------------------------------------------------------ steps
 
@@ -212,15 +213,12 @@ class BatchFolder:
         if message.key is not None and message.key != event.customer_id.encode():
             raise Rejection(
                 RejectReason.INVALID_FIELD,
-                f"customer_id {event.customer_id!r} differs from the message key "
-                f"{message.key!r}",
+                f"customer_id {event.customer_id!r} differs from the message key {message.key!r}",
                 event,
             )
         return event
 
-    def _check_time(
-        self, event: Event, event_ms: int, record: CustomerRecord, now_ms: int
-    ) -> None:
+    def _check_time(self, event: Event, event_ms: int, record: CustomerRecord, now_ms: int) -> None:
         """Future: against the wall clock. Late: against the customer's event-time
         watermark, so a replay decides exactly as the live run did."""
         if event_ms > now_ms + self._policy.future_tolerance_ms:
@@ -293,9 +291,7 @@ class _Batch:
     def customer(self, customer_id: str, partition: int) -> CustomerRecord:
         record = self._loaded.get(customer_id)
         if record is None:
-            record = self.view.customer(customer_id, partition) or CustomerRecord.new(
-                customer_id
-            )
+            record = self.view.customer(customer_id, partition) or CustomerRecord.new(customer_id)
             self._loaded[customer_id] = record
         return record
 

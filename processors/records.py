@@ -100,4 +100,6 @@ class SeenEntry:
     @classmethod
     def from_list(cls, data: list[Any]) -> SeenEntry:
         fp, topic, partition, offset, customer_id, event_ms = data
-        return cls(str(fp), str(topic), int(partition), int(offset), str(customer_id), int(event_ms))
+        return cls(
+            str(fp), str(topic), int(partition), int(offset), str(customer_id), int(event_ms)
+        )

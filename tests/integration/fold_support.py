@@ -171,9 +171,7 @@ class StateWatcher:
         self.reader.close()
 
 
-def pure_fold(
-    events: Sequence[Event], catalog: Catalog
-) -> dict[str, CustomerStateChanged]:
+def pure_fold(events: Sequence[Event], catalog: Catalog) -> dict[str, CustomerStateChanged]:
     """billing's fold of `events` (in this order), snapshotted as the worker does:
     as of the customer's latest applied event time, offsets left empty."""
     states: dict[str, ledger.CustomerState] = {}

@@ -36,9 +36,7 @@ PLANS = tuple(USAGE_SHAPES)
 def account_opening(customer: str, plan: str, at: datetime) -> list[Event]:
     """Subscription plus the first top-up a prepaid plan needs."""
     events: list[Event] = [
-        SubscriptionStarted(
-            f"{customer}-sub", customer, at, plan, seats=3 if plan == "team" else 1
-        )
+        SubscriptionStarted(f"{customer}-sub", customer, at, plan, seats=3 if plan == "team" else 1)
     ]
     later = at + timedelta(seconds=1)
     if plan == "image-credits":

@@ -74,8 +74,11 @@ def _publish_events(settings: Settings, codec: Codec, events: list) -> None:
     publish(
         settings,
         (
-            (usage if isinstance(e, UsageRecorded) else account, e.customer_id.encode(),
-             encode(codec, e))
+            (
+                usage if isinstance(e, UsageRecorded) else account,
+                e.customer_id.encode(),
+                encode(codec, e),
+            )
             for e in events
         ),
     )
@@ -99,18 +102,20 @@ def test_end_to_end_every_plan_equals_pure_fold(
     assert watcher.wait_until(
         lambda s: len(s) == len(people) and all(x.status == "active" for x in s.values()), WAIT
     ), "subscriptions not applied"
-    stream = list(
-        scenarios.usage_stream(people, 2000, start + timedelta(minutes=1), rng, 0.05)
-    )
+    stream = list(scenarios.usage_stream(people, 2000, start + timedelta(minutes=1), rng, 0.05))
     _publish_events(settings, codec, [e for e, _ in stream])
     expected = pure_fold(opening + [e for e, _ in stream], catalog)
     assert watcher.wait_until(lambda s: not mismatches(expected, s), WAIT), mismatches(
         expected, watcher.latest
     )[:3]
 
-    metrics = urllib.request.urlopen(
-        f"http://127.0.0.1:{settings.worker_metrics_port}/metrics", timeout=5
-    ).read().decode()
+    metrics = (
+        urllib.request.urlopen(
+            f"http://127.0.0.1:{settings.worker_metrics_port}/metrics", timeout=5
+        )
+        .read()
+        .decode()
+    )
     dups = sum(1 for _, dup in stream if dup)
     assert f"streambill_worker_events_deduplicated_total {float(dups)}" in metrics
     applied = len(opening) + len(stream) - dups
@@ -121,7 +126,9 @@ def test_end_to_end_every_plan_equals_pure_fold(
     # from the beginning of the topics reaches the same snapshots, offsets included.
     live = dict(watcher.latest)
     watcher.poll(1.0)
-    replay_settings = settings.model_copy(update={"worker_app_id": "replay", "worker_metrics_port": 0})
+    replay_settings = settings.model_copy(
+        update={"worker_app_id": "replay", "worker_metrics_port": 0}
+    )
     replayed = StateWatcher(settings, codec)
     replayed.poll(2.0)
     replayed.latest.clear()  # only what the fresh worker writes from now on counts
@@ -201,7 +208,11 @@ def test_every_reason_code_and_the_stream_continues(
         UsageRecorded("b-feat", "cus_ok", "no_such_feature", Decimal(1), t),
         UsageRecorded("b-neg", "cus_ok", "tokens", Decimal(-5), t),
         UsageRecorded(
-            "b-tok", "cus_tok", "tokens", Decimal(10), t,
+            "b-tok",
+            "cus_tok",
+            "tokens",
+            Decimal(10),
+            t,
             {"model": "small", "input_tokens": "3", "output_tokens": "3"},
         ),
         dataclasses.replace(good, quantity=Decimal(11)),  # duplicate_conflict
@@ -215,9 +226,19 @@ def test_every_reason_code_and_the_stream_continues(
     letters = _dead_letters(settings, codec, len(bad) + len(events) - 1)
     reasons = sorted(x.reason.value for x in letters)
     assert reasons == sorted(
-        ["undecodable", "undecodable", "unknown_schema", "invalid_field", "no_subscription",
-         "unknown_feature", "negative_quantity", "token_breakdown", "duplicate_conflict",
-         "timestamp_in_future", "too_late"]
+        [
+            "undecodable",
+            "undecodable",
+            "unknown_schema",
+            "invalid_field",
+            "no_subscription",
+            "unknown_feature",
+            "negative_quantity",
+            "token_breakdown",
+            "duplicate_conflict",
+            "timestamp_in_future",
+            "too_late",
+        ]
     )
     originals = {x.original for x in letters}
     assert all(value in originals for _, _, value in bad)
@@ -232,8 +253,18 @@ def test_every_reason_code_and_the_stream_continues(
     assert watcher.wait_until(lambda s: "cus_nobody" in s, WAIT)
     for _ in range(2):  # twice: the second replay must change nothing
         subprocess.run(
-            [sys.executable, "-m", "streambill.cli", "dlq", "replay", "--reason", "no_subscription"],
-            env=env_for(settings), check=True, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "streambill.cli",
+                "dlq",
+                "replay",
+                "--reason",
+                "no_subscription",
+            ],
+            env=env_for(settings),
+            check=True,
+            timeout=120,
         )
     replayed = pure_fold([*opening, good, tail, late_sub, events[1]], catalog)
     assert watcher.wait_until(lambda s: not mismatches(replayed, s), WAIT), mismatches(

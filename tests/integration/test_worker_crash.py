@@ -69,7 +69,9 @@ def _prepare(
     people = scenarios.customers(CUSTOMERS)
     start = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(days=2)
     opening = [e for cid, plan in people for e in scenarios.account_opening(cid, plan, start)]
-    stream = [e for e, _ in scenarios.usage_stream(people, EVENTS, start + timedelta(hours=1), rng, 0.01)]
+    stream = [
+        e for e, _ in scenarios.usage_stream(people, EVENTS, start + timedelta(hours=1), rng, 0.01)
+    ]
     topic = settings.topic("usage-events")
     items = [(topic, e.customer_id.encode(), encode(codec, e)) for e in stream]
     expected = pure_fold(opening + stream, catalog)
@@ -94,7 +96,9 @@ def _await_fold(settings: Settings, codec: Codec, expected: dict, holder: list) 
 
 
 def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(
-    base: Settings, codec: Codec, watch: list  # noqa: F811
+    base: Settings,
+    codec: Codec,
+    watch: list,  # noqa: F811
 ) -> None:
     settings, _, items, expected = _prepare(base, codec)
     rng = random.Random(SEED + 1)
@@ -116,7 +120,9 @@ def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(
 
 
 def test_rebalances_with_a_killed_and_a_new_worker(
-    base: Settings, codec: Codec, watch: list  # noqa: F811
+    base: Settings,
+    codec: Codec,
+    watch: list,  # noqa: F811
 ) -> None:
     settings, _, items, expected = _prepare(base, codec)
     a, b, c = (WorkerProcess(settings, n) for n in "abc")
