@@ -18,6 +18,7 @@ from streambill.settings import Settings
 COMMAND_MODULES: tuple[str, ...] = (
     "streambill.services",
     "streambill.topics",
+    "streambill.billing_cli",
     "processors.cli",
 )
 
