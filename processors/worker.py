@@ -35,12 +35,19 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import faust
-from billing.catalog import Catalog
 from faust import streams as faust_streams
 from faust.serializers import codecs as faust_codecs
 from faust.types import TP
 
-from processors.fold import BatchFolder, BatchResult, FoldPolicy, SourceMessage, Topics
+from billing.catalog import Catalog
+from processors.fold import (
+    BatchFolder,
+    BatchResult,
+    FoldPolicy,
+    SourceMessage,
+    Topics,
+    merge_by_time,
+)
 from processors.metrics import WorkerMetrics
 from processors.records import CustomerRecord, SeenEntry
 from streambill import settings as names
@@ -204,7 +211,7 @@ class FoldPipeline:
 
     async def process(self, events: Sequence[faust.EventT]) -> None:
         self._events_by_partition = {e.message.partition: e for e in events}
-        messages = [_source_message(e) for e in events]
+        messages = merge_by_time([_source_message(e) for e in events])
         result = self._folder.fold(messages, _TableView(self))
         await self._send_effects(result)
         await self._write_seen(result)

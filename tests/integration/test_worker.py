@@ -4,14 +4,12 @@ dead-letter reason with the stream continuing, dlq replay, replay equals live, m
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -38,20 +36,6 @@ from tests.integration.fold_support import (
 
 pytestmark = pytest.mark.integration
 WAIT = 90.0
-
-
-@pytest.fixture(scope="module")
-def base() -> Settings:
-    return Settings(
-        bootstrap_servers=os.environ.get("STREAMBILL_BOOTSTRAP_SERVERS", "127.0.0.1:29092"),
-        topic_prefix=f"t-{uuid.uuid4().hex[:8]}.",
-        partitions=3,
-    )
-
-
-@pytest.fixture(scope="module")
-def codec() -> Codec:
-    return Codec()
 
 
 def _free_port() -> int:
@@ -91,7 +75,7 @@ def _now() -> datetime:
 def test_end_to_end_every_plan_equals_pure_fold(
     running: tuple[Settings, WorkerProcess], codec: Codec
 ) -> None:
-    settings, worker = running
+    settings, _ = running
     catalog = load_catalog(settings.catalog_path)
     rng = random.Random(7)
     people = scenarios.customers(2 * len(scenarios.PLANS))

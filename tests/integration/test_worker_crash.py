@@ -31,7 +31,7 @@ from tests.integration.fold_support import (
     publish,
     pure_fold,
 )
-from tests.integration.test_worker import _publish_events, base, codec  # noqa: F401
+from tests.integration.test_worker import _publish_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -98,7 +98,7 @@ def _await_fold(settings: Settings, codec: Codec, expected: dict, holder: list) 
 def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(
     base: Settings,
     codec: Codec,
-    watch: list,  # noqa: F811
+    watch: list,
 ) -> None:
     settings, _, items, expected = _prepare(base, codec)
     rng = random.Random(SEED + 1)
@@ -122,7 +122,7 @@ def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(
 def test_rebalances_with_a_killed_and_a_new_worker(
     base: Settings,
     codec: Codec,
-    watch: list,  # noqa: F811
+    watch: list,
 ) -> None:
     settings, _, items, expected = _prepare(base, codec)
     a, b, c = (WorkerProcess(settings, n) for n in "abc")
