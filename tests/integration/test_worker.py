@@ -68,6 +68,18 @@ def _publish_events(settings: Settings, codec: Codec, events: list) -> None:
     )
 
 
+def _open_accounts(settings: Settings, codec: Codec, opening: list) -> StateWatcher:
+    """Publish account events and wait until applied: Kafka orders nothing across
+    the two input topics, so usage published at once could overtake them."""
+    _publish_events(settings, codec, opening)
+    watcher = StateWatcher(settings, codec)
+    wanted = {e.customer_id for e in opening}
+    assert watcher.wait_until(
+        lambda s: all(c in s and s[c].status == "active" for c in wanted), WAIT
+    ), "subscriptions not applied"
+    return watcher
+
+
 def _now() -> datetime:
     return datetime.now(tz=UTC).replace(microsecond=0)
 
@@ -136,9 +148,9 @@ def test_duplicates_applied_once_and_conflicts_dead_lettered(
     first = UsageRecorded("dup-1", "cus_dup", "tokens", Decimal(700), start + timedelta(minutes=1))
     conflict = dataclasses.replace(first, quantity=Decimal(9))
     after = UsageRecorded("dup-2", "cus_dup", "tokens", Decimal(5), start + timedelta(minutes=2))
-    _publish_events(settings, codec, [*opening, first, first, conflict, first, after])
+    watcher = _open_accounts(settings, codec, opening)
+    _publish_events(settings, codec, [first, first, conflict, first, after])
     expected = pure_fold([*opening, first, after], catalog)
-    watcher = StateWatcher(settings, codec)
     assert watcher.wait_until(lambda s: not mismatches(expected, s), WAIT)
     letters = _dead_letters(settings, codec, 1)
     assert [(x.reason.value, x.event_id) for x in letters] == [("duplicate_conflict", "dup-1")]
@@ -176,7 +188,7 @@ def test_every_reason_code_and_the_stream_continues(
         *scenarios.account_opening("cus_ok", "starter", start),
         *scenarios.account_opening("cus_tok", "dev-api", start),
     ]
-    _publish_events(settings, codec, opening)
+    watcher = _open_accounts(settings, codec, opening)
     t = start + timedelta(days=50)
     good = UsageRecorded("g-1", "cus_ok", "tokens", Decimal(10), t)
     base_event = UsageRecorded("b-0", "cus_ok", "tokens", Decimal(1), t)
@@ -228,7 +240,6 @@ def test_every_reason_code_and_the_stream_continues(
     assert all(value in originals for _, _, value in bad)
     assert all(x.source_topic == usage_topic and x.source_offset is not None for x in letters)
     expected = pure_fold([*opening, good, tail], catalog)
-    watcher = StateWatcher(settings, codec)
     assert watcher.wait_until(lambda s: not mismatches(expected, s), WAIT)
 
     # The no_subscription dead letter succeeds once the customer subscribes.
