@@ -68,7 +68,7 @@ def read_all(settings: Settings, logical_topic: str, group_suffix: str) -> Itera
                 if msg.error() is not None:
                     continue
                 p, off = msg.partition(), msg.offset()
-                if p in ends and off < ends[p]:
+                if p is not None and off is not None and p in ends and off < ends[p]:
                     value = msg.value()
                     if value is not None:
                         yield value
@@ -147,13 +147,15 @@ def replay(
         if not isinstance(letter, EventRejected):
             continue
         why = _skip_reason(letter, reasons, done) or gate.can_succeed(letter)
-        if why is not None:
+        source = letter.source_topic
+        if why is not None or source is None:
+            why = why or "no_source_topic"
             skipped[why] = skipped.get(why, 0) + 1
             continue
         if letter.event_id is not None:
             done.add(letter.event_id)
         key = letter.customer_id.encode() if letter.customer_id else None
-        producer.produce(letter.source_topic, value=letter.original, key=key)
+        producer.produce(source, value=letter.original, key=key)
         producer.poll(0)
         replayed += 1
     remaining = producer.flush(30)

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from billing import ledger
 from billing.catalog import Catalog
@@ -217,11 +217,12 @@ class BatchFolder:
         except DecodeError as exc:
             raise Rejection(RejectReason(exc.reason), str(exc)) from exc
         try:
-            event = convert.from_avro(name, record)
+            value = convert.from_avro(name, record)
         except convert.InvalidField as exc:
             raise Rejection(RejectReason.INVALID_FIELD, str(exc)) from exc
         expected_usage = message.topic == self._topics.usage
-        if not isinstance(event, _EVENT_TYPES) or isinstance(event, UsageRecorded) != (
+        event = cast(Event, value)
+        if not isinstance(value, _EVENT_TYPES) or isinstance(event, UsageRecorded) != (
             expected_usage
         ):
             raise Rejection(
@@ -294,7 +295,7 @@ class BatchFolder:
         return self._topics.state
 
 
-_EVENT_TYPES = tuple(t for t in Event.__args__)  # type: ignore[attr-defined]
+_EVENT_TYPES: tuple[type, ...] = tuple(Event.__args__)
 
 
 class _Batch:

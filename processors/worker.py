@@ -174,7 +174,7 @@ def create_app(
         Any failure to make a batch durable calls `on_fatal` (exits the process)
         instead of continuing, because continuing would acknowledge the batch.
         """
-        async for events in stream.take_events(batch_size, within=within):
+        async for events in stream.take_events(batch_size, within=within):  # type: ignore[attr-defined]
             try:
                 await pipeline.process(events)
             except asyncio.CancelledError:
@@ -206,10 +206,10 @@ class FoldPipeline:
         self._seen = seen
         self._metrics = metrics
         self._policy = policy
-        self._events_by_partition: dict[int, faust.EventT] = {}
+        self._events_by_partition: dict[int, faust.EventT[bytes]] = {}
         self._next_prune = time.monotonic() + self.prune_interval_s
 
-    async def process(self, events: Sequence[faust.EventT]) -> None:
+    async def process(self, events: Sequence[faust.EventT[bytes]]) -> None:
         self._events_by_partition = {e.message.partition: e for e in events}
         messages = merge_by_time([_source_message(e) for e in events])
         result = self._folder.fold(messages, _TableView(self))
@@ -335,7 +335,7 @@ def _json(value: Any) -> bytes:
     return data
 
 
-def _source_message(event: faust.EventT) -> SourceMessage:
+def _source_message(event: faust.EventT[bytes]) -> SourceMessage:
     m = event.message
     return SourceMessage(
         topic=m.topic,
