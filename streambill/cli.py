@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streambill.usage_cli",
     "streambill.billing_cli",
     "streambill.close_cli",
+    "processors.cli",
 )
 
 

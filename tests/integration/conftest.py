@@ -1,4 +1,7 @@
-"""Fixtures of the period-close integration tests."""
+"""Fixtures of the integration tests (period close, fold worker).
+
+Each gets its own topic prefix so tests never see each other's records.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from streambill.codec import Codec
 from streambill.settings import ALL_TOPICS, Settings
 from streambill.topics import create_topics
 
@@ -27,3 +31,18 @@ def env(settings: Settings) -> Iterator[Settings]:
     for future in admin.delete_topics([mine.topic(t) for t in ALL_TOPICS]).values():
         with contextlib.suppress(Exception):
             future.result(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def base(settings: Settings) -> Settings:
+    """Worker tests: the session's broker under a module-wide prefix (see fold_support)."""
+    return Settings(
+        bootstrap_servers=settings.bootstrap_servers,
+        topic_prefix=f"t-{uuid.uuid4().hex[:8]}.",
+        partitions=3,
+    )
+
+
+@pytest.fixture(scope="module")
+def codec() -> Codec:
+    return Codec()

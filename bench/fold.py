@@ -1,0 +1,184 @@
+"""Fold-worker benchmark: sustained throughput and publish->snapshot latency.
+
+    python bench/fold.py [--events 500000] [--customers 1000] [--rates 1000,5000]
+                         [--latency-seconds 20]
+
+1. Throughput: `--events` usage events are published first; then one
+   `streambill worker` starts and the clock runs until every customer's snapshot on
+   customer-state reflects its last event (startup included; printed separately).
+2. Latency: at each rate, events are published at that pace for `--latency-seconds`;
+   for each event, the time from publish to the first snapshot of its customer whose
+   source offset covers it.
+Uses STREAMBILL_BOOTSTRAP_SERVERS (default 127.0.0.1:29092) and a fresh topic prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from confluent_kafka import Producer
+
+from streambill.codec import Codec
+from streambill.settings import Settings
+from tests.integration import scenarios
+from tests.integration.fold_support import (
+    StateWatcher,
+    WorkerProcess,
+    encode,
+    isolated,
+    publish,
+)
+
+
+def _settings() -> Settings:
+    base = Settings(
+        bootstrap_servers=os.environ.get("STREAMBILL_BOOTSTRAP_SERVERS", "127.0.0.1:29092"),
+        topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.",
+        partitions=int(os.environ.get("STREAMBILL_PARTITIONS", "3")),
+    )
+    return isolated(base)
+
+
+def _open(settings: Settings, codec: Codec, people: list[tuple[str, str]]) -> datetime:
+    start = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(days=1)
+    topic = settings.topic("account-events")
+    publish(
+        settings,
+        [
+            (topic, e.customer_id.encode(), encode(codec, e))
+            for cid, plan in people
+            for e in scenarios.account_opening(cid, plan, start)
+        ],
+    )
+    return start
+
+
+def throughput(events: int, customers: int) -> None:
+    settings, codec = _settings(), Codec()
+    people = scenarios.customers(customers)
+    start = _open(settings, codec, people)
+    rng = random.Random(1)
+    topic = settings.topic("usage-events")
+    last_offset: dict[str, int] = {}
+    items = []
+    for e, _ in scenarios.usage_stream(people, events, start + timedelta(hours=1), rng):
+        items.append((topic, e.customer_id.encode(), encode(codec, e)))
+        last_offset[e.customer_id] = last_offset.get(e.customer_id, 0) + 1
+    t0 = time.monotonic()
+    publish(settings, items)
+    print(f"published {events} usage events in {time.monotonic() - t0:.1f}s")
+    watcher = StateWatcher(settings, codec)
+    worker = WorkerProcess(settings, "bench")
+    t0 = time.monotonic()
+    worker.start()
+    first = None
+    try:
+        while True:
+            watcher.poll(0.5)
+            if first is None and watcher.latest:
+                first = time.monotonic()
+            done = sum(
+                sum(1 for k in s.source_offsets if k.startswith(topic)) > 0
+                for s in watcher.latest.values()
+            )
+            applied = _applied(watcher, topic)
+            if applied >= events and done:
+                break
+        end = time.monotonic()
+    finally:
+        worker.stop()
+        watcher.close()
+    assert first is not None
+    print(
+        f"throughput: {events} events applied in {end - t0:.1f}s incl. startup "
+        f"({events / (end - t0):,.0f}/s); {end - first:.1f}s from first snapshot "
+        f"({events / (end - first):,.0f}/s sustained)"
+    )
+
+
+def _applied(watcher: StateWatcher, topic: str) -> int:
+    """Usage messages folded so far: sum over partitions of (last offset + 1)."""
+    per_partition: dict[str, int] = {}
+    for snap in watcher.latest.values():
+        for key, offset in snap.source_offsets.items():
+            if key.startswith(topic):
+                per_partition[key] = max(per_partition.get(key, -1), offset)
+    return sum(o + 1 for o in per_partition.values())
+
+
+def latency(rate: int, seconds: float, customers: int) -> None:
+    settings, codec = _settings(), Codec()
+    people = scenarios.customers(customers)
+    start = _open(settings, codec, people)
+    worker = WorkerProcess(settings, f"lat{rate}")
+    worker.start()
+    watcher = StateWatcher(settings, codec)
+    watcher.wait_until(lambda s: len(s) >= customers, 120)
+    producer = Producer(settings.kafka_config(**{"linger.ms": 1}))
+    topic = settings.topic("usage-events")
+    rng = random.Random(rate)
+    sent: dict[tuple[int, int], float] = {}
+
+    def on_delivery(err: object, msg: object, at: float) -> None:
+        if err is None:
+            sent[(msg.partition(), msg.offset())] = at  # type: ignore[attr-defined]
+
+    total = int(rate * seconds)
+    t0 = time.monotonic()
+    stream = scenarios.usage_stream(people, total, start + timedelta(hours=1), rng)
+    for i, (event, _) in enumerate(stream):
+        target = t0 + i / rate
+        while (now := time.monotonic()) < target:
+            time.sleep(min(target - now, 0.001))
+        at = time.time()
+        producer.produce(
+            topic,
+            key=event.customer_id.encode(),
+            value=encode(codec, event),
+            on_delivery=lambda err, msg, at=at: on_delivery(err, msg, at),
+        )
+        producer.poll(0)
+    producer.flush(30)
+    seen_at: dict[tuple[int, int], float] = {}
+    deadline = time.monotonic() + 60
+    while len(seen_at) < len(sent) and time.monotonic() < deadline:
+        for msg, snap in watcher.reader.poll(0.2):
+            now = msg.timestamp()[1] / 1000  # broker-side append time of the snapshot
+            for key, offset in snap.source_offsets.items():
+                if key.startswith(topic):
+                    p = int(key.rsplit("/", 1)[1])
+                    for o in range(offset, -1, -1):
+                        if (p, o) in seen_at or (p, o) not in sent:
+                            break
+                        seen_at[(p, o)] = now
+    worker.stop()
+    lat = sorted((seen_at[k] - sent[k]) * 1000 for k in seen_at)
+    q = statistics.quantiles(lat, n=100)
+    print(
+        f"latency at {rate}/s: {len(lat)}/{len(sent)} events, "
+        f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {lat[-1]:.1f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--customers", type=int, default=1000)
+    parser.add_argument("--rates", default="1000,5000")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_throughput:
+        throughput(args.events, args.customers)
+    for rate in (int(r) for r in args.rates.split(",") if r):
+        latency(rate, args.latency_seconds, args.customers)
+
+
+if __name__ == "__main__":
+    main()

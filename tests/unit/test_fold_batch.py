@@ -1,0 +1,122 @@
+"""BatchFolder without a broker: the skip rules that make crashes harmless."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from billing.events import SubscriptionStarted, UsageRecorded
+from processors.fold import BatchFolder, FoldPolicy, SourceMessage, Topics
+from processors.records import CustomerRecord, SeenEntry
+from streambill import convert
+from streambill.catalog_file import load_catalog
+from streambill.codec import Codec
+from streambill.settings import Settings
+
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+TOPICS = Topics("u", "a", "s", "al", "inv", "rej")
+DAY = 86_400_000
+
+
+class View:
+    def __init__(self) -> None:
+        self.customers: dict[str, CustomerRecord] = {}
+        self.seen_ids: dict[str, SeenEntry] = {}
+
+    def customer(self, customer_id: str, partition: int) -> CustomerRecord | None:
+        rec = self.customers.get(customer_id)
+        return None if rec is None else CustomerRecord.from_dict(rec.to_dict())
+
+    def seen(self, event_id: str, partition: int) -> SeenEntry | None:
+        return self.seen_ids.get(event_id)
+
+    def commit(self, result) -> None:  # type: ignore[no-untyped-def]
+        for eid, (_, entry) in result.seen.items():
+            self.seen_ids[eid] = entry
+        for cid, (_, rec) in result.customers.items():
+            self.customers[cid] = rec
+
+
+codec = Codec()
+folder = BatchFolder(
+    load_catalog(Settings().catalog_path),
+    codec,
+    FoldPolicy(35 * DAY, 35 * DAY, 300_000),
+    TOPICS,
+    lambda: NOW,
+)
+
+
+def msg(topic: str, offset: int, event: object) -> SourceMessage:
+    name, record = convert.to_avro(event)  # type: ignore[arg-type]
+    return SourceMessage(topic, 0, offset, None, b"c1", codec.encode(name, record))
+
+
+def opened(view: View) -> None:
+    sub = SubscriptionStarted("s1", "c1", NOW - timedelta(days=1), "starter")
+    view.commit(folder.fold([msg("a", 0, sub)], view))
+
+
+def usage(eid: str, qty: int, at: datetime = NOW) -> UsageRecorded:
+    return UsageRecorded(eid, "c1", "tokens", Decimal(qty), at)
+
+
+def test_redelivered_offsets_are_skipped_and_resending_nothing() -> None:
+    view = View()
+    opened(view)
+    batch = [msg("u", 0, usage("e1", 5)), msg("u", 1, usage("e2", 7))]
+    view.commit(folder.fold(batch, view))
+    again = folder.fold(batch, view)
+    assert again.counts["redelivered"] == 2
+    assert again.customers == {} and again.outputs == []
+
+
+def test_seen_entry_of_the_same_message_is_not_a_duplicate() -> None:
+    """Crash between the seen write and the state write: the entry names this very
+    message, so its redelivery is applied (once)."""
+    view = View()
+    opened(view)
+    first = folder.fold([msg("u", 0, usage("e1", 5))], view)
+    for eid, (_, entry) in first.seen.items():
+        view.seen_ids[eid] = entry  # seen durable, customer record lost
+    redelivery = folder.fold([msg("u", 0, usage("e1", 5))], view)
+    assert redelivery.counts["applied"] == 1
+    view.commit(redelivery)
+    copy = folder.fold([msg("u", 5, usage("e1", 5))], view)
+    assert copy.counts["deduplicated"] == 1 and copy.customers == {}
+
+
+def test_same_id_other_payload_is_a_conflict_dead_letter() -> None:
+    view = View()
+    opened(view)
+    view.commit(folder.fold([msg("u", 0, usage("e1", 5))], view))
+    result = folder.fold([msg("u", 1, usage("e1", 6))], view)
+    assert dict(result.rejected) == {"duplicate_conflict": 1}
+    name, record = codec.decode(result.outputs[0].value)
+    letter = convert.from_avro(name, record)
+    assert letter.original == msg("u", 1, usage("e1", 6)).value  # type: ignore[union-attr]
+    assert (letter.source_topic, letter.source_offset) == ("u", 1)  # type: ignore[union-attr]
+
+
+def test_time_checks_future_by_clock_late_by_customer_watermark() -> None:
+    view = View()
+    opened(view)
+    future = usage("f", 1, NOW + timedelta(minutes=6))
+    late = usage("l", 1, NOW - timedelta(days=36))
+    result = folder.fold(
+        [msg("u", 0, future), msg("u", 1, usage("ok", 1)), msg("u", 2, late)], view
+    )
+    assert dict(result.rejected) == {"timestamp_in_future": 1, "too_late": 1}
+    assert result.counts["applied"] == 1
+
+
+def test_garbage_and_wrong_topic_are_dead_letters_not_crashes() -> None:
+    view = View()
+    opened(view)
+    ok = msg("u", 0, usage("e1", 5))
+    garbage = dataclasses.replace(ok, offset=1, value=b"\x00\x01garbage")
+    account_on_usage = msg("u", 2, SubscriptionStarted("s9", "c1", NOW, "starter"))
+    result = folder.fold([garbage, account_on_usage, ok], view)
+    assert dict(result.rejected) == {"undecodable": 1, "unknown_schema": 1}
+    assert result.counts["applied"] == 1
