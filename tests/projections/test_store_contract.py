@@ -130,5 +130,8 @@ def test_dump_is_the_same_on_every_adapter(store: ReadModelStore, key_prefix: st
     dump = store.dump()
     assert dump == reference.dump()
     assert f"{key_prefix}:{{c1}}:state" in dump
-    assert dump[f"{key_prefix}:{{c1}}:offsets"] == {"customer-state/0": "1", "billing-alerts/0": "0"}
+    assert dump[f"{key_prefix}:{{c1}}:offsets"] == {
+        "customer-state/0": "1",
+        "billing-alerts/0": "0",
+    }
     assert dump[f"{key_prefix}:{{@customer-state/0}}:position"] == {"next": "3"}
