@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +55,16 @@ class Settings(BaseSettings):
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
     redis_port: int = 16379
+
+    # Read side (projections/): key prefix of the Redis read models, HTTP API address,
+    # the admin key for admin routes and the secret that signs customer tokens.
+    # Unset secrets disable what needs them (the API answers 401), never a default key.
+    read_model_prefix: str = "sb"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    admin_key: SecretStr | None = None
+    token_secret: SecretStr | None = None
+    token_ttl: str = "24h"
 
     # Billing
     catalog_path: Path = REPO_ROOT / "examples" / "catalog.yaml"
