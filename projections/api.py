@@ -4,7 +4,8 @@ module-level app. Every `ReadSideError` maps to HTTP in `_error_response`, the o
 place where errors become status codes.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must see the route signatures
+# evaluated, including the `Annotated` dependencies defined inside the factory.
 
 import time
 from collections.abc import Callable

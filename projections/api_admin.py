@@ -8,7 +8,8 @@ batch an identical repeat is sent once; the same id with another payload is refu
 Every route flushes the producer before answering, so 202 means "in Kafka".
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must see the route signatures
+# evaluated, including the `Annotated` dependencies defined inside the factory.
 
 from collections.abc import Mapping
 from datetime import datetime

@@ -5,7 +5,8 @@ an HttpOnly cookie and the URL cleaned by a redirect) or from the cookie.
 Everything shown is read from the read models only, escaped on output.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must see the route signatures
+# evaluated, including the `Annotated` dependencies defined inside the factory.
 
 import html
 from decimal import Decimal
