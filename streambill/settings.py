@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
     redis_port: int = 16379
+    # Broker jars resolved by Maven from services/kafka/pom.xml; kept outside the work tree.
+    kafka_libs_dir: Path = Path.home() / ".cache" / "streambill" / "kafka-4.1.1" / "libs"
 
     # Read side (projections/): key prefix of the Redis read models, HTTP API address,
     # the admin key for admin routes and the secret that signs customer tokens.
