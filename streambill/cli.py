@@ -15,7 +15,11 @@ from streambill.settings import Settings
 
 # Modules that contribute commands; each has `register(subparsers) -> None` and sets
 # `func(args, settings) -> int` on the parsers it adds.
-COMMAND_MODULES: tuple[str, ...] = ("streambill.services", "streambill.topics")
+COMMAND_MODULES: tuple[str, ...] = (
+    "streambill.services",
+    "streambill.topics",
+    "projections.commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
