@@ -5,6 +5,8 @@ customer token (reads of its own and other customers, the portal)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -30,13 +32,13 @@ CUSTOMER_TOKEN = tokens.issue(SECRET.encode(), "cus_a", now=NOW, ttl_seconds=360
 
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_admin_no_server_error(case: schemathesis.Case) -> None:
+def test_admin_no_server_error(case: schemathesis.Case[Any]) -> None:
     case.call_and_validate(headers={"x-admin-key": ADMIN_KEY}, checks=[not_a_server_error])
 
 
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-def test_customer_no_server_error(case: schemathesis.Case) -> None:
+def test_customer_no_server_error(case: schemathesis.Case[Any]) -> None:
     case.call_and_validate(
         headers={"authorization": f"Bearer {CUSTOMER_TOKEN}"}, checks=[not_a_server_error]
     )
