@@ -70,10 +70,12 @@ def _usage_section(usage: dict[str, Any]) -> str:
                 f'<span><b data-testid="used-{fid}">{e(f["used"])}</b> · allowance used up</span>'
             )
             label = f"{f['feature_id']}: allowance used up"
-        else:
-            pct, color = Decimal(0), "#2563eb"
+        else:  # no allowance on this plan (credits, balance): a number, no bar
             right = f'<span><b data-testid="used-{fid}">{e(f["used"])}</b> used</span>'
-            label = f"{f['feature_id']}: no allowance"
+            rows.append(
+                f'<div class="meter"><div class="label"><span>{fid}</span>{right}</div></div>'
+            )
+            continue
         remaining = (
             f'<div class="muted">remaining <span data-testid="remaining-{fid}">'
             f"{e(f['remaining'])}</span></div>"
@@ -156,11 +158,12 @@ def _invoice_sections(upcoming: dict[str, Any] | None, invoices: list[dict[str, 
         else '<p class="muted">Nothing due this period so far.</p>'
     )
     issued = "".join(
-        f'<details data-testid="invoice"><summary><span>{e(i["kind"])} · '
+        f'<details data-testid="invoice"{" open" if n == 0 else ""}>'
+        f"<summary><span>{e(i['kind'])} · "
         f"{e(i['period_start'])[:10]} → {e(i['period_end'])[:10]}</span>"
         f'<b data-testid="invoice-total">{e(i["total"])} {e(i["currency"])}</b></summary>'
         f'<p class="muted">{e(i["invoice_id"])}</p>{_lines_table(i)}</details>'
-        for i in invoices
+        for n, i in enumerate(invoices)
     )
     return (
         f'<section class="wide" id="upcoming"><h2>Upcoming invoice</h2>{preview}</section>'
