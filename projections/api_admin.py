@@ -11,11 +11,12 @@ Every route flushes the producer before answering, so 202 means "in Kafka".
 # No `from __future__ import annotations`: FastAPI must see the route signatures
 # evaluated, including the `Annotated` dependencies defined inside the factory.
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Protocol
 
+from confluent_kafka import KafkaException
 from fastapi import APIRouter, Body, Depends, Header, Path
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -72,15 +73,18 @@ class AdminWriter(Protocol):
         timestamp: datetime,
     ) -> str: ...
 
-    def flush(self, timeout: float = ...) -> Any: ...
+    def flush(self, timeout: float | None = None) -> None:
+        """Raises (the SDK's `DeliveryError`) unless every queued event reached Kafka."""
+        ...
 
 
 WRITE_ERRORS = error_responses(401, 422, 503)
 CustomerId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
 
 
-def _validate_items(raw: list[Any]) -> tuple[list[UsageIn], list[ItemError]]:
-    valid: dict[str, UsageIn] = {}
+def _validate_items(raw: list[Any]) -> tuple[list[tuple[int, UsageIn]], list[ItemError]]:
+    """(index in the batch, event) of the valid, first-seen events, and the errors."""
+    valid: dict[str, tuple[int, UsageIn]] = {}
     errors: list[ItemError] = []
     for index, item in enumerate(raw):
         event_id = item.get("event_id") if isinstance(item, dict) else None
@@ -94,7 +98,7 @@ def _validate_items(raw: list[Any]) -> tuple[list[UsageIn], list[ItemError]]:
             errors.append(ItemError(index=index, event_id=event_id, errors=messages))
             continue
         seen = valid.get(usage.event_id)
-        if seen is not None and seen != usage:
+        if seen is not None and seen[1] != usage:
             errors.append(
                 ItemError(
                     index=index,
@@ -103,7 +107,7 @@ def _validate_items(raw: list[Any]) -> tuple[list[UsageIn], list[ItemError]]:
                 )
             )
             continue
-        valid[usage.event_id] = usage
+        valid.setdefault(usage.event_id, (index, usage))
     return list(valid.values()), errors
 
 
@@ -117,11 +121,19 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
 
     def flush() -> None:
         try:
-            pending = sdk.flush(10.0)
-        except Exception as exc:  # the SDK's producer errors: the caller may retry
-            raise Unavailable(f"could not write to Kafka: {exc}") from exc
-        if isinstance(pending, int) and pending > 0:
-            raise Unavailable(f"{pending} events not yet acknowledged by Kafka; retry")
+            sdk.flush(10.0)
+        except Exception as exc:  # DeliveryError and producer failures: the caller may retry
+            raise Unavailable(f"not all events reached Kafka, retry: {exc}") from exc
+
+    def send(command: Callable[[], str]) -> None:
+        """Run one SDK command and flush; the SDK's own validation (ValueError) is a 422."""
+        try:
+            command()
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        except (BufferError, KafkaException) as exc:
+            raise Unavailable(f"could not queue the event: {exc}") from exc
+        flush()
 
     @router.post(
         "/v1/usage",
@@ -140,19 +152,27 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
         if not items or len(items) > MAX_BATCH:
             raise InvalidRequest(f"send between 1 and {MAX_BATCH} events")
         valid, errors = _validate_items(items)
-        for usage in valid:
-            sdk.report(
-                usage.customer_id,
-                usage.feature_id,
-                Decimal(str(usage.quantity)),
-                event_id=usage.event_id,
-                timestamp=usage.timestamp,
-                properties=usage.properties,
-            )
-        if valid:
+        accepted: list[str] = []
+        for index, usage in valid:
+            try:
+                sdk.report(
+                    usage.customer_id,
+                    usage.feature_id,
+                    Decimal(str(usage.quantity)),
+                    event_id=usage.event_id,
+                    timestamp=usage.timestamp,
+                    properties=usage.properties,
+                )
+            except ValueError as exc:  # the SDK's own validation
+                errors.append(ItemError(index=index, event_id=usage.event_id, errors=[str(exc)]))
+            except (BufferError, KafkaException) as exc:
+                raise Unavailable(f"could not queue events: {exc}") from exc
+            else:
+                accepted.append(usage.event_id)
+        if accepted:
             flush()
-        body = IngestOut(accepted=[u.event_id for u in valid], errors=errors)
-        return JSONResponse(body.model_dump(), status_code=202 if valid else 422)
+        body = IngestOut(accepted=accepted, errors=errors)
+        return JSONResponse(body.model_dump(), status_code=202 if accepted else 422)
 
     @router.post(
         "/v1/customers/{customer_id}/subscription",
@@ -162,14 +182,15 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
     )
     def post_subscription(customer_id: CustomerId, body: SubscriptionIn, _: Admin) -> AcceptedOut:
         """Start a subscription to `plan_id`; periods are anchored at `timestamp`."""
-        sdk.subscribe(
-            customer_id,
-            body.plan_id,
-            seats=body.seats,
-            event_id=body.event_id,
-            timestamp=body.timestamp,
+        send(
+            lambda: sdk.subscribe(
+                customer_id,
+                body.plan_id,
+                seats=body.seats,
+                event_id=body.event_id,
+                timestamp=body.timestamp,
+            )
         )
-        flush()
         return AcceptedOut(event_id=body.event_id)
 
     @router.post(
@@ -180,8 +201,11 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
     )
     def post_seats(customer_id: CustomerId, body: SeatsIn, _: Admin) -> AcceptedOut:
         """Change the seat count from `timestamp` on (prorated)."""
-        sdk.change_seats(customer_id, body.seats, event_id=body.event_id, timestamp=body.timestamp)
-        flush()
+        send(
+            lambda: sdk.change_seats(
+                customer_id, body.seats, event_id=body.event_id, timestamp=body.timestamp
+            )
+        )
         return AcceptedOut(event_id=body.event_id)
 
     @router.post(
@@ -194,14 +218,15 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
         customer_id: CustomerId, body: CreditPurchaseIn, _: Admin
     ) -> AcceptedOut:
         """Buy `quantity` credit packs (adds credits, issues a purchase invoice)."""
-        sdk.purchase_credits(
-            customer_id,
-            body.pack_id,
-            quantity=body.quantity,
-            event_id=body.event_id,
-            timestamp=body.timestamp,
+        send(
+            lambda: sdk.purchase_credits(
+                customer_id,
+                body.pack_id,
+                quantity=body.quantity,
+                event_id=body.event_id,
+                timestamp=body.timestamp,
+            )
         )
-        flush()
         return AcceptedOut(event_id=body.event_id)
 
     @router.post(
@@ -212,14 +237,15 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
     )
     def post_deposit(customer_id: CustomerId, body: DepositIn, _: Admin) -> AcceptedOut:
         """Add money to a balance plan's wallet (issues a purchase invoice)."""
-        sdk.deposit(
-            customer_id,
-            Decimal(body.amount),
-            body.currency,
-            event_id=body.event_id,
-            timestamp=body.timestamp,
+        send(
+            lambda: sdk.deposit(
+                customer_id,
+                Decimal(body.amount),
+                body.currency,
+                event_id=body.event_id,
+                timestamp=body.timestamp,
+            )
         )
-        flush()
         return AcceptedOut(event_id=body.event_id)
 
     return router

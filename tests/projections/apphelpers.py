@@ -95,8 +95,9 @@ class RecordingWriter:
             "deposit", customer_id, amount, currency, event_id=event_id, timestamp=timestamp
         )
 
-    def flush(self, timeout: float = 10.0) -> int:
-        return self.pending_after_flush
+    def flush(self, timeout: float | None = None) -> None:
+        if self.pending_after_flush:  # what the SDK's DeliveryError reports
+            raise RuntimeError(f"{self.pending_after_flush} event(s) still pending")
 
 
 def fill(store: ReadModelStore) -> None:
