@@ -16,7 +16,7 @@ from streambill.settings import Settings
 # Modules that contribute commands; each has `register(subparsers) -> None` and sets
 # `func(args, settings) -> int` on the parsers it adds.
 COMMAND_MODULES: tuple[str, ...] = (
-    "streambill.services",
+    "streambill.services_cli",
     "streambill.topics",
     "projections.commands",
 )

@@ -13,12 +13,10 @@ pidfile and command line show that we started it from this state directory.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import string
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -37,6 +35,7 @@ KAFKA_VERSION = "4.1.1"
 KAFKA_TEMPLATES = REPO_ROOT / "services" / "kafka"
 REDIS_TEMPLATES = REPO_ROOT / "services" / "redis"
 HOST = "127.0.0.1"
+KAFKA_MAIN = "kafka.Kafka"
 KAFKA_HEAP = ("-Xms256m", "-Xmx1g")
 
 
@@ -87,7 +86,7 @@ def _kafka_layout(settings: Settings) -> _Layout:
         pidfile=home / "kafka.pid",
         log=home / "logs" / "server.log",
         console=home / "logs" / "console.log",
-        marker="kafka.Kafka",
+        marker=KAFKA_MAIN,
     )
 
 
@@ -160,13 +159,41 @@ def _require_free(name: str, ports: dict[str, int]) -> None:
             )
 
 
+def _preflight_kafka(settings: Settings) -> str:
+    """Path of `java`, once the programs and ports the broker needs are known to be there."""
+    java = procs.require_program(
+        "java", "install a Java 17+ runtime (apt-get install -y openjdk-17-jre-headless)"
+    )
+    if not _jars_present(settings):
+        procs.require_program("mvn", "install Maven (apt-get install -y maven) or run `make setup`")
+    _require_free(
+        "Kafka",
+        {"KAFKA_PORT": settings.kafka_port,
+         "KAFKA_CONTROLLER_PORT": settings.kafka_controller_port},
+    )  # fmt: skip
+    return java
+
+
+def _preflight_redis(settings: Settings) -> str:
+    """Path of `redis-server`, once it and the Redis port are known to be available."""
+    server = procs.require_program(
+        "redis-server", "install it with `apt-get install -y redis-server` or `make setup`"
+    )
+    _require_free("Redis", {"REDIS_PORT": settings.redis_port})
+    return server
+
+
 # --- Kafka ------------------------------------------------------------------------------
+
+
+def _jars_present(settings: Settings) -> bool:
+    return (settings.kafka_libs_dir / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file()
 
 
 def ensure_kafka_jars(settings: Settings) -> Path:
     """The directory of broker jars, resolving them with Maven on first use."""
     libs = settings.kafka_libs_dir
-    if (libs / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
+    if _jars_present(settings):
         return libs
     mvn = procs.require_program(
         "mvn", "install Maven (apt-get install -y maven) or run `make setup`"
@@ -224,14 +251,7 @@ def start_kafka(settings: Settings, timeout: float = 120.0) -> ServiceStatus:
     pid = layout.owned_pid()
     started = pid is None
     if pid is None:
-        java = procs.require_program(
-            "java", "install a Java 17+ runtime (apt-get install -y openjdk-17-jre-headless)"
-        )
-        _require_free(
-            "Kafka",
-            {"KAFKA_PORT": settings.kafka_port,
-             "KAFKA_CONTROLLER_PORT": settings.kafka_controller_port},
-        )  # fmt: skip
+        java = _preflight_kafka(settings)
         libs = ensure_kafka_jars(settings)
         _render(
             KAFKA_TEMPLATES / "server.properties.template",
@@ -245,7 +265,7 @@ def start_kafka(settings: Settings, timeout: float = 120.0) -> ServiceStatus:
             [java, *KAFKA_HEAP, "-Djava.awt.headless=true",
              f"-Dlog4j2.configurationFile={KAFKA_TEMPLATES / 'log4j2.properties'}",
              f"-Dkafka.logs.dir={layout.log.parent}",
-             "-cp", f"{libs}/*", layout.marker, str(layout.config)],
+             "-cp", f"{libs}/*", KAFKA_MAIN, str(layout.config)],
             cwd=layout.home, output=layout.console, pidfile=layout.pidfile,
         )  # fmt: skip
     _await_or_stop("Kafka", lambda: kafka_answers(settings), pid, layout, timeout, started)
@@ -271,10 +291,7 @@ def start_redis(settings: Settings, timeout: float = 60.0) -> ServiceStatus:
     pid = layout.owned_pid()
     started = pid is None
     if pid is None:
-        server = procs.require_program(
-            "redis-server", "install it with `apt-get install -y redis-server` or `make setup`"
-        )
-        _require_free("Redis", {"REDIS_PORT": settings.redis_port})
+        server = _preflight_redis(settings)
         _render(
             REDIS_TEMPLATES / "redis.conf.template",
             layout.config,
@@ -341,68 +358,12 @@ def up(settings: Settings) -> list[ServiceStatus]:
     either starts, so a doomed `up` starts nothing."""
     kafka, redis_ = _kafka_layout(settings), _redis_layout(settings)
     if kafka.owned_pid() is None:
-        procs.require_program("java", "install a Java 17+ runtime")
-        _require_free(
-            "Kafka",
-            {"KAFKA_PORT": settings.kafka_port,
-             "KAFKA_CONTROLLER_PORT": settings.kafka_controller_port},
-        )  # fmt: skip
+        _preflight_kafka(settings)
     if redis_.owned_pid() is None:
-        procs.require_program("redis-server", "install it with `apt-get install -y redis-server`")
-        _require_free("Redis", {"REDIS_PORT": settings.redis_port})
+        _preflight_redis(settings)
     return [start_kafka(settings), start_redis(settings)]
 
 
 def down(settings: Settings) -> list[tuple[str, bool]]:
     """Stop both; each pair says whether that service was running (and is now stopped)."""
     return [("redis", stop_redis(settings)), ("kafka", stop_kafka(settings))]
-
-
-# --- CLI --------------------------------------------------------------------------------
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("services", help="local Kafka and Redis (no Docker)")
-    actions = parser.add_subparsers(dest="action", required=True)
-    actions.add_parser("up", help="start Kafka and Redis; return when both answer").set_defaults(
-        func=_cmd_up
-    )
-    actions.add_parser("down", help="stop the services `up` started").set_defaults(func=_cmd_down)
-    actions.add_parser(
-        "status", help="what runs and where (exit 0 only if both answer)"
-    ).set_defaults(func=_cmd_status)
-
-
-def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def _fail(error: ServiceError) -> int:
-    sys.stderr.write(f"streambill services: {error}\n")
-    return 1
-
-
-def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        for status in up(settings):
-            _say(status.describe().replace(": running", ": already running"))
-    except ServiceError as error:
-        return _fail(error)
-    return 0
-
-
-def _cmd_down(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        for name, was_running in down(settings):
-            _say(f"{name}: stopped" if was_running else f"{name}: was not running")
-    except ServiceError as error:
-        return _fail(error)
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    statuses = [kafka_status(settings), redis_status(settings)]
-    for status in statuses:
-        _say(status.describe())
-    return 0 if all(s.pid is not None and s.answers for s in statuses) else 3

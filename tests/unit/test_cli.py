@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from streambill import services, topics
+from streambill import services_cli, topics
 from streambill.cli import build_parser
 
 
 @pytest.mark.parametrize(
     ("argv", "func"),
     [
-        (["services", "up"], services._cmd_up),
-        (["services", "down"], services._cmd_down),
-        (["services", "status"], services._cmd_status),
+        (["services", "up"], services_cli._cmd_up),
+        (["services", "down"], services_cli._cmd_down),
+        (["services", "status"], services_cli._cmd_status),
         (["topics", "create"], topics._cmd_create),
         (["topics", "list"], topics._cmd_list),
     ],

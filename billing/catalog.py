@@ -1,0 +1,118 @@
+"""The catalog: features, plans and credit packs as frozen, validated values.
+
+A plan has exactly one consumption model:
+- `metered`: usage accumulates per feature per period and is invoiced in arrears
+  (`prices`, optional `included` allowances, optional hard `spend_cap`);
+- `credits`: each event costs credits (`credit_costs`), bought as `credit_packs`;
+- `balance`: each event's money cost (`prices`) is deducted from a prepaid wallet.
+
+Every plan may carry a base fee and a per-seat fee per period. Alert thresholds are
+percentages: of the allowance for metered plans (default 80 and 100), of the last
+top-up for credits and balance plans (default 20, 10 and 0).
+
+`parse_catalog` turns plain data (what YAML gives) into a `Catalog` or raises
+`CatalogError` listing every problem, each naming the plan and the field. Reading
+YAML is the edge's job (`streambill.catalog_file`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from billing.money import Currency
+from billing.pricing import QuantityPricing
+from billing.pricing.per_token import PerToken
+
+Model = Literal["metered", "credits", "balance"]
+MODELS: tuple[Model, ...] = ("metered", "credits", "balance")
+DEFAULT_THRESHOLDS: Mapping[Model, tuple[int, ...]] = {
+    "metered": (80, 100),
+    "credits": (20, 10, 0),
+    "balance": (20, 10, 0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    id: str
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreditPack:
+    id: str
+    credits: Decimal
+    price: Decimal
+    currency: Currency
+
+
+@dataclass(frozen=True, slots=True)
+class CreditCost:
+    """Credits per unit of quantity: by the value of `property` (if set), else `default`.
+    An event whose property value is not in `costs` uses `default`, or is rejected
+    when there is none."""
+
+    property: str | None
+    costs: Mapping[str, Decimal]
+    default: Decimal | None
+
+    def per_unit(self, properties: Mapping[str, str]) -> Decimal | None:
+        if self.property is not None:
+            value = properties.get(self.property)
+            if value is not None and value in self.costs:
+                return self.costs[value]
+        return self.default
+
+
+@dataclass(frozen=True, slots=True)
+class FeaturePrice:
+    """How one feature is priced on a metered or balance plan.
+
+    Exactly one of `pricing` (quantity-based, allowance already folded in) and
+    `tokens` (input/output per property value) is set. `counts_requests`: the
+    quantity priced is the number of events. `alert_levels` are the metered
+    allowance thresholds as (percent, usage level), ascending."""
+
+    feature_id: str
+    strategy: str
+    included: Decimal
+    pricing: QuantityPricing | None
+    tokens: PerToken | None
+    counts_requests: bool
+    alert_levels: tuple[tuple[int, Decimal], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    id: str
+    version: int
+    currency: Currency
+    model: Model
+    base_fee: Decimal
+    seat_fee: Decimal
+    prices: Mapping[str, FeaturePrice]
+    credit_costs: Mapping[str, CreditCost]
+    credit_packs: tuple[str, ...]
+    alert_thresholds: tuple[int, ...]
+    spend_cap: Decimal | None
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    features: Mapping[str, Feature]
+    plans: Mapping[str, Plan]
+    credit_packs: Mapping[str, CreditPack]
+
+    def plan(self, plan_id: str) -> Plan | None:
+        return self.plans.get(plan_id)
+
+
+def parse_catalog(data: Mapping[str, Any]) -> Catalog:
+    """Validate plain data into a `Catalog`; `CatalogError` lists every problem."""
+    from billing.catalog_parse import parse
+
+    return parse(data)

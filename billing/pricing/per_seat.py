@@ -1,0 +1,56 @@
+"""Per seat per period, prorated to the second when the seat count changes.
+
+The charge for a period is `fee x sum(seats_i x seconds_i) / period_seconds` over
+the segments of constant seat count; one invoice line per segment so the customer
+sees when the count changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from billing.pricing import LineItem
+
+ZERO = Decimal(0)
+
+
+def seat_segments(
+    timeline: Sequence[tuple[datetime, int]], start: datetime, end: datetime
+) -> list[tuple[datetime, datetime, int]]:
+    """(from, to, seats) segments covering [start, end). `timeline` is sorted
+    (time, seats from then on); before its first entry there are no seats."""
+    segments: list[tuple[datetime, datetime, int]] = []
+    seats = 0
+    cursor = start
+    for at, count in timeline:
+        if at <= start:
+            seats = count
+            continue
+        if at >= end:
+            break
+        if at > cursor:
+            segments.append((cursor, at, seats))
+            cursor = at
+        seats = count
+    segments.append((cursor, end, seats))
+    return [s for s in segments if s[2] > 0 and s[1] > s[0]]
+
+
+def seat_line_items(
+    fee: Decimal, timeline: Sequence[tuple[datetime, int]], start: datetime, end: datetime
+) -> list[LineItem]:
+    """Prorated seat lines; quantity is seat-periods (3 seats all period = 3)."""
+    if fee == 0:
+        return []
+    period_seconds = Decimal(int((end - start).total_seconds()))
+    segments = seat_segments(timeline, start, end)
+    items: list[LineItem] = []
+    for s, e, seats in segments:
+        seconds = Decimal(int((e - s).total_seconds()))
+        whole = s == start and e == end
+        quantity = Decimal(seats) if whole else Decimal(seats) * seconds / period_seconds
+        span = "" if whole else f" from {s.isoformat()} to {e.isoformat()}"
+        items.append(LineItem(f"{seats} seat(s){span}", quantity, fee, quantity * fee))
+    return items

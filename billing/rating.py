@@ -1,0 +1,136 @@
+"""Rating: what one usage event counts and costs under a plan.
+
+Pure functions on plain values, used by the ledger fold. Problems with the event
+raise `Unrateable` (reason code + detail), which the fold turns into a rejection
+value; nothing here touches the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+
+from billing.catalog import FeaturePrice, Plan
+from billing.events import RejectReason, UsageRecorded
+from billing.pricing.per_token import PerToken, TokenRate
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+
+
+class Unrateable(Exception):
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def check_quantity(event: UsageRecorded) -> Decimal:
+    q = event.quantity
+    if not isinstance(q, Decimal) or not q.is_finite():
+        raise Unrateable(RejectReason.INVALID_FIELD, f"quantity {q!r} is not a finite decimal")
+    if q < ZERO:
+        raise Unrateable(RejectReason.NEGATIVE_QUANTITY, f"quantity {q} is negative")
+    return q
+
+
+def feature_price(plan: Plan, feature_id: str) -> FeaturePrice:
+    price = plan.prices.get(feature_id)
+    if price is None:
+        raise Unrateable(
+            RejectReason.UNKNOWN_FEATURE,
+            f"feature {feature_id!r} is not priced on plan {plan.id!r}",
+        )
+    return price
+
+
+def counted(price: FeaturePrice, quantity: Decimal) -> Decimal:
+    """The quantity a period accumulates: the event count for per-request pricing."""
+    return ONE if price.counts_requests else quantity
+
+
+def _token_count(properties: Mapping[str, str], name: str) -> Decimal:
+    raw = properties.get(name)
+    if raw is None:
+        raise Unrateable(RejectReason.TOKEN_BREAKDOWN, f"property {name!r} is missing")
+    try:
+        value = Decimal(raw)
+    except (InvalidOperation, TypeError, ValueError):
+        raise Unrateable(RejectReason.TOKEN_BREAKDOWN, f"{name}={raw!r} is not a number") from None
+    if not value.is_finite() or value < 0:
+        raise Unrateable(RejectReason.TOKEN_BREAKDOWN, f"{name}={raw!r} must be >= 0")
+    return value
+
+
+def token_breakdown(
+    tokens: PerToken, event: UsageRecorded, quantity: Decimal
+) -> tuple[str, TokenRate, Decimal, Decimal]:
+    """(property value, its rate, input tokens, output tokens) of a token event.
+
+    The event must carry `input_tokens` and `output_tokens` summing to its
+    quantity (`token_breakdown` otherwise) and a known value of the pricing
+    property such as `model` (`invalid_field` otherwise)."""
+    props = event.properties
+    i = _token_count(props, "input_tokens")
+    o = _token_count(props, "output_tokens")
+    if i + o != quantity:
+        raise Unrateable(
+            RejectReason.TOKEN_BREAKDOWN,
+            f"input_tokens {i} + output_tokens {o} != quantity {quantity}",
+        )
+    key = props.get(tokens.property)
+    rate = tokens.rates.get(key) if key is not None else None
+    if key is None or rate is None:
+        raise Unrateable(
+            RejectReason.INVALID_FIELD,
+            f"property {tokens.property}={key!r} has no token rate "
+            f"(known: {', '.join(sorted(tokens.rates))})",
+        )
+    return key, rate, i, o
+
+
+def credit_cost(plan: Plan, event: UsageRecorded, quantity: Decimal) -> Decimal:
+    """Credits one event costs: per-unit cost (by property) times the quantity."""
+    cost = plan.credit_costs.get(event.feature_id)
+    if cost is None:
+        raise Unrateable(
+            RejectReason.UNKNOWN_FEATURE,
+            f"feature {event.feature_id!r} has no credit cost on plan {plan.id!r}",
+        )
+    per_unit = cost.per_unit(event.properties)
+    if per_unit is None:
+        value = event.properties.get(cost.property or "")
+        raise Unrateable(
+            RejectReason.INVALID_FIELD,
+            f"property {cost.property}={value!r} has no credit cost "
+            f"(known: {', '.join(sorted(cost.costs))})",
+        )
+    return per_unit * quantity
+
+
+def usage_amount(
+    price: FeaturePrice,
+    usage: Decimal,
+    tokens: Mapping[str, tuple[Decimal, Decimal]] | None,
+) -> Decimal:
+    """Exact money price of a period's cumulative usage of one feature."""
+    if price.tokens is not None:
+        return price.tokens.amount(tokens or {}, price.included)
+    assert price.pricing is not None  # one of the two is set by construction
+    return price.pricing.amount(usage)
+
+
+def token_cost(
+    price: FeaturePrice,
+    rate: TokenRate,
+    i: Decimal,
+    o: Decimal,
+    before: Mapping[str, tuple[Decimal, Decimal]],
+    after: Mapping[str, tuple[Decimal, Decimal]],
+) -> Decimal:
+    """Money one token event adds to its period's price (exact)."""
+    tokens = price.tokens
+    assert tokens is not None
+    if price.included == 0:
+        return tokens.cost(rate, i, o)
+    return tokens.amount(after, price.included) - tokens.amount(before, price.included)

@@ -1,0 +1,146 @@
+"""`state_to_dict` / `state_from_dict`: a customer state as JSON-safe data.
+
+Decimals travel as strings, datetimes as ISO 8601 strings with offset, so the
+round trip is lossless: `state_to_dict(state_from_dict(d)) == d`, and a restored
+state folds further events exactly like the original. Remembered event ids keep
+a payload digest (`billing.state.fingerprint`) and the period they belong to.
+Cost: proportional to the retained periods and remembered event ids.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from billing.errors import StateError
+from billing.state import (
+    CustomerState,
+    PeriodRecord,
+    SeenLog,
+    fingerprint,
+    new_record,
+    new_state,
+)
+
+FORMAT = 1
+
+
+def _t(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _pt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _d(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _pd(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _record_to_dict(r: PeriodRecord) -> dict[str, Any]:
+    return {
+        "start": _t(r.start),
+        "end": _t(r.end),
+        "plan_id": r.plan_id,
+        "usage": {k: str(v) for k, v in sorted(r.usage.items())},
+        "tokens": {
+            f: {k: [str(i), str(o)] for k, (i, o) in sorted(b.items())}
+            for f, b in sorted(r.tokens.items())
+        },
+        "credits_used": str(r.credits_used),
+        "spent": str(r.spent),
+        "topped": str(r.topped),
+        "alert_idx": dict(sorted(r.alert_idx.items())),
+        "spend": str(r.spend),
+        "capped": r.capped,
+    }
+
+
+def _record_from_dict(d: dict[str, Any]) -> PeriodRecord:
+    start, end = datetime.fromisoformat(d["start"]), datetime.fromisoformat(d["end"])
+    r = new_record(start, end, d["plan_id"])
+    r.usage = {k: Decimal(v) for k, v in d["usage"].items()}
+    r.tokens = {
+        f: {k: (Decimal(i), Decimal(o)) for k, (i, o) in b.items()} for f, b in d["tokens"].items()
+    }
+    r.credits_used, r.spent = Decimal(d["credits_used"]), Decimal(d["spent"])
+    r.topped, r.spend = Decimal(d["topped"]), Decimal(d["spend"])
+    r.alert_idx = {k: int(v) for k, v in d["alert_idx"].items()}
+    r.capped = bool(d["capped"])
+    return r
+
+
+def state_to_dict(state: CustomerState) -> dict[str, Any]:
+    seen: dict[str, dict[str, str]] = {}
+    for event_id, (fp, _, period_start) in state.visible_seen().items():
+        digest = fp if isinstance(fp, str) else fingerprint(fp)
+        seen.setdefault(period_start.isoformat(), {})[event_id] = digest
+    return {
+        "format": FORMAT,
+        "customer_id": state.customer_id,
+        "version": state.seq,
+        "status": state.status,
+        "anchor": _t(state.anchor),
+        "plans": [[_t(t), p] for t, p in state.plans],
+        "cancel_at": _t(state.cancel_at),
+        "seats": [[_t(t), n] for t, n in state.seats],
+        "periods": [_record_to_dict(state.periods[s]) for s in sorted(state.periods)],
+        "horizon": _t(state.horizon),
+        "grants": [[_t(e), str(c)] for e, c in state.grants],
+        "wallet_opening": str(state.wallet_opening),
+        "balance": str(state.balance),
+        "last_topup": _d(state.last_topup),
+        "alerts_raised": sorted(state.alerts_raised),
+        "alert_counts": {str(k): v for k, v in sorted(state.alert_counts.items())},
+        "alert_next": _d(state.alert_next),
+        "updated_at": _t(state.updated_at),
+        "seen": seen,
+    }
+
+
+def state_from_dict(d: dict[str, Any]) -> CustomerState:
+    try:
+        return _from_dict(d)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise StateError(f"cannot read customer state: {exc!r}") from exc
+
+
+def _from_dict(d: dict[str, Any]) -> CustomerState:
+    if d.get("format") != FORMAT:
+        raise StateError(f"unknown state format {d.get('format')!r}")
+    s = new_state(d["customer_id"])
+    s.status = d["status"]
+    s.anchor = _pt(d["anchor"])
+    s.plans = tuple((datetime.fromisoformat(t), p) for t, p in d["plans"])
+    s.cancel_at = _pt(d["cancel_at"])
+    s.seats = tuple((datetime.fromisoformat(t), int(n)) for t, n in d["seats"])
+    records = [_record_from_dict(r) for r in d["periods"]]
+    s.periods = {r.start: r for r in records}
+    s.last = records[-1] if records else None
+    s.horizon = _pt(d["horizon"])
+    s.grants = tuple((_pt(e), Decimal(c)) for e, c in d["grants"])
+    s.wallet_opening, s.balance = Decimal(d["wallet_opening"]), Decimal(d["balance"])
+    s.last_topup = _pd(d["last_topup"])
+    s.alerts_raised = frozenset(int(t) for t in d["alerts_raised"])
+    s.alert_counts = {int(k): int(v) for k, v in d["alert_counts"].items()}
+    s.alert_next = _pd(d["alert_next"])
+    s.updated_at = _pt(d["updated_at"])
+    entries: dict[str, tuple[Any, int, datetime]] = {}
+    seq = 0
+    for period, ids in d["seen"].items():
+        start = datetime.fromisoformat(period)
+        for event_id, digest in ids.items():
+            entries[event_id] = (digest, seq, start)
+            seq += 1
+    version = int(d["version"])
+    if seq > version:
+        raise StateError("more remembered events than the state version")
+    # Re-stamp remembered ids below the version so they are all visible.
+    s.seq = version
+    s.seen = SeenLog(entries, version)
+    return s
