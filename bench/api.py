@@ -42,9 +42,9 @@ ADMIN = "bench-admin-key-0123456789abcdef"
 
 def serve(port: int, prefix: str) -> None:
     import uvicorn
-    from streambill.sdk import UsageClient
 
     from projections.api import create_app
+    from streambill.sdk import UsageClient
 
     settings = Settings(
         read_model_prefix=prefix, token_secret=SecretStr(SECRET), admin_key=SecretStr(ADMIN)
