@@ -21,7 +21,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import redis
 from pydantic import SecretStr
@@ -38,6 +40,7 @@ from tests.projections import samples  # noqa: E402
 
 SECRET = "bench-token-secret-0123456789abcdef"
 ADMIN = "bench-admin-key-0123456789abcdef"
+T = TypeVar("T")
 
 
 def serve(port: int, prefix: str) -> None:
@@ -63,6 +66,15 @@ def fill(store: RedisStore, customers: int) -> None:
     ]
     for start in range(0, len(writes), 500):
         store.apply(gen, writes[start : start + 500])
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on uvloop when available (less client overhead on the timings)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def free_port() -> int:
@@ -110,42 +122,32 @@ async def load(args: argparse.Namespace, port: int) -> tuple[list[float], int, f
         ).encode()
         for i in range(args.customers)
     ]
-    total = int(args.rate * args.duration) if args.rate else 10**9
-    queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
     latencies: list[float] = []
     errors = 0
-    stop_at = time.perf_counter() + args.duration
+    conns = args.connections
+    start = time.perf_counter() + 0.05
+    stop_at = start + args.duration
+    total = int(args.rate * args.duration)
 
-    async def connection() -> None:
+    async def connection(k: int) -> None:
+        """Open loop: this connection owns requests k, k + C, k + 2C, ... each due at
+        start + i/rate (late ones go at once, their lateness counted). Closed loop
+        (rate 0): back to back until the duration is over."""
         nonlocal errors
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        while True:
-            if args.rate:
-                item = await queue.get()
-                if item is None:
-                    break
-                due, request = item
-            else:
-                if time.perf_counter() >= stop_at:
-                    break
-                due, request = time.perf_counter(), requests[len(latencies) % len(requests)]
-            status = await one_request(reader, writer, request)
-            latencies.append(time.perf_counter() - due)
-            errors += status != 200
-        writer.close()
-
-    workers = [asyncio.create_task(connection()) for _ in range(args.connections)]
-    start = time.perf_counter()
-    if args.rate:
-        for i in range(total):
-            due = start + i / args.rate
+        i = k
+        while (i < total) if args.rate else (time.perf_counter() < stop_at):
+            due = start + i / args.rate if args.rate else time.perf_counter()
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            queue.put_nowait((due, requests[i % len(requests)]))
-        for _ in workers:
-            queue.put_nowait(None)
-    await asyncio.gather(*workers)
+            status = await one_request(reader, writer, requests[i % len(requests)])
+            latencies.append(time.perf_counter() - due)
+            errors += status != 200
+            i += conns
+        writer.close()
+
+    await asyncio.gather(*(connection(k) for k in range(conns)))
     return latencies, errors, time.perf_counter() - start
 
 
@@ -178,10 +180,10 @@ def main() -> int:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
-        asyncio.run(wait_ready(port))
+        run(wait_ready(port))
         if args.warmup:
             warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
-            asyncio.run(load(warm, port))
+            run(load(warm, port))
         latencies, errors, elapsed = asyncio.run(load(args, port))
     finally:
         server.terminate()

@@ -33,6 +33,10 @@ from streambill.settings import Settings
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
 READ_ERRORS = error_responses(401, 403, 404, 503)
+AUTH_HEADERS = [
+    {"name": ADMIN_HEADER, "in": "header", "required": False, "schema": {"type": "string"}},
+    {"name": "authorization", "in": "header", "required": False, "schema": {"type": "string"}},
+]
 
 
 def _error_response(_: Request, exc: Exception) -> JSONResponse:
@@ -118,15 +122,23 @@ def create_app(
         "/v1/customers/{customer_id}/entitlements/{feature_id}",
         response_model=EntitlementOut,
         responses=READ_ERRORS,
+        openapi_extra={"parameters": AUTH_HEADERS},
     )
-    def get_entitlement(
+    async def get_entitlement(
+        request: Request,
         customer_id: CustomerId,
         feature_id: Annotated[str, Path(min_length=1, max_length=200)],
-        _: Reader,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         """May the customer use the feature now? With what remains and the offset the
-        answer reflects (its freshness)."""
-        return views.entitlement(read_models, customer_id, feature_id)
+        answer reflects (its freshness).
+
+        The hot path: one HMGET, run on the event loop (a loopback Redis answers in
+        well under a millisecond, far less than a thread hop costs; the client's socket
+        timeout bounds a stall), and the body built directly, without a response-model
+        pass (`EntitlementOut` documents it and a test checks it matches)."""
+        headers = request.headers  # read directly: FastAPI's header params cost ~50 us each
+        reader(customer_id, headers.get(ADMIN_HEADER), headers.get("authorization"))
+        return JSONResponse(views.entitlement(read_models, customer_id, feature_id))
 
     app.include_router(admin_router(sdk, auth))
     app.include_router(portal_router(read_models, auth))
