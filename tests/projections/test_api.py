@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from projections import tokens
 from projections.api import create_app
+from projections.api_models import EntitlementOut
 from projections.store import InMemoryStore
 from tests.projections.apphelpers import (
     ADMIN_KEY,
@@ -76,6 +77,7 @@ def test_entitlement_answers_with_freshness(client: TestClient) -> None:
     assert body["allowed"] is True and body["remaining"] == "400" and body["unit"] == "quantity"
     assert body["freshness"]["partition"] == 0 and body["freshness"]["offset"] == 4
     assert body["freshness"]["source_offsets"] == {"usage-events/0": 10}
+    EntitlementOut.model_validate(body)  # the hot path skips the response-model pass
     credits = client.get("/v1/customers/cus_b/entitlements/tokens", headers=ADMIN).json()
     assert credits["remaining"] == "640" and credits["unit"] == "credits"
 
@@ -235,5 +237,11 @@ def test_account_commands(client: TestClient, writer: RecordingWriter) -> None:
 
 def test_openapi_is_served(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    assert "/v1/customers/{customer_id}/entitlements/{feature_id}" in spec["paths"]
+    entitlement = spec["paths"]["/v1/customers/{customer_id}/entitlements/{feature_id}"]["get"]
+    assert {(p["name"], p["in"]) for p in entitlement["parameters"]} == {
+        ("customer_id", "path"),
+        ("feature_id", "path"),
+        ("x-admin-key", "header"),
+        ("authorization", "header"),
+    }
     assert client.get("/docs").status_code == 200
