@@ -18,6 +18,7 @@ from streambill.settings import Settings
 COMMAND_MODULES: tuple[str, ...] = (
     "streambill.services_cli",
     "streambill.topics",
+    "processors.cli",
     "projections.commands",
 )
 

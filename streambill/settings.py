@@ -6,6 +6,7 @@ reads the environment on its own.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,28 @@ class Settings(BaseSettings):
 
     # Billing
     catalog_path: Path = REPO_ROOT / "examples" / "catalog.yaml"
+
+    # Fold worker (processors/worker.py). The Faust app id (= consumer group and
+    # changelog-topic prefix) is `topic_prefix + worker_app_id`, so environments
+    # sharing a cluster never share state.
+    worker_app_id: str = "fold-worker"
+    worker_store: str = "memory://"  # or "rocksdb://" (needs `rocksdict`)
+    worker_data_dir: Path = REPO_ROOT / ".state" / "worker"
+    worker_batch_size: int = 2000
+    worker_batch_within: float = 0.005  # seconds to wait for a batch to fill
+    worker_session_timeout: float = 10.0  # seconds; a killed worker's partitions move after it
+    worker_metrics_port: int = 0  # Prometheus text endpoint; 0 = disabled
+    # An event id is remembered for `dedupe_window` of event time behind the
+    # customer's watermark; anything older than `max_lateness` behind it is
+    # rejected as too_late. max_lateness <= dedupe_window (checked by the worker)
+    # so every event that passes the lateness check is still deduplicated.
+    dedupe_window: timedelta = timedelta(days=35)
+    max_lateness: timedelta = timedelta(days=35)
+    future_tolerance: timedelta = timedelta(minutes=5)
+
+    def worker_group(self) -> str:
+        """Physical Faust app id / consumer group of the fold worker."""
+        return f"{self.topic_prefix}{self.worker_app_id}"
 
     def topic(self, logical: str) -> str:
         """Physical topic name for a logical one (`usage-events` -> `<prefix>usage-events`)."""

@@ -1,0 +1,76 @@
+"""CLI commands of the processors: `streambill worker` and `streambill dlq replay`.
+
+This is where the worker's dependencies (catalog, codec, metrics registry, clock)
+are built and handed to `create_app`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from billing.events import RejectReason
+from streambill.settings import Settings
+
+
+def register(subparsers: Any) -> None:
+    worker = subparsers.add_parser("worker", help="run the real-time fold worker (Faust)")
+    worker.add_argument("--loglevel", default="info")
+    worker.set_defaults(func=run_worker)
+
+    dlq = subparsers.add_parser("dlq", help="dead letters on usage-rejected")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    replay = dlq_sub.add_parser(
+        "replay", help="republish dead letters that can now succeed to their source topic"
+    )
+    replay.add_argument(
+        "--reason",
+        action="append",
+        choices=[r.value for r in RejectReason],
+        help="only dead letters with this reason (repeatable; default: all replayable)",
+    )
+    replay.set_defaults(func=run_dlq_replay)
+
+
+def _codec(settings: Settings) -> Any:
+    from streambill.codec import Codec
+
+    return Codec()
+
+
+def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from processors.metrics import WorkerMetrics
+    from processors.worker import create_app
+    from streambill.catalog_file import load_catalog
+
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, registry=registry)
+    app = create_app(
+        settings, load_catalog(settings.catalog_path), codec=_codec(settings), metrics=metrics
+    )
+    worker = faust.Worker(app, loglevel=args.loglevel)
+    worker.execute_from_commandline()
+    return 0
+
+
+def run_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from processors.dlq import replay
+    from processors.worker import utc_now
+
+    logging.basicConfig(level=logging.INFO)
+    reasons = {RejectReason(r) for r in args.reason} if args.reason else None
+    report = replay(settings, _codec(settings), reasons, utc_now)
+    skipped = ", ".join(f"{k}={v}" for k, v in sorted(report.skipped.items())) or "none"
+    logging.getLogger("streambill.dlq").info(
+        "scanned %d dead letters, replayed %d, skipped: %s",
+        report.scanned,
+        report.replayed,
+        skipped,
+    )
+    return 0

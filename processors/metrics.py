@@ -1,0 +1,60 @@
+"""Prometheus metrics of the fold worker, on a registry owned by the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class WorkerMetrics:
+    """Events in, applied, deduplicated, rejected by reason, lag and last offsets."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events_in = Counter(
+            "streambill_worker_events_in", "Source messages received", registry=registry
+        )
+        self.applied = Counter(
+            "streambill_worker_events_applied", "Events folded into state", registry=registry
+        )
+        self.deduplicated = Counter(
+            "streambill_worker_events_deduplicated",
+            "Events skipped as duplicates of an applied event_id",
+            registry=registry,
+        )
+        self.redelivered = Counter(
+            "streambill_worker_events_redelivered",
+            "Messages skipped because the state already reflects their offset",
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "streambill_worker_events_rejected",
+            "Dead letters sent, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "streambill_worker_consumer_lag",
+            "High watermark minus next offset to process",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.last_offset = Gauge(
+            "streambill_worker_last_applied_offset",
+            "Last offset processed and made durable",
+            ["topic", "partition"],
+            registry=registry,
+        )
+
+    def record_batch(self, counts: Mapping[str, int], rejected: Mapping[str, int]) -> None:
+        self.events_in.inc(counts.get("in", 0))
+        self.applied.inc(counts.get("applied", 0))
+        self.deduplicated.inc(counts.get("deduplicated", 0))
+        self.redelivered.inc(counts.get("redelivered", 0))
+        for reason, n in rejected.items():
+            self.rejected.labels(reason=reason).inc(n)
+
+    def record_position(self, topic: str, partition: int, offset: int, highwater: int) -> None:
+        self.last_offset.labels(topic=topic, partition=str(partition)).set(offset)
+        self.lag.labels(topic=topic, partition=str(partition)).set(max(highwater - offset - 1, 0))

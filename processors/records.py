@@ -1,0 +1,103 @@
+"""What the fold worker keeps per key in its two Faust tables, and their JSON form.
+
+`CustomerRecord` (table `customers`, key = customer id) is one customer's ledger
+state plus what the worker needs to apply every event exactly once: the last
+applied offset per source topic-partition and the customer's event-time
+watermark. It is written as ONE changelog record, so state and offsets can never
+disagree after a crash.
+
+`SeenEntry` (table `seen`, key = event id) remembers an applied event: its payload
+fingerprint, where it was read, its customer and its event time (for the window).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from billing import ledger
+
+
+def tp_key(topic: str, partition: int) -> str:
+    """The "topic/partition" form used in offsets maps and snapshots."""
+    return f"{topic}/{partition}"
+
+
+def fingerprint(payload: bytes) -> str:
+    """Payload fingerprint: a retry of the same message has the same bytes."""
+    return hashlib.blake2b(payload, digest_size=16).hexdigest()
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def datetime_to_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+@dataclass(slots=True)
+class CustomerRecord:
+    """Mutable within one batch only; stored as a dict via `to_dict`."""
+
+    customer_id: str
+    state: ledger.CustomerState
+    offsets: dict[str, int] = field(default_factory=dict)
+    watermark_ms: int | None = None
+
+    @classmethod
+    def new(cls, customer_id: str) -> CustomerRecord:
+        return cls(customer_id, ledger.new_state(customer_id))
+
+    def applied(self, topic: str, partition: int, offset: int) -> bool:
+        """True if this customer's state already reflects that message."""
+        last = self.offsets.get(tp_key(topic, partition))
+        return last is not None and offset <= last
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id,
+            "state": ledger.state_to_dict(self.state),
+            "offsets": dict(self.offsets),
+            "watermark_ms": self.watermark_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CustomerRecord:
+        return cls(
+            customer_id=str(data["customer_id"]),
+            state=ledger.state_from_dict(data["state"]),
+            offsets={str(k): int(v) for k, v in data["offsets"].items()},
+            watermark_ms=None if data["watermark_ms"] is None else int(data["watermark_ms"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SeenEntry:
+    fingerprint: str
+    topic: str
+    partition: int
+    offset: int
+    customer_id: str
+    event_ms: int
+
+    def same_message(self, topic: str, partition: int, offset: int) -> bool:
+        """True if the entry was written for this very message (a redelivery)."""
+        return (self.topic, self.partition, self.offset) == (topic, partition, offset)
+
+    def to_list(self) -> list[Any]:
+        return [
+            self.fingerprint,
+            self.topic,
+            self.partition,
+            self.offset,
+            self.customer_id,
+            self.event_ms,
+        ]
+
+    @classmethod
+    def from_list(cls, data: list[Any]) -> SeenEntry:
+        fp, topic, partition, offset, customer_id, event_ms = data
+        return cls(str(fp), str(topic), int(partition), int(offset), str(customer_id), int(event_ms))

@@ -1,0 +1,321 @@
+"""The real-time fold worker: a Faust app built by `create_app` (no module-level app).
+
+One agent (concurrency 1) reads raw bytes from usage-events and account-events
+(co-partitioned, key = customer id), folds them with `processors.fold.BatchFolder`
+and keeps two changelog-backed tables:
+
+- `customers`: customer id -> `CustomerRecord` (ledger state + last applied offset
+  per source topic-partition + event-time watermark), one record per customer;
+- `seen`: event id -> `SeenEntry` (fingerprint, source position, customer, event
+  time), pruned once older than `dedupe_window` behind the customer's watermark.
+
+Why `seen` lives outside the customer record: a customer record holding every id of
+35 days would be rewritten (megabytes) on every batch. A per-event key costs one
+small changelog message per applied event instead. It is written BEFORE the
+customer records, and an entry that names the very message being processed is
+ignored, so a crash between the two writes can never hide an unapplied event.
+
+Table writes bypass Faust's `table[key] = value` on purpose: that path picks the
+changelog partition from "the current event" (wrong inside a multi-partition batch)
+and sends without giving us the delivery future, so we could not wait for
+durability before acknowledging. We call `send_changelog(partition, ...)` with the
+customer's partition, await the futures, then update the local store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import faust
+from faust import streams as faust_streams
+
+from billing.catalog import Catalog
+from processors.fold import BatchFolder, BatchResult, FoldPolicy, SourceMessage, Topics
+from processors.metrics import WorkerMetrics
+from processors.records import CustomerRecord, SeenEntry
+from streambill import settings as names
+from streambill.codec import Codec
+from streambill.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Fatal = Callable[[BaseException], NoReturn]
+
+
+def utc_now() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+def exit_process(exc: BaseException) -> NoReturn:
+    """Crash-only: die without acknowledging anything, so nothing gets committed."""
+    log.critical("fold worker cannot make a batch durable, exiting: %r", exc, exc_info=exc)
+    logging.shutdown()
+    os._exit(70)
+
+
+def policy_from(settings: Settings) -> FoldPolicy:
+    def ms(value: Any) -> int:
+        return int(value.total_seconds() * 1000)
+
+    return FoldPolicy(
+        dedupe_window_ms=ms(settings.dedupe_window),
+        max_lateness_ms=ms(settings.max_lateness),
+        future_tolerance_ms=ms(settings.future_tolerance),
+    )
+
+
+def topics_from(settings: Settings) -> Topics:
+    return Topics(
+        usage=settings.topic(names.USAGE_EVENTS),
+        account=settings.topic(names.ACCOUNT_EVENTS),
+        state=settings.topic(names.CUSTOMER_STATE),
+        alerts=settings.topic(names.BILLING_ALERTS),
+        invoices=settings.topic(names.INVOICES),
+        rejected=settings.topic(names.USAGE_REJECTED),
+    )
+
+
+def create_app(
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    codec: Codec,
+    metrics: WorkerMetrics,
+    clock: Clock = utc_now,
+    on_fatal: Fatal = exit_process,
+) -> faust.App:
+    """Build the worker app; nothing connects until the app is started."""
+    topics = topics_from(settings)
+    app = faust.App(
+        settings.worker_group(),
+        broker=[f"kafka://{host}" for host in settings.bootstrap_servers.split(",")],
+        store=settings.worker_store,
+        datadir=str(settings.worker_data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,  # changelog topics; broker auto-create is off
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        processing_guarantee="at_least_once",
+        stream_wait_empty=True,
+        stream_buffer_maxsize=max(4096, 2 * settings.worker_batch_size),
+        broker_session_timeout=settings.worker_session_timeout,
+        broker_heartbeat_interval=max(settings.worker_session_timeout / 5, 0.5),
+        web_enabled=False,
+    )
+    source = app.topic(
+        topics.usage,
+        topics.account,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    table_args: dict[str, Any] = {
+        "partitions": settings.partitions,
+        "key_type": str,
+        "key_serializer": "json",
+        "value_serializer": "json",
+    }
+    customers = app.Table("customers", **table_args)
+    seen = app.Table("seen", **table_args)
+    folder = BatchFolder(catalog, codec, policy_from(settings), topics, clock)
+    pipeline = FoldPipeline(app, folder, customers, seen, metrics, policy_from(settings))
+    batch_size, within = settings.worker_batch_size, settings.worker_batch_within
+
+    @app.agent(source, name="fold", concurrency=1)
+    async def fold(stream: faust.StreamT[bytes]) -> None:
+        """Fold usage and account events into per-customer state.
+
+        Commit order, per batch of up to `worker_batch_size` messages:
+          1. decode and validate every message (bad ones become dead letters);
+          2. skip what is already applied (offset <= the customer's recorded offset
+             for that topic-partition; or a known event_id seen at another position);
+          3. `billing.ledger.apply` (pure);
+          4a. send the effects (alerts, purchase invoices, dead letters, one full
+              snapshot per changed customer) and WAIT until the broker acked them;
+          4b. write the `seen` entries to their changelog and wait for the acks;
+          4c. write the customer records to their changelog, wait for the acks,
+              then update the local stores;
+          5. return to `take_events`, which acknowledges the batch; Faust commits
+             acknowledged offsets only (on its timer or on rebalance).
+
+        A crash (SIGKILL) between any two steps:
+          - before 4a completes: nothing durable but maybe some effects; the batch is
+            redelivered and folded again from the same state, producing the same
+            outputs with the same deterministic ids (harmless resends);
+          - between 4a and 4b/4c: effects durable, state not: same as above;
+          - between 4b and 4c: a seen entry may exist for an event whose state was
+            lost; on redelivery the entry names the very same message and is
+            ignored, so the event is applied once; a later copy at another
+            position is still caught as a duplicate;
+          - between 4c and 5 (or before Faust's commit): state durable, offsets not
+            committed; redelivered messages are skipped by the offset check and
+            their effects are already durable (4a precedes 4c).
+        Any failure to make a batch durable calls `on_fatal` (exits the process)
+        instead of continuing, because continuing would acknowledge the batch.
+        """
+        async for events in stream.take_events(batch_size, within=within):
+            try:
+                await pipeline.process(events)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                on_fatal(exc)
+
+    del fold  # registered on the app; kept only there
+    return app
+
+
+class FoldPipeline:
+    """Moves one batch through `BatchFolder` and makes its result durable in order."""
+
+    prune_interval_s = 60.0
+
+    def __init__(
+        self,
+        app: faust.App,
+        folder: BatchFolder,
+        customers: Any,
+        seen: Any,
+        metrics: WorkerMetrics,
+        policy: FoldPolicy,
+    ) -> None:
+        self._app = app
+        self._folder = folder
+        self._customers = customers
+        self._seen = seen
+        self._metrics = metrics
+        self._policy = policy
+        self._events_by_partition: dict[int, faust.EventT] = {}
+        self._next_prune = time.monotonic() + self.prune_interval_s
+
+    async def process(self, events: Sequence[faust.EventT]) -> None:
+        self._events_by_partition = {e.message.partition: e for e in events}
+        messages = [_source_message(e) for e in events]
+        result = self._folder.fold(messages, _TableView(self))
+        await self._send_effects(result)
+        await self._write_seen(result)
+        await self._write_customers(result)
+        self._record_metrics(messages, result)
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + self.prune_interval_s
+            await self._prune_seen()
+
+    # ---- durable writes, each awaited before the next (see the agent docstring)
+
+    async def _send_effects(self, result: BatchResult) -> None:
+        producer = self._app.producer
+        futures: list[Awaitable[Any]] = []
+        for out in result.outputs:
+            futures.append(await producer.send(out.topic, out.key, out.value, None, None, None))
+        await asyncio.gather(*futures)
+
+    async def _write_seen(self, result: BatchResult) -> None:
+        futures = [
+            self._seen.send_changelog(partition, event_id, entry.to_list())
+            for event_id, (partition, entry) in result.seen.items()
+        ]
+        await asyncio.gather(*futures)
+        for event_id, (partition, entry) in result.seen.items():
+            with self._partition(partition):
+                self._seen.data[event_id] = entry.to_list()
+
+    async def _write_customers(self, result: BatchResult) -> None:
+        values = {cid: (p, rec.to_dict()) for cid, (p, rec) in result.customers.items()}
+        futures = [
+            self._customers.send_changelog(partition, cid, value)
+            for cid, (partition, value) in values.items()
+        ]
+        await asyncio.gather(*futures)
+        for cid, (partition, value) in values.items():
+            with self._partition(partition):
+                self._customers.data[cid] = value
+
+    async def _prune_seen(self) -> None:
+        """Forget event ids older than the window behind their customer's watermark."""
+        expired: list[tuple[str, int]] = []
+        for event_id, raw in list(self._seen.data.items()):
+            entry = SeenEntry.from_list(raw)
+            record = self.customer(entry.customer_id, entry.partition)
+            wm = record.watermark_ms if record is not None else None
+            if wm is not None and entry.event_ms < wm - self._policy.dedupe_window_ms:
+                expired.append((event_id, entry.partition))
+        futures = [self._seen.send_changelog(p, eid, None) for eid, p in expired]
+        await asyncio.gather(*futures)
+        for event_id, partition in expired:
+            with self._partition(partition):
+                self._seen.data.pop(event_id, None)
+        if expired:
+            log.info("pruned %d seen event ids", len(expired))
+
+    # ---- reads (the view the folder uses)
+
+    def customer(self, customer_id: str, partition: int) -> CustomerRecord | None:
+        with self._partition(partition):
+            raw = self._customers.data.get(customer_id)
+        return None if raw is None else CustomerRecord.from_dict(raw)
+
+    def seen_entry(self, event_id: str, partition: int) -> SeenEntry | None:
+        with self._partition(partition):
+            raw = self._seen.data.get(event_id)
+        return None if raw is None else SeenEntry.from_list(raw)
+
+    @contextmanager
+    def _partition(self, partition: int) -> Iterator[None]:
+        """Make Faust's stores (RocksDB picks its per-partition DB from "the
+        current event") address `partition`, whatever event the stream saw last."""
+        event = self._events_by_partition.get(partition)
+        if event is None:
+            yield
+            return
+        token = faust_streams._current_event.set(weakref.ref(event))
+        try:
+            yield
+        finally:
+            faust_streams._current_event.reset(token)
+
+    def _record_metrics(self, messages: Sequence[SourceMessage], result: BatchResult) -> None:
+        self._metrics.record_batch(result.counts, result.rejected)
+        last: dict[tuple[str, int], int] = {}
+        for m in messages:
+            last[(m.topic, m.partition)] = m.offset
+        consumer = self._app.consumer
+        for (topic, partition), offset in last.items():
+            highwater = consumer.highwater(faust.TopicPartition(topic, partition))
+            self._metrics.record_position(topic, partition, offset, highwater or 0)
+
+
+class _TableView:
+    """`RecordView` over the pipeline's tables, partition-aware."""
+
+    def __init__(self, pipeline: FoldPipeline) -> None:
+        self._pipeline = pipeline
+
+    def customer(self, customer_id: str, partition: int) -> CustomerRecord | None:
+        return self._pipeline.customer(customer_id, partition)
+
+    def seen(self, event_id: str, partition: int) -> SeenEntry | None:
+        return self._pipeline.seen_entry(event_id, partition)
+
+
+def _source_message(event: faust.EventT) -> SourceMessage:
+    m = event.message
+    return SourceMessage(
+        topic=m.topic,
+        partition=m.partition,
+        offset=m.offset,
+        timestamp_ms=int(m.timestamp * 1000) if m.timestamp else None,
+        key=m.key,
+        value=m.value if m.value is not None else b"",
+    )
