@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streambill.billing_cli",
     "streambill.close_cli",
     "processors.cli",
+    "projections.commands",
 )
 
 

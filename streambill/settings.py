@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,16 @@ class Settings(BaseSettings):
     redis_port: int = 16379
     # Broker jars resolved by Maven from services/kafka/pom.xml; kept outside the work tree.
     kafka_libs_dir: Path = Path.home() / ".cache" / "streambill" / "kafka-4.1.1" / "libs"
+
+    # Read side (projections/): key prefix of the Redis read models, HTTP API address,
+    # the admin key for admin routes and the secret that signs customer tokens.
+    # Unset secrets disable what needs them (the API answers 401), never a default key.
+    read_model_prefix: str = "sb"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    admin_key: SecretStr | None = None
+    token_secret: SecretStr | None = None
+    token_ttl: str = "24h"
 
     # Billing
     catalog_path: Path = REPO_ROOT / "examples" / "catalog.yaml"

@@ -1,0 +1,115 @@
+"""CLI commands of the read side: `projector`, `projections rebuild`, `api`, `token issue`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from projections import tokens
+from projections.rebuild import rebuild
+from projections.wiring import (
+    build_applier,
+    build_projector,
+    build_rebuild_consumer,
+    build_store,
+)
+from streambill.settings import Settings
+
+
+def register(subparsers: Any) -> None:
+    projector = subparsers.add_parser("projector", help="keep the Redis read models up to date")
+    projector.add_argument("--batch-size", type=int, default=500)
+    projector.set_defaults(func=run_projector)
+
+    projections = subparsers.add_parser("projections", help="read-model maintenance")
+    proj_sub = projections.add_subparsers(dest="projections_command", required=True)
+    rebuild_p = proj_sub.add_parser("rebuild", help="clear the read models, replay the topics")
+    rebuild_p.set_defaults(func=run_rebuild)
+
+    api = subparsers.add_parser("api", help="serve the HTTP API and the customer portal")
+    api.add_argument("--host", default=None, help="default: settings.api_host (127.0.0.1)")
+    api.add_argument("--port", type=int, default=None, help="default: settings.api_port (8080)")
+    api.add_argument("--workers", type=int, default=1)
+    api.set_defaults(func=run_api)
+
+    token = subparsers.add_parser("token", help="customer tokens for the API and the portal")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    issue = token_sub.add_parser("issue", help="print a signed token scoped to one customer")
+    issue.add_argument("--customer", required=True)
+    issue.add_argument("--ttl", default=None, help="e.g. 3600, 15m, 12h, 7d (default 24h)")
+    issue.set_defaults(func=run_token_issue)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def run_projector(args: argparse.Namespace, settings: Settings) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    store = build_store(settings)
+    projector = build_projector(settings, store, batch_size=args.batch_size)
+    projector.run(_stop_on_signals())
+    return 0
+
+
+def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    store = build_store(settings)
+    consumer = build_rebuild_consumer(settings)
+
+    def progress(done: int, total: int) -> None:
+        share = 100 if total == 0 else done * 100 // total
+        sys.stderr.write(f"\rrebuild: {done}/{total} records ({share}%)")
+        sys.stderr.flush()
+
+    try:
+        result = rebuild(consumer, build_applier(settings, store), progress=progress)
+    finally:
+        consumer.close()
+    sys.stderr.write("\n")
+    sys.stdout.write(
+        f"rebuilt from {result.records} records: {result.applied} applied, "
+        f"{result.skipped_bad} skipped as undecodable, in {result.seconds:.1f}s\n"
+    )
+    return 0
+
+
+def run_api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+    from streambill.sdk import UsageClient
+
+    from projections.api import create_app
+
+    store = build_store(settings)
+    with UsageClient(settings) as sdk:
+        app = create_app(settings, store, sdk)
+        uvicorn.run(
+            app,
+            host=args.host or settings.api_host,
+            port=args.port or settings.api_port,
+            log_level="warning",
+            access_log=False,
+        )
+    return 0
+
+
+def run_token_issue(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.token_secret is None:
+        sys.stderr.write("STREAMBILL_TOKEN_SECRET is not set\n")
+        return 2
+    ttl = tokens.parse_ttl(args.ttl or settings.token_ttl)
+    token = tokens.issue(
+        settings.token_secret.get_secret_value().encode("utf-8"),
+        args.customer,
+        now=int(time.time()),
+        ttl_seconds=ttl,
+    )
+    sys.stdout.write(token + "\n")
+    return 0

@@ -1,0 +1,188 @@
+"""What the projector writes, as plain values: pure functions, no I/O.
+
+A source record (customer-state, billing-alerts or invoices) becomes one `Write`:
+the customer it concerns, the source position it reflects, and one operation on
+that customer's read models. Every stored value is a string (Decimals as their
+exact decimal text, times as ISO-8601 UTC), so Redis and the in-memory adapter hold
+byte-identical data and a rebuild can be compared with the live models key for key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from billing.events import (
+    AlertRaised,
+    AlertResolved,
+    CustomerStateChanged,
+    Invoice,
+)
+from streambill.settings import BILLING_ALERTS, CUSTOMER_STATE, INVOICES
+
+SOURCE_TOPICS = (CUSTOMER_STATE, BILLING_ALERTS, INVOICES)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a record came from: logical topic, partition, offset."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def field(self) -> str:
+        """The per-customer offsets-hash field that remembers this partition."""
+        return f"{self.topic}/{self.partition}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceState:
+    """Replace the customer's state hash wholesale (a snapshot is complete)."""
+
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RaiseAlert:
+    alert_id: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveAlert:
+    raised_alert_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PutInvoice:
+    invoice_id: str
+    payload: str
+
+
+Operation = ReplaceState | RaiseAlert | ResolveAlert | PutInvoice
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    customer_id: str
+    source: Source
+    operation: Operation
+
+
+class UnexpectedRecord(ValueError):
+    """A decoded record that has no business on the topic it came from."""
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _dec(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def dumps(data: Any) -> str:
+    """Canonical JSON: sorted keys, no spaces, so equal data gives equal bytes."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def invoice_data(invoice: Invoice) -> dict[str, Any]:
+    return {
+        "invoice_id": invoice.invoice_id,
+        "kind": invoice.kind,
+        "customer_id": invoice.customer_id,
+        "plan_id": invoice.plan_id,
+        "plan_version": invoice.plan_version,
+        "period_start": _time(invoice.period_start),
+        "period_end": _time(invoice.period_end),
+        "currency": invoice.currency,
+        "total": str(invoice.total),
+        "issued_at": _time(invoice.issued_at),
+        "adjusts_invoice_id": invoice.adjusts_invoice_id,
+        "lines": [
+            {
+                "description": line.description,
+                "feature_id": line.feature_id,
+                "quantity": str(line.quantity),
+                "unit_price": str(line.unit_price),
+                "precise_amount": str(line.precise_amount),
+                "amount": str(line.amount),
+            }
+            for line in invoice.lines
+        ],
+    }
+
+
+def alert_data(alert: AlertRaised) -> dict[str, Any]:
+    return {
+        "alert_id": alert.alert_id,
+        "kind": alert.kind,
+        "feature_id": alert.feature_id,
+        "threshold_percent": alert.threshold_percent,
+        "value": str(alert.value),
+        "reference": str(alert.reference),
+        "timestamp": _time(alert.timestamp),
+    }
+
+
+def state_fields(snap: CustomerStateChanged, source: Source) -> dict[str, str]:
+    """The state hash of one snapshot. Absent optional values are absent fields.
+
+    `usage:<feature>` and `remaining:<feature>` are separate fields so an
+    entitlement check reads exactly the fields it needs (HMGET)."""
+    fields: dict[str, str | None] = {
+        "customer_id": snap.customer_id,
+        "version": str(snap.version),
+        "status": snap.status,
+        "plan_id": snap.plan_id,
+        "plan_version": None if snap.plan_version is None else str(snap.plan_version),
+        "model": snap.model,
+        "currency": snap.currency,
+        "period_start": _time(snap.period_start),
+        "period_end": _time(snap.period_end),
+        "seats": str(snap.seats),
+        "credits_remaining": _dec(snap.credits_remaining),
+        "balance": _dec(snap.balance),
+        "last_topup": _dec(snap.last_topup),
+        "allowed": "1" if snap.allowed else "0",
+        "updated_at": _time(snap.updated_at),
+        "upcoming_invoice": (
+            None if snap.upcoming_invoice is None else dumps(invoice_data(snap.upcoming_invoice))
+        ),
+        "source_offsets": dumps(dict(snap.source_offsets)),
+        "offset": f"{source.topic}/{source.partition}/{source.offset}",
+    }
+    for feature, quantity in snap.usage.items():
+        fields[f"usage:{feature}"] = str(quantity)
+    for feature, remaining in snap.allowance_remaining.items():
+        fields[f"remaining:{feature}"] = str(remaining)
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def to_write(record: object, source: Source) -> Write:
+    """The write for one decoded record, or `UnexpectedRecord` if it does not belong."""
+    expected: dict[str, tuple[type, ...]] = {
+        CUSTOMER_STATE: (CustomerStateChanged,),
+        BILLING_ALERTS: (AlertRaised, AlertResolved),
+        INVOICES: (Invoice,),
+    }
+    if not isinstance(record, expected.get(source.topic, ())):
+        raise UnexpectedRecord(f"{type(record).__name__} on {source.topic}")
+    operation: Operation
+    if isinstance(record, CustomerStateChanged):
+        operation = ReplaceState(state_fields(record, source))
+    elif isinstance(record, AlertRaised):
+        operation = RaiseAlert(record.alert_id, dumps(alert_data(record)))
+    elif isinstance(record, AlertResolved):
+        operation = ResolveAlert(record.raised_alert_id)
+    elif isinstance(record, Invoice):
+        operation = PutInvoice(record.invoice_id, dumps(invoice_data(record)))
+    else:
+        raise UnexpectedRecord(f"{type(record).__name__} on {source.topic}")
+    return Write(record.customer_id, source, operation)

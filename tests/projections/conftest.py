@@ -1,0 +1,45 @@
+"""Read-side fixtures. Redis tests use their own DB (13 unless STREAMBILL_TEST_REDIS_DB)
+and a unique key prefix per test, so they never touch other helpers' data."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from projections.redis_store import RedisStore
+from projections.store import InMemoryStore, Keys, ReadModelStore
+
+REDIS_HOST = os.environ.get("STREAMBILL_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("STREAMBILL_TEST_REDIS_PORT", "26379"))
+REDIS_DB = int(os.environ.get("STREAMBILL_TEST_REDIS_DB", "13"))
+REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"sbt-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[ReadModelStore]:
+    keys = Keys(prefix=key_prefix)
+    if request.param == "memory":
+        yield InMemoryStore(keys)
+        return
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    adapter = RedisStore(client, keys)
+    yield adapter
+    adapter.clear()
+    client.delete(keys.generation())
+    client.close()

@@ -1,0 +1,247 @@
+"""Every route of the API, including the isolation cases (in-memory read models)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from projections import tokens
+from projections.api import create_app
+from projections.api_models import EntitlementOut
+from projections.store import InMemoryStore
+from tests.projections.apphelpers import (
+    ADMIN_KEY,
+    NOW,
+    SECRET,
+    RecordingWriter,
+    fill,
+    settings,
+)
+
+ADMIN = {"x-admin-key": ADMIN_KEY}
+READS = ["usage", "balance", "upcoming-invoice", "alerts", "invoices", "entitlements/tokens"]
+
+
+def bearer(customer: str, *, ttl: int = 600, now: int = NOW) -> dict[str, str]:
+    token = tokens.issue(SECRET.encode(), customer, now=now, ttl_seconds=ttl)
+    return {"authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def writer() -> RecordingWriter:
+    return RecordingWriter()
+
+
+@pytest.fixture
+def client(writer: RecordingWriter) -> Iterator[TestClient]:
+    store = InMemoryStore()
+    fill(store)
+    app = create_app(settings(), store, writer, clock=lambda: NOW + 1)
+    with TestClient(app) as c:
+        yield c
+
+
+def test_usage_shows_period_usage_and_allowance(client: TestClient) -> None:
+    body = client.get("/v1/customers/cus_a/usage", headers=bearer("cus_a")).json()
+    tokens_row = next(f for f in body["features"] if f["feature_id"] == "tokens")
+    assert tokens_row == {
+        "feature_id": "tokens",
+        "used": "600",
+        "remaining": "400",
+        "allowance": "1000",
+    }
+    assert body["freshness"]["offset"] == 4 and body["freshness"]["topic"] == "customer-state"
+
+
+def test_balance_of_a_credits_customer(client: TestClient) -> None:
+    body = client.get("/v1/customers/cus_b/balance", headers=bearer("cus_b")).json()
+    assert body["credits_remaining"] == "640"
+    assert body["last_topup"] == "1000" and body["used_since_topup"] == "360"
+    assert body["allowed"] is True
+
+
+def test_upcoming_invoice_alerts_and_invoices(client: TestClient) -> None:
+    up = client.get("/v1/customers/cus_a/upcoming-invoice", headers=bearer("cus_a")).json()
+    assert up["invoice"]["total"] == "12.50"
+    alerts = client.get("/v1/customers/cus_a/alerts", headers=bearer("cus_a")).json()
+    assert [a["alert_id"] for a in alerts] == ["al-1"]
+    invoices = client.get("/v1/customers/cus_a/invoices", headers=bearer("cus_a")).json()
+    assert [i["invoice_id"] for i in invoices] == ["inv-1"]
+    assert [line["amount"] for line in invoices[0]["lines"]] == ["10.00", "2.50"]
+
+
+def test_entitlement_answers_with_freshness(client: TestClient) -> None:
+    body = client.get("/v1/customers/cus_a/entitlements/tokens", headers=bearer("cus_a")).json()
+    assert body["allowed"] is True and body["remaining"] == "400" and body["unit"] == "quantity"
+    assert body["freshness"]["partition"] == 0 and body["freshness"]["offset"] == 4
+    assert body["freshness"]["source_offsets"] == {"usage-events/0": 10}
+    EntitlementOut.model_validate(body)  # the hot path skips the response-model pass
+    credits = client.get("/v1/customers/cus_b/entitlements/tokens", headers=ADMIN).json()
+    assert credits["remaining"] == "640" and credits["unit"] == "credits"
+
+
+def test_unknown_customer_is_404_for_admin(client: TestClient) -> None:
+    r = client.get("/v1/customers/nobody/entitlements/tokens", headers=ADMIN)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    assert client.get("/v1/customers/nobody/usage", headers=ADMIN).status_code == 404
+
+
+@pytest.mark.parametrize("route", READS)
+@pytest.mark.parametrize("other", ["cus_b", "nobody"])
+def test_customer_token_on_another_customer_is_403_without_hint(
+    client: TestClient, route: str, other: str
+) -> None:
+    r = client.get(f"/v1/customers/{other}/{route}", headers=bearer("cus_a"))
+    assert r.status_code == 403
+    # The same answer whether the other customer exists or not.
+    assert r.json() == {"error": "forbidden", "detail": "not allowed"}
+
+
+@pytest.mark.parametrize("route", READS)
+def test_bad_tokens_all_get_the_same_401(client: TestClient, route: str) -> None:
+    good = bearer("cus_a")["authorization"].removeprefix("Bearer ")
+    head, payload, sig = good.split(".")
+    forged_payload = tokens.issue(b"another-secret-0123456789", "cus_a", now=NOW, ttl_seconds=60)
+    cases = {
+        "missing": {},
+        "garbage": {"authorization": "Bearer nonsense"},
+        "tampered": {"authorization": f"Bearer {head}.{payload[:-2]}xx.{sig}"},
+        "wrong-secret": {"authorization": f"Bearer {forged_payload}"},
+        "expired": bearer("cus_a", ttl=1, now=NOW - 10),
+        "wrong-admin-key": {"x-admin-key": "nope"},
+    }
+    answers = {
+        name: client.get(f"/v1/customers/cus_a/{route}", headers=h) for name, h in cases.items()
+    }
+    assert {name: r.status_code for name, r in answers.items()} == dict.fromkeys(cases, 401)
+    assert len({r.text for r in answers.values()}) == 1
+
+
+def test_admin_routes_need_the_admin_key(client: TestClient, writer: RecordingWriter) -> None:
+    routes: list[tuple[str, dict[str, object]]] = [
+        ("/v1/usage", {}),
+        ("/v1/customers/cus_a/subscription", {}),
+        ("/v1/customers/cus_a/seats", {}),
+        ("/v1/customers/cus_a/credit-purchases", {}),
+        ("/v1/customers/cus_a/deposits", {}),
+    ]
+    for path, body in routes:
+        for headers in ({}, {"x-admin-key": "wrong"}, bearer("cus_a")):
+            r = client.post(path, json=body, headers=headers)
+            assert r.status_code == 401, (path, headers)
+    assert writer.calls == []
+
+
+def usage_item(event_id: str, **over: object) -> dict[str, object]:
+    item: dict[str, object] = {
+        "event_id": event_id,
+        "customer_id": "cus_a",
+        "feature_id": "tokens",
+        "quantity": "12.5",
+        "timestamp": "2026-11-02T10:00:00Z",
+    }
+    item.update(over)
+    return item
+
+
+def test_ingest_one_event(client: TestClient, writer: RecordingWriter) -> None:
+    r = client.post("/v1/usage", json=usage_item("e1", quantity=3), headers=ADMIN)
+    assert r.status_code == 202 and r.json() == {"accepted": ["e1"], "errors": []}
+    name, args, kwargs = writer.calls[0]
+    assert (name, args[0], args[1], str(args[2]), kwargs["event_id"]) == (
+        "report",
+        "cus_a",
+        "tokens",
+        "3",
+        "e1",
+    )
+
+
+def test_ingest_batch_validates_each_item(client: TestClient, writer: RecordingWriter) -> None:
+    batch = [
+        usage_item("e1"),
+        usage_item("e2", quantity=1.5),  # floats are refused for quantities
+        usage_item("e3", timestamp="2026-11-02T10:00:00"),  # naive time
+        usage_item("e1"),  # identical repeat: sent once
+        usage_item("e1", quantity="99"),  # same id, other payload
+        "not an object",
+        usage_item("e4", quantity="-1"),
+        usage_item("e5", feature_id="images"),
+    ]
+    r = client.post("/v1/usage", json=batch, headers=ADMIN)
+    assert r.status_code == 202
+    body = r.json()
+    assert body["accepted"] == ["e1", "e5"]
+    assert [(e["index"], e["event_id"]) for e in body["errors"]] == [
+        (1, "e2"),
+        (2, "e3"),
+        (4, "e1"),
+        (5, None),
+        (6, "e4"),
+    ]
+    assert [c[2]["event_id"] for c in writer.calls] == ["e1", "e5"]
+
+
+def test_ingest_nothing_valid_is_422_and_limits(
+    client: TestClient, writer: RecordingWriter
+) -> None:
+    r = client.post("/v1/usage", json=[usage_item("e1", quantity="x")], headers=ADMIN)
+    assert r.status_code == 422 and r.json()["accepted"] == []
+    assert client.post("/v1/usage", json=[], headers=ADMIN).status_code == 422
+    too_many = [usage_item(f"e{i}") for i in range(1001)]
+    assert client.post("/v1/usage", json=too_many, headers=ADMIN).status_code == 422
+    assert writer.calls == []
+
+
+def test_ingest_unacknowledged_is_503(client: TestClient, writer: RecordingWriter) -> None:
+    writer.pending_after_flush = 2
+    r = client.post("/v1/usage", json=usage_item("e1"), headers=ADMIN)
+    assert r.status_code == 503 and r.json()["error"] == "unavailable"
+
+
+def test_account_commands(client: TestClient, writer: RecordingWriter) -> None:
+    ts = "2026-11-01T00:00:00+00:00"
+    cases: list[tuple[str, dict[str, object], str]] = [
+        (
+            "subscription",
+            {"event_id": "s1", "plan_id": "pro", "seats": 3, "timestamp": ts},
+            "subscribe",
+        ),
+        ("seats", {"event_id": "s2", "seats": 5, "timestamp": ts}, "change_seats"),
+        (
+            "credit-purchases",
+            {"event_id": "s3", "pack_id": "p1k", "quantity": 2, "timestamp": ts},
+            "purchase_credits",
+        ),
+        (
+            "deposits",
+            {"event_id": "s4", "amount": "50.00", "currency": "EUR", "timestamp": ts},
+            "deposit",
+        ),
+    ]
+    for route, body, method in cases:
+        r = client.post(f"/v1/customers/cus_z/{route}", json=body, headers=ADMIN)
+        assert r.status_code == 202, r.text
+        assert r.json() == {"event_id": body["event_id"], "status": "accepted"}
+        assert writer.calls[-1][0] == method and writer.calls[-1][1][0] == "cus_z"
+    assert str(writer.calls[-1][1][1]) == "50.00"
+    bad = client.post(
+        "/v1/customers/cus_z/deposits",
+        json={"event_id": "s5", "amount": 50.5, "currency": "EUR", "timestamp": ts},
+        headers=ADMIN,
+    )
+    assert bad.status_code == 422
+
+
+def test_openapi_is_served(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    entitlement = spec["paths"]["/v1/customers/{customer_id}/entitlements/{feature_id}"]["get"]
+    assert {(p["name"], p["in"]) for p in entitlement["parameters"]} == {
+        ("customer_id", "path"),
+        ("feature_id", "path"),
+        ("x-admin-key", "header"),
+        ("authorization", "header"),
+    }
+    assert client.get("/docs").status_code == 200
