@@ -42,10 +42,10 @@ def _codec(settings: Settings) -> Any:
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     import faust
     from prometheus_client import CollectorRegistry, start_http_server
-    from streambill.catalog_file import load_catalog
 
     from processors.metrics import WorkerMetrics
     from processors.worker import create_app
+    from streambill.catalog_file import load_catalog
 
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     registry = CollectorRegistry()

@@ -83,9 +83,9 @@ def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
-    from streambill.sdk import UsageClient
 
     from projections.api import create_app
+    from streambill.sdk import UsageClient
 
     store = build_store(settings)
     with UsageClient(settings) as sdk:
