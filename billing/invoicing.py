@@ -184,7 +184,10 @@ def period_invoice(
 def periods_ending_in(
     state: CustomerState, start: datetime, end: datetime
 ) -> list[tuple[datetime, datetime]]:
-    """The customer's billing periods (start, end) whose end falls in [start, end)."""
+    """The customer's billing periods (start, end) whose end falls in (start, end].
+
+    Half-open at the left so that a period ending exactly at midnight on the first of
+    a month belongs to the month it covers: close `2026-09` bills 1 Sep -> 1 Oct."""
     anchor = state.anchor
     if anchor is None or end <= start:
         return []
@@ -192,9 +195,9 @@ def periods_ending_in(
     out: list[tuple[datetime, datetime]] = []
     while True:
         ps, pe = add_months(anchor, k), add_months(anchor, k + 1)
-        if pe >= end or (state.cancel_at is not None and ps >= state.cancel_at):
+        if pe > end or (state.cancel_at is not None and ps >= state.cancel_at):
             return out
-        if pe >= start and (state.horizon is None or ps >= state.horizon):
+        if pe > start and (state.horizon is None or ps >= state.horizon):
             out.append((ps, pe))
         k += 1
 

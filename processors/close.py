@@ -1,6 +1,7 @@
 """The period-close job: replay a window of the log into the invoices of a month.
 
-`close_period` closes month M (every customer period whose end falls in M, UTC).
+`close_period` closes month M (every customer period whose end falls in M, UTC;
+an end at midnight on the 1st of M+1 counts as M: see `processors.close_plan`).
 An invoice is a pure function of (customer, period, catalog, every event below a
 watermark), so a close is a replay that anyone can repeat with identical bytes.
 

@@ -228,7 +228,7 @@ def simulate(
     tick = timedelta(microseconds=1)
     for cid in sorted(states):
         state = states[cid]
-        for p_start, _ in periods_ending_in(state, start + tick, end + tick):
+        for p_start, _ in periods_ending_in(state, start, end):
             inv = period_invoice(state, catalog, p_start)
             if inv is not None:
                 result.invoices.append(inv)

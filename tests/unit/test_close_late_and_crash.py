@@ -21,7 +21,7 @@ from tests.close_support import (
 def base(h: Harness) -> None:
     h.publish(
         [
-            subscribe("cus_w", "writer", utc(2025, 1, 1)),
+            subscribe("cus_w", "writer", utc(2025, 1, 2)),
             usage("cus_w", "tokens", 250000, utc(2025, 1, 9)),
             subscribe("cus_s", "starter", utc(2025, 1, 15, 10)),
             usage("cus_s", "tokens", 60000, utc(2025, 1, 20)),
@@ -74,7 +74,7 @@ def test_late_usage_is_adjusted_once_and_never_lost() -> None:
     total_billed_jan = sum(
         i.total
         for _, i in h.invoices_on_topic()
-        if i.customer_id == "cus_w" and i.period_start == utc(2025, 1, 1)
+        if i.customer_id == "cus_w" and i.period_start == utc(2025, 1, 2)
     )
     assert cents(total_billed_jan) == 1900 + 450  # (325,000 - 100,000 included) * 0.02/1000
     ids = [i.invoice_id for _, i in h.invoices_on_topic()]

@@ -31,21 +31,23 @@ from tests.close_support import (
 
 
 def history() -> list[Event]:
+    # Anchors on the 2nd or later: a period ending exactly on the 1st belongs to the
+    # month before (close `2025-01` bills 1 Jan -> 1 Feb), so these all close in 2025-02.
     ev: list[Event] = [
         subscribe("cus_starter", "starter", utc(2025, 1, 15, 10)),
         usage("cus_starter", "tokens", 30000, utc(2025, 1, 20)),
         usage("cus_starter", "tokens", 40000, utc(2025, 2, 3)),
         usage("cus_starter", "tokens", 10000, utc(2025, 2, 20)),
-        subscribe("cus_writer", "writer", utc(2025, 1, 1)),
+        subscribe("cus_writer", "writer", utc(2025, 1, 2)),
         usage("cus_writer", "tokens", 250000, utc(2025, 1, 9)),
         usage("cus_writer", "tokens", 120000, utc(2025, 2, 9)),
-        subscribe("cus_scale", "scale", utc(2025, 1, 1)),
+        subscribe("cus_scale", "scale", utc(2025, 1, 2)),
         usage("cus_scale", "tokens", 2500000, utc(2025, 1, 12)),
         subscribe("cus_team", "team", utc(2025, 1, 10), seats=2),
         usage("cus_team", "tokens", 300000, utc(2025, 1, 20)),
         seats("cus_team", 4, utc(2025, 1, 25)),
-        subscribe("cus_voice", "voice", utc(2025, 1, 1)),
-        usage("cus_voice", "transcription", 3600, utc(2025, 1, 2)),
+        subscribe("cus_voice", "voice", utc(2025, 1, 2)),
+        usage("cus_voice", "transcription", 3600, utc(2025, 1, 2, 12)),
         subscribe("cus_img", "image-credits", utc(2025, 1, 5)),
         purchase("cus_img", "credits-100", utc(2025, 1, 5)),
         grant("cus_img", "50", utc(2025, 1, 5), expires=utc(2025, 2, 1)),
@@ -54,8 +56,8 @@ def history() -> list[Event]:
         subscribe("cus_query", "query-credits", utc(2025, 1, 3)),
         purchase("cus_query", "credits-500k", utc(2025, 1, 3)),
         usage("cus_query", "query", 3, utc(2025, 1, 4), kind="complex"),
-        subscribe("cus_dev", "dev-api", utc(2025, 1, 1)),
-        deposit("cus_dev", "1.00", utc(2025, 1, 1)),
+        subscribe("cus_dev", "dev-api", utc(2025, 1, 2)),
+        deposit("cus_dev", "1.00", utc(2025, 1, 2)),
         usage(
             "cus_dev",
             "tokens",

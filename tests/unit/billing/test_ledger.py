@@ -184,7 +184,7 @@ def test_plan_change_takes_effect_at_the_next_boundary(catalog: Catalog) -> None
 
 def test_cancellation_ends_billing_after_the_current_period(catalog: Catalog) -> None:
     s, _ = fold(catalog, [SUB, SubscriptionCancelled("bye", "c", t(2026, 1, 20))])
-    assert periods_ending_in(s, t(2026, 1, 1), t(2026, 6, 1)) == [(t(2026, 1, 1), t(2026, 2, 1))]
+    assert periods_ending_in(s, t(2025, 12, 31), t(2026, 6, 1)) == [(t(2026, 1, 1), t(2026, 2, 1))]
     assert period_invoice(s, catalog, t(2026, 2, 1)) is None
     snap = snapshot(s, catalog, source_offsets={}, as_of=t(2026, 2, 2))
     assert (snap.status, snap.allowed, snap.upcoming_invoice) == ("cancelled", False, None)
@@ -194,6 +194,10 @@ def test_periods_ending_in_a_calendar_month(catalog: Catalog) -> None:
     s, _ = fold(catalog, [SubscriptionStarted("sub", "c", t(2026, 1, 31), "writer")])
     assert periods_ending_in(s, t(2026, 3, 1), t(2026, 4, 1)) == [(t(2026, 2, 28), t(2026, 3, 31))]
     assert periods_ending_in(s, t(2026, 2, 1), t(2026, 3, 1)) == [(t(2026, 1, 31), t(2026, 2, 28))]
+    # A period ending exactly at a month boundary belongs to the month it covers.
+    s, _ = fold(catalog, [SubscriptionStarted("sub", "c", t(2026, 1, 1), "writer")])
+    assert periods_ending_in(s, t(2026, 1, 1), t(2026, 2, 1)) == [(t(2026, 1, 1), t(2026, 2, 1))]
+    assert periods_ending_in(s, t(2026, 2, 1), t(2026, 3, 1)) == [(t(2026, 2, 1), t(2026, 3, 1))]
     assert periods_ending_in(new_state("x"), t(2026, 2, 1), t(2026, 3, 1)) == []
 
 
