@@ -6,7 +6,8 @@ the records of the period-closes topic and gets back a `ReadPlan`.
 Glossary
 - period `YYYY-MM`: every customer billing period whose END falls in that calendar
   month (UTC), counted (first instant of M, first instant of M+1]: a period ending at
-  midnight on the 1st belongs to the month it covers (1 Sep -> 1 Oct is `YYYY-09`). Periods are monthly and anchored at the subscription start, so a
+  midnight on the 1st belongs to the month it covers (1 Sep -> 1 Oct is `YYYY-09`).
+  Periods are monthly and anchored at the subscription start, so a
   period ending in month M starts in month M-1 (never earlier: a start in M-2
   plus one calendar month, clamped, ends in M-1 at the latest).
 - watermark: for each topic and partition, the next offset (exclusive end) a close
