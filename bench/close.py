@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import random
+import resource
 import sys
 import time
 import uuid
@@ -30,6 +32,7 @@ from processors.close_fold import TopicNames
 from processors.close_kafka import KafkaLog
 from processors.close_parallel import ParallelRunner
 from processors.close_plan import Month
+from processors.close_setup import prepare_process
 from streambill.catalog_file import load_catalog
 from streambill.codec import Codec
 from streambill.convert import encode_value
@@ -92,6 +95,13 @@ def publish(settings: Settings, events: int, customers: int) -> float:
     return time.perf_counter() - t0
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and of its finished (joined) children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=1_000_000)
@@ -124,9 +134,12 @@ def main() -> int:
             progress_out=sys.stderr,
             runner=ParallelRunner(settings, names, args.workers) if args.workers > 1 else None,
         )
-        t0 = time.perf_counter()
+        prepare_process()  # as `streambill close` does
+        load_before = os.getloadavg()[0]
+        cpu0, t0 = _cpu_seconds(), time.perf_counter()
         report = close_period(deps, CloseOptions(Month(2026, 11)))
         seconds = time.perf_counter() - t0
+        cpu = _cpu_seconds() - cpu0
         log.close()
         read = report.fold.events_read
         print(
@@ -134,6 +147,12 @@ def main() -> int:
             f" {len(report.invoices):,} invoices sent, {seconds:.1f}s"
             f" -> {read / seconds:,.0f} events/s (workers={args.workers},"
             f" partitions={args.partitions}; whole close incl. planning and writes)"
+        )
+        print(
+            f"  CPU: {cpu:.1f} s in this process and its workers (user + system,"
+            f" librdkafka threads included) -> {cpu / read * 1e6:.2f} µs/event,"
+            f" {read / cpu:,.0f} events per CPU second; load average"
+            f" {load_before:.2f} before, {os.getloadavg()[0]:.2f} after ({os.cpu_count()} CPUs)"
         )
     finally:
         admin = AdminClient(settings.kafka_config())
