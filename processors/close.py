@@ -76,6 +76,7 @@ from processors.close_plan import (
     window_start,
 )
 from processors.close_progress import CloseMetrics, Progress
+from processors.close_setup import paused_gc
 from streambill.codec import Codec
 from streambill.convert import decode_value, encode_value
 from streambill.usage_decoder import UsageDecoder
@@ -245,19 +246,20 @@ def _fold(deps: CloseDeps, opts: CloseOptions, plan: ReadPlan) -> GroupResult:
     progress = Progress(f"close {opts.month}", total, deps.progress_out, deps.metrics)
     keys = frozenset({opts.customer.encode()}) if opts.customer else None
     if deps.runner is not None:
-        result = deps.runner(plan, keys, progress.tick)
+        result = deps.runner(plan, keys, progress.tick)  # the workers pause their gc
     else:
         names = TopicNames(deps.topics.usage, deps.topics.account)
-        result = fold_group(
-            deps.log,
-            names,
-            plan,
-            plan.ends[USAGE],
-            decode=make_decoder(deps.codec),
-            catalog=deps.catalog,
-            keys=keys,
-            tick=progress.tick,
-        )
+        with paused_gc():  # see processors.close_setup
+            result = fold_group(
+                deps.log,
+                names,
+                plan,
+                plan.ends[USAGE],
+                decode=make_decoder(deps.codec),
+                catalog=deps.catalog,
+                keys=keys,
+                tick=progress.tick,
+            )
     if total >= 100_000:
         progress.line()
     return result

@@ -39,7 +39,7 @@ def _worker(
 ) -> None:
     from processors.close import make_decoder
     from processors.close_kafka import KafkaLog
-    from processors.close_setup import prepare_process
+    from processors.close_setup import paused_gc, prepare_process
     from streambill.catalog_file import load_catalog
     from streambill.codec import Codec
 
@@ -52,9 +52,10 @@ def _worker(
         decode = make_decoder(Codec())
         catalog = load_catalog(settings.catalog_path)
         prepare_process()
-        result = fold_group(
-            log, names, plan, group, decode=decode, catalog=catalog, keys=keys, tick=tick
-        )
+        with paused_gc():
+            result = fold_group(
+                log, names, plan, group, decode=decode, catalog=catalog, keys=keys, tick=tick
+            )
         results.put((index, result, None))
     except Exception as exc:  # reported to the parent, which fails the close
         results.put((index, None, f"{type(exc).__name__}: {exc}"))
