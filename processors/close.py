@@ -103,6 +103,14 @@ class GroupRunner(Protocol):
         self, plan: ReadPlan, keys: frozenset[bytes] | None, tick: Callable[[int, int], None]
     ) -> GroupResult: ...
 
+    def warm_up(self) -> None:
+        """Get ready for a call (start processes) while the job plans; optional work."""
+        ...
+
+    def shutdown(self) -> None:
+        """Release what `warm_up` started and no call used (the close stopped early)."""
+        ...
+
 
 @dataclass
 class CloseDeps:
@@ -269,10 +277,22 @@ def close_period(deps: CloseDeps, opts: CloseOptions) -> CloseReport:
     """Close `opts.month` following the commit order of the module docstring."""
     started = time.monotonic()
     history = read_history(deps.log, deps.topics.closes, deps.codec)
-    already_closed = opts.month in history.closed
     if not opts.dry_run:
         history.check_order(opts.month)
         check_closable(opts.month, opts.grace, deps.clock())
+    if deps.runner is None:
+        return _close(deps, opts, history, started)
+    deps.runner.warm_up()  # worker start-up overlaps the plan record write (step 1)
+    try:
+        return _close(deps, opts, history, started)
+    finally:
+        deps.runner.shutdown()
+
+
+def _close(
+    deps: CloseDeps, opts: CloseOptions, history: CloseHistory, started: float
+) -> CloseReport:
+    already_closed = opts.month in history.closed
     ends = fix_watermarks(deps, opts, history)
     plan = make_plan(deps, opts, history, ends)
     result = _fold(deps, opts, plan)
