@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -54,7 +55,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--lookback", type=int, default=1, help="closed months still adjusted for late usage (1)"
     )
-    p.add_argument("--workers", type=int, default=1, help="processes for the fold (1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes for the fold (default: 2, or 1 on a one-core machine)",
+    )
     p.add_argument("--print", action="store_true", help="print the invoices as JSON lines")
     p.add_argument("--every", help="with --auto: keep running, checking at this interval")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
