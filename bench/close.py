@@ -1,7 +1,7 @@
 """Period-close throughput: events per second over usage already in the topic.
 
     python bench/close.py [--events 1000000] [--customers 10000] [--partitions 4]
-                          [--workers 2] [--bootstrap 127.0.0.1:29092]
+                          [--workers 2] [--bootstrap 127.0.0.1:29092] [--repeat 1]
 
 Creates topics under a unique prefix, publishes `--customers` subscriptions (metered
 plans) and `--events` usage events for October 2026 (inside the usage retention),
@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import random
+import resource
 import sys
 import time
 import uuid
@@ -30,6 +32,7 @@ from processors.close_fold import TopicNames
 from processors.close_kafka import KafkaLog
 from processors.close_parallel import ParallelRunner
 from processors.close_plan import Month
+from processors.close_setup import prepare_process
 from streambill.catalog_file import load_catalog
 from streambill.codec import Codec
 from streambill.convert import encode_value
@@ -92,6 +95,51 @@ def publish(settings: Settings, events: int, customers: int) -> float:
     return time.perf_counter() - t0
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and of its finished (joined) children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def close_once(settings: Settings, args: argparse.Namespace, what: str) -> None:
+    """Close 2026-11 once and print wall-clock and CPU figures. A re-run reads and folds
+    exactly the same events (it recomputes and verifies the recorded close)."""
+    names = TopicNames(settings.topic(USAGE_EVENTS), settings.topic(ACCOUNT_EVENTS))
+    log = KafkaLog(settings.kafka_config())
+    deps = CloseDeps(
+        log=log,
+        codec=Codec(),
+        catalog=load_catalog(settings.catalog_path),
+        topics=CloseTopics(
+            names.usage, names.account, settings.topic(INVOICES), settings.topic(PERIOD_CLOSES)
+        ),
+        clock=lambda: datetime(2026, 12, 5, tzinfo=UTC),
+        progress_out=sys.stderr,
+        runner=ParallelRunner(settings, names, args.workers) if args.workers > 1 else None,
+    )
+    load_before = os.getloadavg()[0]
+    cpu0, t0 = _cpu_seconds(), time.perf_counter()
+    report = close_period(deps, CloseOptions(Month(2026, 11)))
+    seconds = time.perf_counter() - t0
+    cpu = _cpu_seconds() - cpu0
+    log.close()
+    read = report.fold.events_read
+    print(
+        f"close 2026-11 ({what}, {report.status}): {read:,} events read,"
+        f" {report.fold.customers:,} customers, {len(report.invoices):,} invoices"
+        f" ({report.sent:,} sent), {seconds:.1f}s -> {read / seconds:,.0f} events/s"
+        f" (workers={args.workers}, partitions={args.partitions}; whole close incl."
+        " planning, process start and writes)"
+    )
+    print(
+        f"  CPU: {cpu:.1f} s in this process and its workers (user + system,"
+        f" librdkafka threads included) -> {cpu / read * 1e6:.2f} µs/event,"
+        f" {read / cpu:,.0f} events per CPU second; load average"
+        f" {load_before:.2f} before, {os.getloadavg()[0]:.2f} after ({os.cpu_count()} CPUs)"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--events", type=int, default=1_000_000)
@@ -99,6 +147,7 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--bootstrap", default="127.0.0.1:29092")
+    ap.add_argument("--repeat", type=int, default=1, help="close again N-1 times (same work)")
     args = ap.parse_args()
     settings = Settings(
         bootstrap_servers=args.bootstrap,
@@ -111,30 +160,9 @@ def main() -> int:
         print(
             f"published {args.events:,} usage events of {args.customers:,} customers in {took:.1f}s"
         )
-        names = TopicNames(settings.topic(USAGE_EVENTS), settings.topic(ACCOUNT_EVENTS))
-        log = KafkaLog(settings.kafka_config())
-        deps = CloseDeps(
-            log=log,
-            codec=Codec(),
-            catalog=load_catalog(settings.catalog_path),
-            topics=CloseTopics(
-                names.usage, names.account, settings.topic(INVOICES), settings.topic(PERIOD_CLOSES)
-            ),
-            clock=lambda: datetime(2026, 12, 5, tzinfo=UTC),
-            progress_out=sys.stderr,
-            runner=ParallelRunner(settings, names, args.workers) if args.workers > 1 else None,
-        )
-        t0 = time.perf_counter()
-        report = close_period(deps, CloseOptions(Month(2026, 11)))
-        seconds = time.perf_counter() - t0
-        log.close()
-        read = report.fold.events_read
-        print(
-            f"close 2026-11: {read:,} events read, {report.fold.customers:,} customers,"
-            f" {len(report.invoices):,} invoices sent, {seconds:.1f}s"
-            f" -> {read / seconds:,.0f} events/s (workers={args.workers},"
-            f" partitions={args.partitions}; whole close incl. planning and writes)"
-        )
+        prepare_process()  # as `streambill close` does
+        for run in range(args.repeat):
+            close_once(settings, args, "first close" if run == 0 else "re-run (verify, no-op)")
     finally:
         admin = AdminClient(settings.kafka_config())
         for f in admin.delete_topics([settings.topic(t) for t in ALL_TOPICS]).values():

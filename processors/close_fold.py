@@ -31,7 +31,7 @@ from typing import Any
 
 from billing.events import Event, Invoice, UsageRecorded
 from billing.invoicing import adjustment, period_invoice, periods_ending_in
-from billing.ledger import CustomerState, apply, new_state
+from billing.ledger import CustomerState, Effects, apply, new_state
 from processors.close_log import LogPort, LogRecord
 from processors.close_plan import ACCOUNT, USAGE, ReadPlan
 
@@ -110,11 +110,7 @@ class _Folder:
 
     def apply(self, c: _Customer, event: Event) -> None:
         c.state, effects = apply(c.state, event, self.catalog)
-        if effects.rejection is not None:
-            reason = str(effects.rejection.reason)
-            self.result.rejected[reason] = self.result.rejected.get(reason, 0) + 1
-        elif effects.duplicate:
-            self.result.duplicates += 1
+        self.count(effects)
 
     def drain(self, c: _Customer, queue: deque[Event], until: datetime | None) -> None:
         while queue and (until is None or queue[0].timestamp <= until):
@@ -126,13 +122,27 @@ class _Folder:
             c.prev = c.state
 
     def usage(self, event: UsageRecorded, phase_b: bool) -> None:
-        c = self.customer(event.customer_id)
+        """Called once per usage event: `drain` and `apply` inlined for their common case
+        (no account event waiting; an event neither rejected nor a duplicate)."""
+        c = self.customers.get(event.customer_id) or self.customer(event.customer_id)
         if phase_b:
-            self.end_phase_a(c)
-            self.drain(c, c.account_b, event.timestamp)
+            if c.prev is None:
+                self.end_phase_a(c)
+            queue = c.account_b
         else:
-            self.drain(c, c.account_a, event.timestamp)
-        self.apply(c, event)
+            queue = c.account_a
+        if queue:
+            self.drain(c, queue, event.timestamp)
+        c.state, effects = apply(c.state, event, self.catalog)
+        if effects.rejection is not None or effects.duplicate:
+            self.count(effects)
+
+    def count(self, effects: Effects) -> None:
+        if effects.rejection is not None:
+            reason = str(effects.rejection.reason)
+            self.result.rejected[reason] = self.result.rejected.get(reason, 0) + 1
+        elif effects.duplicate:
+            self.result.duplicates += 1
 
     def finish(self) -> None:
         for c in self.customers.values():
@@ -148,9 +158,45 @@ def _decode_batch(
         try:
             out.append((record, decode(record.value)))
         except Exception as exc:  # bad input is counted, never fatal (the worker dead-letters it)
-            reason = str(getattr(exc, "reason", type(exc).__name__))
-            result.undecodable[reason] = result.undecodable.get(reason, 0) + 1
+            _count_undecodable(result, exc)
     return out
+
+
+def _count_undecodable(result: GroupResult, exc: Exception) -> None:
+    reason = str(getattr(exc, "reason", type(exc).__name__))
+    result.undecodable[reason] = result.undecodable.get(reason, 0) + 1
+
+
+def _fold_usage_batch(
+    batch: list[LogRecord],
+    decode: Decoder,
+    folder: _Folder,
+    horizon: datetime,
+    history: frozenset[bytes],
+    prev_use: dict[int, int],
+) -> None:
+    """The per-event loop of the close (decode, dedupe, horizon, fold), kept flat: it
+    runs once per usage event, so `_decode_batch` and `first_time` are inlined."""
+    seen = folder.seen
+    result = folder.result
+    usage = folder.usage
+    for record in batch:
+        try:
+            event = decode(record.value)
+        except Exception as exc:  # bad input is counted, never fatal (the worker dead-letters it)
+            _count_undecodable(result, exc)
+            continue
+        if not isinstance(event, UsageRecorded):
+            continue
+        event_id = event.event_id
+        if event_id in seen:
+            result.duplicates += 1
+            continue
+        seen.add(event_id)
+        if event.timestamp < horizon and record.key not in history:
+            result.beyond_horizon.append(event_id)
+            continue
+        usage(event, record.offset >= prev_use.get(record.partition, 0))
 
 
 def fold_group(
@@ -189,13 +235,7 @@ def fold_group(
     ranges.append(({p: plan.usage_starts[p] for p in parts}, plan.ends[USAGE], keys))
     for range_starts, range_ends, range_keys in ranges:
         for batch in log.read(names.usage, range_starts, range_ends, range_keys):
-            for record, event in _decode_batch(batch, decode, result):
-                if not isinstance(event, UsageRecorded) or not folder.first_time(event.event_id):
-                    continue
-                if event.timestamp < plan.horizon and record.key not in history:
-                    result.beyond_horizon.append(event.event_id)
-                    continue
-                folder.usage(event, record.offset >= prev_use.get(record.partition, 0))
+            _fold_usage_batch(batch, decode, folder, plan.horizon, history, prev_use)
             result.events_read += len(batch)
             tick(len(batch), len(folder.customers))
 

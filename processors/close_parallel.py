@@ -39,6 +39,7 @@ def _worker(
 ) -> None:
     from processors.close import make_decoder
     from processors.close_kafka import KafkaLog
+    from processors.close_setup import prepare_process
     from streambill.catalog_file import load_catalog
     from streambill.codec import Codec
 
@@ -48,15 +49,11 @@ def _worker(
 
     log = KafkaLog(settings.kafka_config())
     try:
+        decode = make_decoder(Codec())
+        catalog = load_catalog(settings.catalog_path)
+        prepare_process()
         result = fold_group(
-            log,
-            names,
-            plan,
-            group,
-            decode=make_decoder(Codec()),
-            catalog=load_catalog(settings.catalog_path),
-            keys=keys,
-            tick=tick,
+            log, names, plan, group, decode=decode, catalog=catalog, keys=keys, tick=tick
         )
         results.put((index, result, None))
     except Exception as exc:  # reported to the parent, which fails the close

@@ -33,6 +33,7 @@ from processors.close_kafka import KafkaLog, LogError
 from processors.close_parallel import ParallelRunner
 from processors.close_plan import ClosePlanError, Month, parse_duration
 from processors.close_progress import CloseMetrics
+from processors.close_setup import prepare_process
 from streambill.settings import (
     ACCOUNT_EVENTS,
     INVOICES,
@@ -152,6 +153,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     log = KafkaLog(settings.kafka_config())
     try:
         deps = _deps(args, settings, log)
+        prepare_process()
         while True:
             if month is not None:
                 opts = CloseOptions(month, grace, args.dry_run, args.customer, args.lookback)

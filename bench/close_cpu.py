@@ -1,0 +1,108 @@
+"""CPU cost of a close's fold without a broker: decode + dedupe + fold + price.
+
+    python bench/close_cpu.py [--events 200000] [--customers 10000] [--partitions 4]
+                              [--profile out.prof]
+
+Encodes the same data as `bench/close.py` (metered subscriptions from 2026-10-01,
+usage in October 2026) into an `InMemoryLog` (encoding is not measured), then
+runs `fold_group` over every partition in this process, the way one close worker
+does, and prints events per CPU second of this process. Isolates the Python work
+of a close from Kafka and from the other processes sharing the machine; with
+`--profile` it writes a cProfile file (inspect with `python -m pstats`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from billing.events import SubscriptionStarted, UsageRecorded
+from processors.close import make_decoder
+from processors.close_fold import GroupResult, TopicNames, fold_group
+from processors.close_log import InMemoryLog
+from processors.close_plan import CloseHistory, Month, build_plan
+from processors.close_setup import prepare_process
+from streambill.catalog_file import load_catalog
+from streambill.codec import Codec
+from streambill.convert import encode_value
+from streambill.settings import Settings
+
+START = datetime(2026, 10, 1, tzinfo=UTC)
+USAGE, ACCOUNT = "usage", "account"
+
+
+def fill(log: InMemoryLog, codec: Codec, events: int, customers: int) -> None:
+    """The data of `bench/close.py` (same generator, same seed)."""
+    plans = ("writer", "starter", "scale", "team")
+    for i in range(customers):
+        c = f"cus_{i:06d}"
+        sub = SubscriptionStarted(f"sub_{i}", c, START, plans[i % len(plans)], 1 + i % 3)
+        log.produce(ACCOUNT, c.encode(), encode_value(codec, sub), 0)
+    rng = random.Random(1)
+    span = 30 * 24 * 3600 - 1
+    for n in range(events):
+        c = f"cus_{rng.randrange(customers):06d}"
+        at = START + timedelta(seconds=rng.randrange(span))
+        ev = UsageRecorded(f"evt_{n:09d}", c, "tokens", Decimal(rng.randrange(1, 5000)), at)
+        log.produce(USAGE, c.encode(), encode_value(codec, ev), 0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--customers", type=int, default=10_000)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--profile", help="write a cProfile file here")
+    ap.add_argument("--no-setup", action="store_true", help="skip prepare_process (gc tuning)")
+    args = ap.parse_args()
+    codec = Codec()
+    catalog = load_catalog(Settings().catalog_path)
+    log = InMemoryLog(partition_count=args.partitions, batch_size=5000)
+    fill(log, codec, args.events, args.customers)
+    month = Month(2026, 11)
+    plan = build_plan(
+        month=month,
+        history=CloseHistory(),
+        ends={
+            "usage-events": log.watermarks(USAGE)[1],
+            "account-events": log.watermarks(ACCOUNT)[1],
+        },
+        low={
+            "usage-events": log.watermarks(USAGE)[0],
+            "account-events": log.watermarks(ACCOUNT)[0],
+        },
+        by_time={p: 0 for p in log.partitions(USAGE)},
+        lookback=1,
+    )
+    if not args.no_setup:
+        prepare_process()
+    profiler = cProfile.Profile() if args.profile else None
+    c0, w0 = time.process_time(), time.perf_counter()
+    if profiler:
+        profiler.enable()
+    result: GroupResult = fold_group(
+        log,
+        TopicNames(USAGE, ACCOUNT),
+        plan,
+        log.partitions(USAGE),
+        decode=make_decoder(codec),
+        catalog=catalog,
+    )
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    n = result.events_read
+    print(
+        f"fold of {n:,} records ({result.customers:,} customers, {len(result.invoices):,}"
+        f" invoices): {cpu:.2f} CPU s -> {n / cpu:,.0f} events per CPU second,"
+        f" {cpu / n * 1e6:.2f} µs/event ({n / wall:,.0f}/s by wall clock)"
+    )
+
+
+if __name__ == "__main__":
+    main()
