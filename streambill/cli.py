@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streambill.billing_cli",
     "streambill.close_cli",
     "processors.cli",
+    "processors.reconcile_run",
     "projections.commands",
 )
 
