@@ -77,6 +77,7 @@ from processors.close_plan import (
     window_start,
 )
 from processors.close_progress import CloseMetrics, Progress
+from processors.close_setup import paused_gc
 from streambill.codec import Codec
 from streambill.convert import decode_value, encode_value
 from streambill.usage_decoder import UsageDecoder
@@ -102,6 +103,14 @@ class GroupRunner(Protocol):
     def __call__(
         self, plan: ReadPlan, keys: frozenset[bytes] | None, tick: Callable[[int, int], None]
     ) -> GroupResult: ...
+
+    def warm_up(self) -> None:
+        """Get ready for a call (start processes) while the job plans; optional work."""
+        ...
+
+    def shutdown(self) -> None:
+        """Release what `warm_up` started and no call used (the close stopped early)."""
+        ...
 
 
 @dataclass
@@ -246,19 +255,20 @@ def _fold(deps: CloseDeps, opts: CloseOptions, plan: ReadPlan) -> GroupResult:
     progress = Progress(f"close {opts.month}", total, deps.progress_out, deps.metrics)
     keys = frozenset({opts.customer.encode()}) if opts.customer else None
     if deps.runner is not None:
-        result = deps.runner(plan, keys, progress.tick)
+        result = deps.runner(plan, keys, progress.tick)  # the workers pause their gc
     else:
         names = TopicNames(deps.topics.usage, deps.topics.account)
-        result = fold_group(
-            deps.log,
-            names,
-            plan,
-            plan.ends[USAGE],
-            decode=make_decoder(deps.codec),
-            catalog=deps.catalog,
-            keys=keys,
-            tick=progress.tick,
-        )
+        with paused_gc():  # see processors.close_setup
+            result = fold_group(
+                deps.log,
+                names,
+                plan,
+                plan.ends[USAGE],
+                decode=make_decoder(deps.codec),
+                catalog=deps.catalog,
+                keys=keys,
+                tick=progress.tick,
+            )
     if total >= 100_000:
         progress.line()
     return result
@@ -268,10 +278,22 @@ def close_period(deps: CloseDeps, opts: CloseOptions) -> CloseReport:
     """Close `opts.month` following the commit order of the module docstring."""
     started = time.monotonic()
     history = read_history(deps.log, deps.topics.closes, deps.codec)
-    already_closed = opts.month in history.closed
     if not opts.dry_run:
         history.check_order(opts.month)
         check_closable(opts.month, opts.grace, deps.clock())
+    if deps.runner is None:
+        return _close(deps, opts, history, started)
+    deps.runner.warm_up()  # worker start-up overlaps the plan record write (step 1)
+    try:
+        return _close(deps, opts, history, started)
+    finally:
+        deps.runner.shutdown()
+
+
+def _close(
+    deps: CloseDeps, opts: CloseOptions, history: CloseHistory, started: float
+) -> CloseReport:
+    already_closed = opts.month in history.closed
     ends = fix_watermarks(deps, opts, history)
     plan = make_plan(deps, opts, history, ends)
     result = _fold(deps, opts, plan)

@@ -16,11 +16,13 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class LogRecord:
+class LogRecord(NamedTuple):
+    """One record read from the log. A NamedTuple rather than a frozen dataclass: one
+    is built per record read (a million per close), and it costs a third as much."""
+
     topic: str
     partition: int
     offset: int

@@ -12,8 +12,10 @@ the fold comes before every write of the commit order).
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from processors.close_fold import GroupResult, TopicNames, fold_group
@@ -31,15 +33,16 @@ def _worker(
     index: int,
     settings: Settings,
     names: TopicNames,
-    plan: ReadPlan,
-    group: list[int],
-    keys: frozenset[bytes] | None,
+    tasks: Any,
     counters: Any,
     results: Any,
+    parent: int,
 ) -> None:
+    """Set up (imports, schemas, catalog, Kafka consumer), then wait for this worker's
+    task (plan, partitions, keys) and fold it; None means no partitions for it."""
     from processors.close import make_decoder
     from processors.close_kafka import KafkaLog
-    from processors.close_setup import prepare_process
+    from processors.close_setup import paused_gc, prepare_process
     from streambill.catalog_file import load_catalog
     from streambill.codec import Codec
 
@@ -52,9 +55,14 @@ def _worker(
         decode = make_decoder(Codec())
         catalog = load_catalog(settings.catalog_path)
         prepare_process()
-        result = fold_group(
-            log, names, plan, group, decode=decode, catalog=catalog, keys=keys, tick=tick
-        )
+        task = _next_task(tasks, parent)
+        if task is None:
+            return
+        plan, group, keys = task
+        with paused_gc():
+            result = fold_group(
+                log, names, plan, group, decode=decode, catalog=catalog, keys=keys, tick=tick
+            )
         results.put((index, result, None))
     except Exception as exc:  # reported to the parent, which fails the close
         results.put((index, None, f"{type(exc).__name__}: {exc}"))
@@ -62,53 +70,106 @@ def _worker(
         log.close()
 
 
+def _next_task(tasks: Any, parent: int) -> tuple[ReadPlan, list[int], Any] | None:
+    """The task, or None; also None when the parent died meanwhile (a killed close
+    must not leave workers waiting for ever)."""
+    while True:
+        try:
+            task: tuple[ReadPlan, list[int], Any] | None = tasks.get(timeout=1.0)
+            return task
+        except queue.Empty:
+            if os.getppid() != parent:
+                return None
+
+
+@dataclass
+class _Pool:
+    procs: list[Any]
+    tasks: list[Any]
+    counters: Any
+    results: Any
+
+
 class ParallelRunner:
-    """`GroupRunner` that folds partition groups in `workers` spawned processes."""
+    """`GroupRunner` that folds partition groups in `workers` spawned processes.
+
+    `warm_up()` starts the processes ahead of the fold (a spawned Python process takes
+    a few tenths of a second to import and set up), so that it overlaps the job's
+    planning; `__call__` starts them itself if that was not done. Every call ends
+    with the processes joined; `shutdown()` ends warmed-up processes that were never
+    given a fold (the close stopped before it)."""
 
     def __init__(self, settings: Settings, names: TopicNames, workers: int) -> None:
         self.settings = settings
         self.names = names
         self.workers = workers
+        self._pool: _Pool | None = None
 
-    def __call__(
-        self, plan: ReadPlan, keys: frozenset[bytes] | None, tick: Callable[[int, int], None]
-    ) -> GroupResult:
+    def warm_up(self) -> None:
+        if self._pool is None:
+            self._pool = self._start()
+
+    def shutdown(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            _stop(pool)
+
+    def _start(self) -> _Pool:
         ctx = mp.get_context("spawn")
-        groups = partition_groups(sorted(plan.ends["usage-events"]), self.workers)
-        counters = ctx.Array("q", 2 * len(groups), lock=False)
+        n = max(1, self.workers)
+        counters = ctx.Array("q", 2 * n, lock=False)
         results = ctx.Queue()
+        tasks = [ctx.Queue() for _ in range(n)]
         procs = [
             ctx.Process(
                 target=_worker,
                 daemon=True,
-                args=(i, self.settings, self.names, plan, g, keys, counters, results),
+                args=(i, self.settings, self.names, tasks[i], counters, results, os.getpid()),
             )
-            for i, g in enumerate(groups)
+            for i in range(n)
         ]
         for p in procs:
             p.start()
-        merged = GroupResult()
-        done: set[int] = set()
-        seen = 0
+        return _Pool(procs, tasks, counters, results)
+
+    def __call__(
+        self, plan: ReadPlan, keys: frozenset[bytes] | None, tick: Callable[[int, int], None]
+    ) -> GroupResult:
+        pool, self._pool = self._pool or self._start(), None
+        groups = partition_groups(sorted(plan.ends["usage-events"]), len(pool.procs))
+        for i, tasks in enumerate(pool.tasks):
+            tasks.put((plan, groups[i], keys) if i < len(groups) else None)
         try:
-            while len(done) < len(groups):
-                try:
-                    index, result, error = results.get(timeout=0.5)
-                except queue.Empty:
-                    dead = [i for i, p in enumerate(procs) if i not in done and p.exitcode]
-                    if dead:
-                        raise RuntimeError(f"close worker(s) {dead} died") from None
-                else:
-                    if error is not None:
-                        raise RuntimeError(f"close worker {index} failed: {error}")
-                    merged.merge(result)
-                    done.add(index)
-                total = sum(counters[0::2])
-                tick(total - seen, sum(counters[1::2]))
-                seen = total
+            return _collect(pool, len(groups), tick)
         finally:
-            for p in procs:
-                if p.is_alive():
-                    p.terminate()
-                p.join()
-        return merged
+            _stop(pool)
+
+
+def _collect(pool: _Pool, groups: int, tick: Callable[[int, int], None]) -> GroupResult:
+    merged = GroupResult()
+    done: set[int] = set()
+    seen = 0
+    counters = pool.counters
+    while len(done) < groups:
+        try:
+            index, result, error = pool.results.get(timeout=0.5)
+        except queue.Empty:
+            dead = [i for i, p in enumerate(pool.procs[:groups]) if i not in done and p.exitcode]
+            if dead:
+                raise RuntimeError(f"close worker(s) {dead} died") from None
+        else:
+            if error is not None:
+                raise RuntimeError(f"close worker {index} failed: {error}")
+            merged.merge(result)
+            done.add(index)
+        total = sum(counters[0::2])
+        tick(total - seen, sum(counters[1::2]))
+        seen = total
+    return merged
+
+
+def _stop(pool: _Pool) -> None:
+    for p in pool.procs:
+        if p.is_alive():
+            p.terminate()
+        p.join()
