@@ -122,6 +122,11 @@ def closable_month(now: datetime, grace: timedelta) -> Month:
     return month if now >= month.end + grace else month.shift(-1)
 
 
+def usage_day_start(month: Month) -> datetime:
+    """The day of usage the demo publishes: the month's last day (UTC)."""
+    return month.end - timedelta(days=1)
+
+
 def summarize(report: CloseReport) -> dict[str, PlanSummary]:
     """Period invoices per plan: how many and their total per currency."""
     out: dict[str, PlanSummary] = {}
@@ -244,7 +249,7 @@ class Demo:
             self._wait_served(watched)
             self._phase("start", t1)
             t2 = time.monotonic()
-            day = month.end - timedelta(days=1)
+            day = usage_day_start(month)
             self.say(
                 f"publishing {opts.events:,} usage events of {day:%Y-%m-%d} "
                 f"(watching {', '.join(watched)})"
