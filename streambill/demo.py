@@ -1,6 +1,6 @@
 """`streambill demo`: the whole product in one run.
 
-    streambill demo [--customers 3000] [--events 300000] [--keep] [--api-port N]
+    streambill demo [--customers 3000] [--events 120000] [--keep] [--api-port N]
 
 1. Creates a fresh set of topics (prefix `<STREAMBILL_TOPIC_PREFIX>demo-<run>.`,
    so the worker's consumer group, changelogs and the read models are fresh too) and
@@ -29,18 +29,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from itertools import islice
 from typing import TextIO
 
-from pydantic import SecretStr
-
 from billing.events import (
     AccountEvent,
-    CreditsPurchased,
-    SubscriptionStarted,
     UsageRecorded,
-    WalletDeposited,
 )
 from processors.close import CloseDeps, CloseOptions, CloseReport, CloseTopics, close_period
 from processors.close_kafka import KafkaLog
@@ -49,7 +43,16 @@ from projections import tokens
 from streambill.catalog_file import load_catalog
 from streambill.codec import Codec
 from streambill.demo_load import DemoCustomer, population, usage_day
-from streambill.demo_procs import Child, Children, DemoError, free_port, get_json, wait_http
+from streambill.demo_procs import Child, Children, DemoError, get_json, wait_http
+from streambill.demo_steps import (
+    PlanSummary,
+    closable_month,
+    demo_settings,
+    send_account,
+    summarize,
+    usage_day_start,
+    watched_customers,
+)
 from streambill.demo_watch import AlertCounter, StatusLine, WorkerProgress, balance_line, bar
 from streambill.sdk import UsageClient
 from streambill.settings import (
@@ -67,7 +70,7 @@ CHUNK = 5000  # usage events per SDK call between two looks at the worker
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser("demo", help="the whole product in one run (see `streambill demo -h`)")
     demo.add_argument("--customers", type=int, default=3000, help="customers (3000)")
-    demo.add_argument("--events", type=int, default=300_000, help="usage events (300000)")
+    demo.add_argument("--events", type=int, default=120_000, help="usage events (120000)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the load (7)")
     demo.add_argument("--grace", type=int, default=1, help="close grace in days (1)")
     demo.add_argument("--api-port", type=int, default=0, help="API port (default: a free one)")
@@ -86,19 +89,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
     customers: int = 3000
-    events: int = 300_000
+    events: int = 120_000
     seed: int = 7
     grace: timedelta = timedelta(days=1)
     api_port: int = 0
     window: int = 60_000
     keep: bool = False
     run_id: str = field(default_factory=lambda: secrets.token_hex(3))
-
-
-@dataclass
-class PlanSummary:
-    invoices: int = 0
-    totals: dict[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass
@@ -116,67 +113,6 @@ class DemoResult:
     children: list[Child]
 
 
-def closable_month(now: datetime, grace: timedelta) -> Month:
-    """The most recent month whose end + grace has passed at `now`."""
-    month = Month.of(now).shift(-1)
-    return month if now >= month.end + grace else month.shift(-1)
-
-
-def usage_day_start(month: Month) -> datetime:
-    """The day of usage the demo publishes: the month's last day (UTC)."""
-    return month.end - timedelta(days=1)
-
-
-def summarize(report: CloseReport) -> dict[str, PlanSummary]:
-    """Period invoices per plan: how many and their total per currency."""
-    out: dict[str, PlanSummary] = {}
-    for priced, _ in report.invoices:
-        inv = priced.invoice
-        if inv.kind != "period":
-            continue
-        s = out.setdefault(inv.plan_id, PlanSummary())
-        s.invoices += 1
-        s.totals[inv.currency] = s.totals.get(inv.currency, Decimal(0)) + inv.total
-    return out
-
-
-def send_account(client: UsageClient, event: AccountEvent) -> None:
-    """The SDK command that publishes `event` (same id and event time)."""
-    eid, at, cid = event.event_id, event.timestamp, event.customer_id
-    if isinstance(event, SubscriptionStarted):
-        client.subscribe(cid, event.plan_id, seats=event.seats, event_id=eid, timestamp=at)
-    elif isinstance(event, CreditsPurchased):
-        client.purchase_credits(cid, event.pack_id, event.quantity, event_id=eid, timestamp=at)
-    elif isinstance(event, WalletDeposited):
-        client.deposit(cid, event.amount, event.currency, event_id=eid, timestamp=at)
-    else:
-        raise DemoError(f"the demo does not send {type(event).__name__}")
-
-
-def demo_settings(base: Settings, opts: DemoOptions) -> Settings:
-    """Fresh topics, consumer groups and read models for this run; secrets made up
-    for the run unless configured."""
-    update: dict[str, object] = {
-        "topic_prefix": f"{base.topic_prefix}demo-{opts.run_id}.",
-        "read_model_prefix": f"{base.read_model_prefix}demo-{opts.run_id}",
-        "api_port": opts.api_port or free_port(base.api_host),
-        "admin_key": base.admin_key or SecretStr(secrets.token_urlsafe(18)),
-        "token_secret": base.token_secret or SecretStr(secrets.token_urlsafe(32)),
-    }
-    return base.model_copy(update=update)
-
-
-def _watched(customers: list[DemoCustomer]) -> list[str]:
-    """The most active credits and balance customers: the ones that drain first."""
-    kinds = ("image-credits", "dev-api", "query-credits")
-    picked = []
-    for plan in kinds:
-        mine = [c for c in customers if c.plan_id == plan]
-        if mine:
-            picked.append(max(mine, key=lambda c: c.activity).customer_id)
-    return picked
-
-
 class Demo:
     """One run; `run()` returns the result, `stop()` stops the children."""
 
@@ -189,7 +125,7 @@ class Demo:
         clock: Callable[[], datetime],
     ) -> None:
         self.opts = opts
-        self.settings = demo_settings(base, opts)
+        self.settings = demo_settings(base, opts.run_id, opts.api_port)
         self.out, self.err = out, err
         self.clock = clock
         self.codec = Codec()
@@ -245,7 +181,7 @@ class Demo:
         try:
             wait_http(f"{self.api}/openapi.json", api)
             self._wait_applied(progress, ACCOUNT_EVENTS, "account events", 180.0)
-            watched = _watched(customers)
+            watched = watched_customers(customers)
             self._wait_served(watched)
             self._phase("start", t1)
             t2 = time.monotonic()
@@ -337,21 +273,20 @@ class Demo:
     ) -> None:
         """Publish in chunks; hold back while the worker is more than `window` behind."""
         it = iter(events)
-        total, sent, next_look = self.opts.events, 0, 0.0
+        total, sent, next_show = self.opts.events, 0, 0.0
         with UsageClient(self.settings) as client:
             while chunk := list(islice(it, CHUNK)):
                 client.report_many(chunk)
                 sent += len(chunk)
-                if time.monotonic() < next_look and sent < total:
-                    continue
-                next_look = time.monotonic() + 1.0
                 while True:  # hold back while the worker is more than `window` behind
                     self.children.check()
                     behind, _ = progress.lag(USAGE_EVENTS)
-                    self._show(sent, total, "published", alerts, watched, behind)
+                    if time.monotonic() >= next_show or sent >= total:
+                        next_show = time.monotonic() + 1.0
+                        self._show(sent, total, "published", alerts, watched, behind)
                     if behind <= self.opts.window:
                         break
-                    time.sleep(1.0)
+                    time.sleep(0.5)
             client.flush()
         self.status.show(f"published {sent:,} usage events", final=True)
 
@@ -408,7 +343,11 @@ class Demo:
             self.say(f"{plan:<16}{ps.invoices:>10}  {totals}")
 
     def _portal_customer(self, customers: list[DemoCustomer]) -> str:
-        return _watched(customers)[0] if _watched(customers) else customers[0].customer_id
+        return (
+            watched_customers(customers)[0]
+            if watched_customers(customers)
+            else customers[0].customer_id
+        )
 
     def _portal(self, customers: list[DemoCustomer]) -> str:
         secret = self.settings.token_secret

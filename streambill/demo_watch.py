@@ -10,6 +10,7 @@ figure trails the real position by a few seconds at most.
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -132,12 +133,12 @@ class StatusLine:
     def __init__(self, out: TextIO = sys.stderr) -> None:
         self._out = out
         self._tty = out.isatty()
-        self._last_plain = ""
+        self._next_plain = 0.0
 
     def show(self, text: str, final: bool = False) -> None:
         if self._tty:
             self._out.write("\r\x1b[K" + text + ("\n" if final else ""))
-        elif final or text[:40] != self._last_plain[:40]:
-            self._out.write(text + "\n")
-            self._last_plain = text
+        elif final or time.monotonic() >= self._next_plain:
+            self._out.write(text + "\n")  # not a terminal: a line every 5 seconds
+            self._next_plain = time.monotonic() + 5.0
         self._out.flush()
