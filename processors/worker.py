@@ -48,6 +48,7 @@ from processors.fold import (
     Topics,
     merge_by_time,
 )
+from processors.kafka_security import faust_credentials
 from processors.metrics import WorkerMetrics
 from processors.records import CustomerRecord, SeenEntry
 from streambill import settings as names
@@ -109,6 +110,7 @@ def create_app(
     app = faust.App(
         settings.worker_group(),
         broker=[f"kafka://{host}" for host in settings.bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),  # SASL / TLS from the settings
         store=settings.worker_store,
         datadir=str(settings.worker_data_dir),
         topic_partitions=settings.partitions,
