@@ -15,9 +15,10 @@
 5. Waits until the worker's committed offsets reach the end of both inputs, closes
    the month with the period-close job, prints the invoices per plan and the portal
    address with a token for one customer.
-6. Stops its children (unless `--keep`) and exits. The topics stay, so
-   `STREAMBILL_TOPIC_PREFIX=<prefix> streambill reconcile --period <month>` can check
-   the run afterwards.
+6. Runs `streambill reconcile --period <month>` over the run (unless
+   `--no-reconcile`), stops its children (unless `--keep`) and exits; 1 if reconcile
+   found a difference. The topics stay, so the run can be inspected afterwards with
+   `STREAMBILL_TOPIC_PREFIX=<prefix> streambill ...`.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo.add_argument(
         "--keep", action="store_true", help="leave the worker, projector and API running"
     )
+    demo.add_argument(
+        "--no-reconcile", action="store_true", help="skip `streambill reconcile` at the end"
+    )
     demo.set_defaults(func=cmd_demo)
 
 
@@ -95,6 +99,7 @@ class DemoOptions:
     api_port: int = 0
     window: int = 60_000
     keep: bool = False
+    reconcile: bool = True
     run_id: str = field(default_factory=lambda: secrets.token_hex(3))
 
 
@@ -111,6 +116,7 @@ class DemoResult:
     portal_url: str
     phases: dict[str, float]
     children: list[Child]
+    reconciled: bool | None  # None: not run (--no-reconcile)
 
 
 class Demo:
@@ -207,6 +213,7 @@ class Demo:
         self._phase("close", t3)
         summary = summarize(report)
         self._print_summary(month, report, summary)
+        reconciled = self._reconcile(month) if opts.reconcile else None
         portal = self._portal(customers)
         self.say(f"customer portal of {self._portal_customer(customers)}: {portal}")
         self._phase("total", t0)
@@ -222,6 +229,7 @@ class Demo:
             portal,
             self.phases,
             self.children.started,
+            reconciled,
         )
 
     # ---------------------------------------------------------------- steps
@@ -329,6 +337,21 @@ class Demo:
         finally:
             log.close()
 
+    def _reconcile(self, month: Month) -> bool:
+        """`streambill reconcile --period`: every input record accounted for, state and
+        invoices equal to the pure re-computation. Prints the totals and the verdict."""
+        from processors.reconcile_run import reconcile, render
+
+        t = time.monotonic()
+        report = reconcile(self.settings, month, catalog=self.catalog, codec=self.codec)
+        self._phase("reconcile", t)
+        lines = render(report).splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("total"))
+        self.say("reconcile: " + lines[0])
+        for line in lines[start:]:
+            self.say("reconcile: " + line)
+        return report.ok
+
     def _print_summary(
         self, month: Month, report: CloseReport, summary: dict[str, PlanSummary]
     ) -> None:
@@ -393,6 +416,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         api_port=args.api_port,
         window=args.window,
         keep=args.keep,
+        reconcile=not args.no_reconcile,
     )
     started = time.monotonic()
     try:
@@ -413,4 +437,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if opts.keep:
         pids = ", ".join(f"{c.name} {c.pid}" for c in result.children)
         sys.stdout.write(f"still running (--keep): {pids}; stop them with kill <pid>\n")
+    if result.reconciled is False:
+        sys.stderr.write("streambill demo: reconcile found differences (listed above)\n")
+        return 1
     return 0
