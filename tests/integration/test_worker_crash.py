@@ -2,8 +2,8 @@
 
 Sizes come from the environment so CI stays bounded while the full run is one
 command away:
-  STREAMBILL_CRASH_EVENTS (default 20000; the acceptance run uses 200000)
-  STREAMBILL_CRASH_KILLS  (default 5; the acceptance run uses 20)
+  STREAMBILL_CRASH_EVENTS (default 40000; the acceptance run uses 200000)
+  STREAMBILL_CRASH_KILLS  (default 8; the acceptance run uses 20)
   STREAMBILL_CRASH_SEED   (default random; printed so a failure can be re-run)
 """
 
@@ -35,8 +35,8 @@ from tests.integration.fold_support import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
-EVENTS = int(os.environ.get("STREAMBILL_CRASH_EVENTS", "20000"))
-KILLS = int(os.environ.get("STREAMBILL_CRASH_KILLS", "5"))
+EVENTS = int(os.environ.get("STREAMBILL_CRASH_EVENTS", "40000"))
+KILLS = int(os.environ.get("STREAMBILL_CRASH_KILLS", "8"))
 SEED = int(os.environ.get("STREAMBILL_CRASH_SEED", str(random.randrange(1 << 30))))
 CUSTOMERS = 240
 
