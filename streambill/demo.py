@@ -1,6 +1,6 @@
 """`streambill demo`: the whole product in one run.
 
-    streambill demo [--customers 3000] [--events 120000] [--keep] [--api-port N]
+    streambill demo [--customers 3000] [--events 200000] [--keep] [--api-port N]
 
 1. Creates a fresh set of topics (prefix `<STREAMBILL_TOPIC_PREFIX>demo-<run>.`,
    so the worker's consumer group, changelogs and the read models are fresh too) and
@@ -71,7 +71,7 @@ CHUNK = 5000  # usage events per SDK call between two looks at the worker
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser("demo", help="the whole product in one run (see `streambill demo -h`)")
     demo.add_argument("--customers", type=int, default=3000, help="customers (3000)")
-    demo.add_argument("--events", type=int, default=120_000, help="usage events (120000)")
+    demo.add_argument("--events", type=int, default=200_000, help="usage events (200000)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the load (7)")
     demo.add_argument("--grace", type=int, default=1, help="close grace in days (1)")
     demo.add_argument("--api-port", type=int, default=0, help="API port (default: a free one)")
@@ -93,7 +93,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
     customers: int = 3000
-    events: int = 120_000
+    events: int = 200_000
     seed: int = 7
     grace: timedelta = timedelta(days=1)
     api_port: int = 0
