@@ -7,13 +7,15 @@ Creates topics under a unique prefix, publishes `--customers` subscriptions (met
 plans) and `--events` usage events for October 2026 (inside the usage retention),
 closes 2026-11 (every period anchored Oct 1 ends Nov 1) with a frozen clock, prints
 the figures, and deletes the topics. Decoding dominates; `--workers` processes fold
-partition groups in parallel.
+partition groups in parallel. The figures are also printed as one `RESULT {json}` line,
+read by `bench/run`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import random
 import sys
 import time
@@ -135,6 +137,21 @@ def main() -> int:
             f" -> {read / seconds:,.0f} events/s (workers={args.workers},"
             f" partitions={args.partitions}; whole close incl. planning and writes)"
         )
+        params = {
+            "events": args.events,
+            "customers": args.customers,
+            "partitions": args.partitions,
+            "workers": args.workers,
+        }
+        metrics = {
+            "events_per_s": read / seconds,
+            "seconds": seconds,
+            "events_read": read,
+            "invoices": len(report.invoices),
+            "publish_seconds": took,
+        }
+        result = {"bench": "close", "figure": "close", "params": params, "metrics": metrics}
+        print("RESULT " + json.dumps(result), flush=True)
     finally:
         admin = AdminClient(settings.kafka_config())
         for f in admin.delete_topics([settings.topic(t) for t in ALL_TOPICS]).values():
