@@ -252,7 +252,7 @@ def _find(runs: Sequence[Run], bench: str, figure: str, where: Mapping[str, Any]
     return None
 
 
-def _headline(runs: Sequence[Run]) -> list[str]:
+def _headline(runs: Sequence[Run], quick: bool = False) -> list[str]:
     rows = []
     for t in TARGETS:
         result = _find(runs, t.bench, t.figure, t.where)
@@ -262,6 +262,8 @@ def _headline(runs: Sequence[Run]) -> list[str]:
         value = result.metrics[t.metric]
         met = t.met(value)
         verdict = "n/a" if met is None else ("yes" if met else "**NO**")
+        if quick and met is not None:
+            verdict += " (quick sizes)"
         rows.append([t.label, f"{_num(value)} {t.unit}", t.describe(), verdict,
                      _params(result.params)])  # fmt: skip
     return _table(["figure", "measured", "target", "met?", "measured at"], rows)
@@ -292,6 +294,7 @@ def _scaling_view(
 ) -> list[str]:
     chosen = [r for r in runs if r.bench == bench and r.axis in (HEADLINE, axis)]
     figures = {c.figure for c in columns}
+    dims = {k for c in columns for k in c.where}  # told apart by columns, not held
     keyed: dict[Any, dict[str, str]] = {}
     held: Mapping[str, Any] = {}
     for run in chosen:
@@ -299,7 +302,7 @@ def _scaling_view(
             if result.figure not in figures or axis not in result.params:
                 continue
             if run.axis == HEADLINE:
-                held = result.params
+                held = {k: v for k, v in result.params.items() if k not in dims}
             row = keyed.setdefault(result.params[axis], {})
             for col in columns:
                 if result.matches(col.figure, col.where):
@@ -400,7 +403,7 @@ def render(report: Report) -> str:
         "",
         "## Headline figures",
         "",
-        *_headline(report.runs),
+        *_headline(report.runs, report.quick),
         "",
         "## Scaling",
         "",

@@ -5,7 +5,7 @@ and a Redis of its own, then `bench/RESULTS.md`.
     bench/run --render bench/results.json      # re-render a report from saved results
 
 Kafka and Redis are started with `streambill services up` in a fresh state directory on
-ports of their own (39092/39093, 36379 unless told otherwise) and always stopped again
+ports of their own (free ones picked at start unless given) and always stopped again
 (`services down` in a `finally`, SIGTERM and SIGHUP turned into the same unwinding), so
 the shared development services are never touched. Each script runs as a child process
 in a session of its own, so a timeout or an interrupt ends it and its workers together.
@@ -24,6 +24,7 @@ import platform
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,14 @@ README_START, README_END = "<!-- bench:headline:start -->", "<!-- bench:headline
 
 
 # --- services ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the OS's pick); services up re-checks it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def service_env(state_dir: Path, kafka: int, controller: int, redis_port: int) -> dict[str, str]:
@@ -206,7 +215,7 @@ def versions(env: Mapping[str, str]) -> dict[str, str]:
         "Kafka": f"{KAFKA_VERSION} (one KRaft broker, `streambill services up`)",
         "Java": _first_line(["java", "-version"]),
         "confluent-kafka / librdkafka": (
-            f"{confluent_kafka.version()[0]} / {confluent_kafka.libversion()[0]}"
+            f"{confluent_kafka.__version__} / {confluent_kafka.libversion()[0]}"
         ),
     }
     try:
@@ -278,9 +287,9 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--out", type=Path, help="report path (default bench/RESULTS[.quick].md)")
     ap.add_argument("--render", type=Path, metavar="JSON", help="only re-render saved results")
     ap.add_argument("--timeout", type=float, help="seconds per run (default 1800, quick 300)")
-    ap.add_argument("--kafka-port", type=int, default=39092)
-    ap.add_argument("--controller-port", type=int, default=39093)
-    ap.add_argument("--redis-port", type=int, default=36379)
+    ap.add_argument("--kafka-port", type=int, help="default: a free port")
+    ap.add_argument("--controller-port", type=int, help="default: a free port")
+    ap.add_argument("--redis-port", type=int, help="default: a free port")
     ap.add_argument("--keep-state", action="store_true", help="keep the services' state dir")
     return ap.parse_args()
 
@@ -302,7 +311,8 @@ def main() -> int:
     signal.signal(signal.SIGHUP, _interrupt)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     state = Path(tempfile.mkdtemp(prefix="streambill-bench-"))
-    env = service_env(state, args.kafka_port, args.controller_port, args.redis_port)
+    ports = [args.kafka_port, args.controller_port, args.redis_port]
+    env = service_env(state, *(port or free_port() for port in ports))
     load_before, t0 = os.getloadavg(), time.monotonic()
     runs: list[rep.Run] = []
     try:
