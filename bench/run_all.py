@@ -255,12 +255,12 @@ def load(path: Path) -> rep.Report:
     return rep.Report(mach, runs, data["quick"], data["total_seconds"], tuple(data["notes"]))
 
 
-def update_readme(report: rep.Report) -> None:
-    """Replace the README's headline block (between the markers) with this report's."""
-    text = README.read_text()
+def update_readme(report: rep.Report, readme: Path = README) -> bool:
+    """Replace the README's headline block (between the markers) with this report's;
+    False (and the file untouched) when the markers are missing."""
+    text = readme.read_text()
     if README_START not in text or README_END not in text:
-        print(f"README has no {README_START} block; not updated")
-        return
+        return False
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     block = (
@@ -269,7 +269,8 @@ def update_readme(report: rep.Report) -> None:
         f"scaling tables: [bench/RESULTS.md](bench/RESULTS.md).\n\n"
         f"{rep.headline_table(report.runs)}\n{README_END}"
     )
-    README.write_text(head + block + tail)
+    readme.write_text(head + block + tail)
+    return True
 
 
 # --- main -------------------------------------------------------------------------------
@@ -339,8 +340,8 @@ def main() -> int:
     save(report, saved)
     out.write_text(rep.render(report))
     print(f"\nwrote {out} and {saved}; raw output in {ARTIFACTS}")
-    if not args.quick and args.out is None:
-        update_readme(report)
+    if not args.quick and args.out is None and not update_readme(report):
+        print(f"README.md has no {README_START} block; not updated")
     failed = [r for r in runs if r.error]
     for r in failed:
         print(f"FAILED: {r.bench} [{r.axis}] {' '.join(r.argv)}: {r.error}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench import report as rep
 from bench.plan import NAMES, plan
-from bench.run_all import load, save
+from bench.run_all import README_END, README_START, load, save, update_readme
 
 MACHINE = rep.Machine(
     cores=2, cpu_model="Test CPU @ 2.0GHz", memory_gib=23.5,
@@ -186,3 +186,14 @@ def test_plan_only_filters_and_rejects_unknown_names() -> None:
         assert "nope" in str(exc)
     else:
         raise AssertionError("unknown benchmark accepted")
+
+
+def test_readme_block_is_replaced_with_the_headline_table(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{README_START}\nSTALE-TABLE\n{README_END}\n\n## next\n")
+    assert update_readme(REPORT, readme)
+    text = readme.read_text()
+    assert "STALE-TABLE" not in text and text.endswith(f"{README_END}\n\n## next\n")
+    assert rep.headline_table(REPORT.runs) in text and "(bench/RESULTS.md)" in text
+    readme.write_text("no markers")
+    assert not update_readme(REPORT, readme) and readme.read_text() == "no markers"
