@@ -4,8 +4,9 @@
                           [--workers 2] [--bootstrap 127.0.0.1:29092]
 
 Creates topics under a unique prefix, publishes `--customers` subscriptions (metered
-plans) and `--events` usage events for October 2026 (inside the usage retention),
-closes 2026-11 (every period anchored Oct 1 ends Nov 1) with a frozen clock, prints
+plans) and `--events` usage events spread over the last calendar month whose end plus
+the close's grace has passed (inside the usage retention), closes that month (every
+period anchored on its first day ends on the next month's first), prints
 the figures, and deletes the topics. Decoding dominates; `--workers` processes fold
 partition groups in parallel. The figures are also printed as one `RESULT {json}` line,
 read by `bench/run`.
@@ -45,10 +46,19 @@ from streambill.settings import (
 )
 from streambill.topics import create_topics
 
-START = datetime(2026, 10, 1, tzinfo=UTC)
+
+def closable_month(now: datetime) -> Month:
+    """The last month a close at `now` accepts (its end + the default grace + an hour
+    passed). Dates relative to now, not fixed ones: the broker refuses records stamped
+    more than an hour ahead (log.message.timestamp.after.max.ms), which invoices of a
+    frozen future clock would be, and usage older than the retention is deleted."""
+    month = Month.of(now).shift(-1)
+    if month.end + CloseOptions(month).grace + timedelta(hours=1) > now:
+        month = month.shift(-1)
+    return month
 
 
-def publish(settings: Settings, events: int, customers: int) -> float:
+def publish(settings: Settings, events: int, customers: int, start: datetime) -> float:
     codec = Codec()
     producer = Producer(
         settings.kafka_config(
@@ -77,13 +87,13 @@ def publish(settings: Settings, events: int, customers: int) -> float:
     t0 = time.perf_counter()
     for i in range(customers):
         c = f"cus_{i:06d}"
-        sub = SubscriptionStarted(f"sub_{i}", c, START, plans[i % len(plans)], 1 + i % 3)
-        send(account_topic, c.encode(), encode_value(codec, sub), START)
+        sub = SubscriptionStarted(f"sub_{i}", c, start, plans[i % len(plans)], 1 + i % 3)
+        send(account_topic, c.encode(), encode_value(codec, sub), start)
     rng = random.Random(1)
-    span = 30 * 24 * 3600 - 1
+    span = 28 * 24 * 3600 - 1  # inside every month
     for n in range(events):
         c = f"cus_{rng.randrange(customers):06d}"
-        at = START + timedelta(seconds=rng.randrange(span))
+        at = start + timedelta(seconds=rng.randrange(span))
         ev = UsageRecorded(f"evt_{n:09d}", c, "tokens", Decimal(rng.randrange(1, 5000)), at)
         send(usage_topic, c.encode(), encode_value(codec, ev), at)
         if n % 10000 == 0:
@@ -109,7 +119,9 @@ def main() -> int:
     )
     create_topics(settings)
     try:
-        took = publish(settings, args.events, args.customers)
+        now = datetime.now(UTC)
+        month = closable_month(now)
+        took = publish(settings, args.events, args.customers, month.start)
         print(
             f"published {args.events:,} usage events of {args.customers:,} customers in {took:.1f}s"
         )
@@ -122,17 +134,17 @@ def main() -> int:
             topics=CloseTopics(
                 names.usage, names.account, settings.topic(INVOICES), settings.topic(PERIOD_CLOSES)
             ),
-            clock=lambda: datetime(2026, 12, 5, tzinfo=UTC),
+            clock=lambda: now,
             progress_out=sys.stderr,
             runner=ParallelRunner(settings, names, args.workers) if args.workers > 1 else None,
         )
         t0 = time.perf_counter()
-        report = close_period(deps, CloseOptions(Month(2026, 11)))
+        report = close_period(deps, CloseOptions(month))
         seconds = time.perf_counter() - t0
         log.close()
         read = report.fold.events_read
         print(
-            f"close 2026-11: {read:,} events read, {report.fold.customers:,} customers,"
+            f"close {month}: {read:,} events read, {report.fold.customers:,} customers,"
             f" {len(report.invoices):,} invoices sent, {seconds:.1f}s"
             f" -> {read / seconds:,.0f} events/s (workers={args.workers},"
             f" partitions={args.partitions}; whole close incl. planning and writes)"
