@@ -112,7 +112,7 @@ def _full() -> dict[str, tuple[dict[str, Value], tuple[Axis, ...]]]:
 
 def _quick() -> dict[str, tuple[dict[str, Value], tuple[Axis, ...]]]:
     no_latency: dict[str, Value] = {"--rates": ""}
-    latency_only: dict[str, Value] = {"--skip-throughput": True, "--latency-seconds": 2}
+    latency_only: dict[str, Value] = {"--skip-throughput": True}
     return {
         "produce": (
             {"--events": 5_000, "--customers": 1_000, "--partitions": 2},
