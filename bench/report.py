@@ -16,6 +16,7 @@ that axis's runs, keyed by the varied parameter of each result.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -202,7 +203,7 @@ def _run_rows(runs: Sequence[Run]) -> list[str]:
         )
         service = "-" if run.service_cpu_seconds is None else f"{run.service_cpu_seconds:.1f}"
         status = "ok" if run.error is None else f"**failed**: {run.error}"
-        rows.append([run.bench, run.axis, "`" + " ".join(run.argv) + "`", f"{run.seconds:.1f}",
+        rows.append([run.bench, run.axis, "`" + shlex.join(run.argv) + "`", f"{run.seconds:.1f}",
                      f"{run.cpu_seconds:.1f}", per_event, service, f"{run.load_before:.2f}",
                      status])  # fmt: skip
     headers = ["bench", "axis", "arguments", "wall s", "CPU s (script tree)",

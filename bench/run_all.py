@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -125,7 +126,7 @@ def _end_group(proc: subprocess.Popen[str]) -> None:
 
 def run_one(inv: Invocation, env: Mapping[str, str], timeout: float, log: Path) -> rep.Run:
     argv = inv.argv()
-    print(f"\n=== {inv.bench} [{inv.axis}]: {' '.join(argv)}", flush=True)
+    print(f"\n=== {inv.bench} [{inv.axis}]: {shlex.join(argv)}", flush=True)
     pids = _service_pids(env)
     service0, cpu0 = sum(_cpu_of(p) for p in pids), _children_cpu()
     load, started, t0 = os.getloadavg()[0], _now(), time.monotonic()
@@ -344,7 +345,7 @@ def main() -> int:
         print(f"README.md has no {README_START} block; not updated")
     failed = [r for r in runs if r.error]
     for r in failed:
-        print(f"FAILED: {r.bench} [{r.axis}] {' '.join(r.argv)}: {r.error}")
+        print(f"FAILED: {r.bench} [{r.axis}] {shlex.join(r.argv)}: {r.error}")
     return 1 if failed else 0
 
 
