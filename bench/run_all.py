@@ -113,15 +113,28 @@ def _children_cpu() -> float:
 # --- one benchmark run ------------------------------------------------------------------
 
 
-def _end_group(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM to the script's session (script, workers, API server), SIGKILL if needed."""
-    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-        if proc.poll() is not None:
+def _running(proc: subprocess.Popen[str]) -> bool:
+    """The script, or anything it started in its session (a worker, the API server)."""
+    if proc.poll() is None:
+        return True
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _end_group(proc: subprocess.Popen[str], grace: float = 10.0) -> None:
+    """SIGTERM to the script's session, SIGKILL after `grace` if anything is left: after
+    a timeout or an interrupt, and after a normal exit for what the script left behind."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not _running(proc):
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(grace)
+        deadline = time.monotonic() + grace
+        while _running(proc) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def run_one(inv: Invocation, env: Mapping[str, str], timeout: float, log: Path) -> rep.Run:
