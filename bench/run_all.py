@@ -363,4 +363,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as exc:  # services and scripts were stopped on the way out
+        print(f"bench/run interrupted ({exc or 'Ctrl-C'}); no report written", file=sys.stderr)
+        sys.exit(130)
