@@ -9,12 +9,14 @@ keep-alive HTTP/1.1 connections. Open loop: request i is due at t0 + i/rate, and
 latency counts from that due time, so queueing behind a slow answer is not hidden.
 `--rate 0` runs closed loop (as fast as the connections go) for peak throughput.
 Prints p50/p90/p99/max and the achieved throughput; target p99 < 5 ms at 1,000 req/s.
+The figures are also printed as one `RESULT {json}` line, read by `bench/run`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -200,6 +202,18 @@ def main() -> int:
         f"latency ms  p50 {pct(values, 50):.2f}  p90 {pct(values, 90):.2f}  "
         f"p99 {pct(values, 99):.2f}  max {values[-1] * 1000:.2f}"
     )
+    params = {"rate": args.rate, "connections": args.connections, "customers": args.customers}
+    metrics = {
+        "p50_ms": pct(values, 50),
+        "p90_ms": pct(values, 90),
+        "p99_ms": pct(values, 99),
+        "max_ms": values[-1] * 1000,
+        "requests_per_s": len(values) / elapsed,
+        "requests": len(values),
+        "errors": errors,
+    }
+    result = {"bench": "api", "figure": "entitlement", "params": params, "metrics": metrics}
+    print("RESULT " + json.dumps(result), flush=True)
     return 0
 
 

@@ -4,9 +4,11 @@
                           [--workers 2] [--bootstrap 127.0.0.1:29092] [--repeat 1]
 
 Creates topics under a unique prefix, publishes `--customers` subscriptions (metered
-plans) and `--events` usage events for October 2026 (inside the usage retention),
-closes 2026-11 (every period anchored Oct 1 ends Nov 1) with a frozen clock, prints
-the figures, and deletes the topics. Decoding dominates; `--workers` processes fold
+plans) and `--events` usage events spread over the last calendar month whose end plus
+the close's grace has passed (inside the usage retention), closes that month (every
+period anchored on its first day ends on the next month's first), prints
+the figures, and deletes the topics. The figures are also printed as one `RESULT {json}`
+line, read by `bench/run`. Decoding dominates; `--workers` processes fold
 partition groups in parallel. `--repeat N` closes again N-1 times: a re-run reads,
 folds and verifies the same events (and sends nothing), so it costs the same.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import resource
@@ -52,10 +55,19 @@ from streambill.settings import (
 )
 from streambill.topics import create_topics
 
-START = datetime(2026, 10, 1, tzinfo=UTC)
+
+def closable_month(now: datetime) -> Month:
+    """The last month a close at `now` accepts (its end + the default grace + an hour
+    passed). Dates relative to now, not fixed ones: the broker refuses records stamped
+    more than an hour ahead (log.message.timestamp.after.max.ms), which invoices of a
+    frozen future clock would be, and usage older than the retention is deleted."""
+    month = Month.of(now).shift(-1)
+    if month.end + CloseOptions(month).grace + timedelta(hours=1) > now:
+        month = month.shift(-1)
+    return month
 
 
-def publish(settings: Settings, events: int, customers: int) -> float:
+def publish(settings: Settings, events: int, customers: int, start: datetime) -> float:
     codec = Codec()
     producer = Producer(
         settings.kafka_config(
@@ -84,13 +96,13 @@ def publish(settings: Settings, events: int, customers: int) -> float:
     t0 = time.perf_counter()
     for i in range(customers):
         c = f"cus_{i:06d}"
-        sub = SubscriptionStarted(f"sub_{i}", c, START, plans[i % len(plans)], 1 + i % 3)
-        send(account_topic, c.encode(), encode_value(codec, sub), START)
+        sub = SubscriptionStarted(f"sub_{i}", c, start, plans[i % len(plans)], 1 + i % 3)
+        send(account_topic, c.encode(), encode_value(codec, sub), start)
     rng = random.Random(1)
-    span = 30 * 24 * 3600 - 1
+    span = 28 * 24 * 3600 - 1  # inside every month
     for n in range(events):
         c = f"cus_{rng.randrange(customers):06d}"
-        at = START + timedelta(seconds=rng.randrange(span))
+        at = start + timedelta(seconds=rng.randrange(span))
         ev = UsageRecorded(f"evt_{n:09d}", c, "tokens", Decimal(rng.randrange(1, 5000)), at)
         send(usage_topic, c.encode(), encode_value(codec, ev), at)
         if n % 10000 == 0:
@@ -108,8 +120,10 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def close_once(settings: Settings, args: argparse.Namespace, what: str) -> None:
-    """Close 2026-11 once and print wall-clock and CPU figures. A re-run reads and folds
+def close_once(
+    settings: Settings, args: argparse.Namespace, what: str, month: Month, now: datetime
+) -> None:
+    """Close `month` once and print wall-clock and CPU figures. A re-run reads and folds
     exactly the same events (it recomputes and verifies the recorded close)."""
     names = TopicNames(settings.topic(USAGE_EVENTS), settings.topic(ACCOUNT_EVENTS))
     log = KafkaLog(settings.kafka_config())
@@ -120,19 +134,19 @@ def close_once(settings: Settings, args: argparse.Namespace, what: str) -> None:
         topics=CloseTopics(
             names.usage, names.account, settings.topic(INVOICES), settings.topic(PERIOD_CLOSES)
         ),
-        clock=lambda: datetime(2026, 12, 5, tzinfo=UTC),
+        clock=lambda: now,
         progress_out=sys.stderr,
         runner=ParallelRunner(settings, names, args.workers) if args.workers > 1 else None,
     )
     load_before = os.getloadavg()[0]
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
-    report = close_period(deps, CloseOptions(Month(2026, 11)))
+    report = close_period(deps, CloseOptions(month))
     seconds = time.perf_counter() - t0
     cpu = _cpu_seconds() - cpu0
     log.close()
     read = report.fold.events_read
     print(
-        f"close 2026-11 ({what}, {report.status}): {read:,} events read,"
+        f"close {month} ({what}, {report.status}): {read:,} events read,"
         f" {report.fold.customers:,} customers, {len(report.invoices):,} invoices"
         f" ({report.sent:,} sent), {seconds:.1f}s -> {read / seconds:,.0f} events/s"
         f" (workers={args.workers}, partitions={args.partitions}; whole close incl."
@@ -144,6 +158,22 @@ def close_once(settings: Settings, args: argparse.Namespace, what: str) -> None:
         f" {read / cpu:,.0f} events per CPU second; load average"
         f" {load_before:.2f} before, {os.getloadavg()[0]:.2f} after ({os.cpu_count()} CPUs)"
     )
+    params = {
+        "events": args.events,
+        "customers": args.customers,
+        "partitions": args.partitions,
+        "workers": args.workers,
+        "run": what,
+    }
+    metrics = {
+        "events_per_s": read / seconds,
+        "seconds": seconds,
+        "events_read": read,
+        "invoices": len(report.invoices),
+        "cpu_us_per_event": cpu / read * 1e6,
+    }
+    result = {"bench": "close", "figure": "close", "params": params, "metrics": metrics}
+    print("RESULT " + json.dumps(result), flush=True)
 
 
 def main() -> int:
@@ -162,13 +192,16 @@ def main() -> int:
     )
     create_topics(settings)
     try:
-        took = publish(settings, args.events, args.customers)
+        now = datetime.now(UTC)
+        month = closable_month(now)
+        took = publish(settings, args.events, args.customers, month.start)
         print(
             f"published {args.events:,} usage events of {args.customers:,} customers in {took:.1f}s"
         )
         prepare_process()  # as `streambill close` does
         for run in range(args.repeat):
-            close_once(settings, args, "first close" if run == 0 else "re-run (verify, no-op)")
+            what = "first close" if run == 0 else "re-run (verify, no-op)"
+            close_once(settings, args, what, month, now)
     finally:
         admin = AdminClient(settings.kafka_config())
         for f in admin.delete_topics([settings.topic(t) for t in ALL_TOPICS]).values():

@@ -1,7 +1,7 @@
 """Fold-worker benchmark: sustained throughput and publish->snapshot latency.
 
     python bench/fold.py [--events 500000] [--customers 1000] [--rates 1000,5000]
-                         [--latency-seconds 20]
+                         [--latency-seconds 20] [--partitions 3]
 
 1. Throughput: `--events` usage events are published first; then one
    `streambill worker` starts and the clock runs until every customer's snapshot on
@@ -10,11 +10,13 @@
    for each event, the time from publish to the first snapshot of its customer whose
    source offset covers it.
 Uses STREAMBILL_BOOTSTRAP_SERVERS (default 127.0.0.1:29092) and a fresh topic prefix.
+Each figure is also printed as one `RESULT {json}` line, read by `bench/run`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pstats
 import random
@@ -38,11 +40,11 @@ from tests.integration.fold_support import (
 )
 
 
-def _settings() -> Settings:
+def _settings(partitions: int) -> Settings:
     base = Settings(
         bootstrap_servers=os.environ.get("STREAMBILL_BOOTSTRAP_SERVERS", "127.0.0.1:29092"),
         topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.",
-        partitions=int(os.environ.get("STREAMBILL_PARTITIONS", "3")),
+        partitions=partitions,
     )
     return isolated(base)
 
@@ -61,8 +63,15 @@ def _open(settings: Settings, codec: Codec, people: list[tuple[str, str]]) -> da
     return start
 
 
-def throughput(events: int, customers: int, profile: Path | None = None) -> None:
-    settings, codec = _settings(), Codec()
+def _emit(figure: str, params: dict[str, float], metrics: dict[str, float]) -> None:
+    result = {"bench": "fold", "figure": figure, "params": params, "metrics": metrics}
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def throughput(
+    events: int, customers: int, partitions: int, profile: Path | None = None
+) -> None:
+    settings, codec = _settings(partitions), Codec()
     people = scenarios.customers(customers)
     start = _open(settings, codec, people)
     rng = random.Random(1)
@@ -74,7 +83,8 @@ def throughput(events: int, customers: int, profile: Path | None = None) -> None
         last_offset[e.customer_id] = last_offset.get(e.customer_id, 0) + 1
     t0 = time.monotonic()
     publish(settings, items)
-    print(f"published {events} usage events in {time.monotonic() - t0:.1f}s")
+    published = time.monotonic() - t0
+    print(f"published {events} usage events in {published:.1f}s")
     watcher = StateWatcher(settings, codec)
     worker = WorkerProcess(settings, "bench", profile)
     t0 = time.monotonic()
@@ -102,6 +112,17 @@ def throughput(events: int, customers: int, profile: Path | None = None) -> None
         f"({events / (end - t0):,.0f}/s); {end - first:.1f}s from first snapshot "
         f"({events / (end - first):,.0f}/s sustained)"
     )
+    _emit(
+        "throughput",
+        {"events": events, "customers": customers, "partitions": partitions},
+        {
+            "events_per_s": events / (end - first),
+            "events_per_s_incl_startup": events / (end - t0),
+            "seconds": end - first,
+            "startup_seconds": first - t0,
+            "publish_seconds": published,
+        },
+    )
 
 
 def _applied(watcher: StateWatcher, topic: str) -> int:
@@ -114,8 +135,8 @@ def _applied(watcher: StateWatcher, topic: str) -> int:
     return sum(o + 1 for o in per_partition.values())
 
 
-def latency(rate: int, seconds: float, customers: int) -> None:
-    settings, codec = _settings(), Codec()
+def latency(rate: int, seconds: float, customers: int, partitions: int) -> None:
+    settings, codec = _settings(partitions), Codec()
     people = scenarios.customers(customers)
     start = _open(settings, codec, people)
     worker = WorkerProcess(settings, f"lat{rate}")
@@ -166,6 +187,17 @@ def latency(rate: int, seconds: float, customers: int) -> None:
         f"latency at {rate}/s: {len(lat)}/{len(sent)} events, "
         f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {lat[-1]:.1f} ms"
     )
+    _emit(
+        "latency",
+        {"rate": rate, "seconds": seconds, "customers": customers, "partitions": partitions},
+        {
+            "p50_ms": q[49],
+            "p99_ms": q[98],
+            "max_ms": lat[-1],
+            "observed": len(lat),
+            "published": len(sent),
+        },
+    )
 
 
 def main() -> None:
@@ -176,15 +208,18 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument(
+        "--partitions", type=int, default=int(os.environ.get("STREAMBILL_PARTITIONS", "3"))
+    )
+    parser.add_argument(
         "--profile", type=Path, help="write a cProfile of the throughput worker here"
     )
     args = parser.parse_args()
     if not args.skip_throughput:
-        throughput(args.events, args.customers, args.profile)
+        throughput(args.events, args.customers, args.partitions, args.profile)
         if args.profile:
             pstats.Stats(str(args.profile)).sort_stats("cumulative").print_stats(40)
     for rate in (int(r) for r in args.rates.split(",") if r):
-        latency(rate, args.latency_seconds, args.customers)
+        latency(rate, args.latency_seconds, args.customers, args.partitions)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Creates its topics under a fresh prefix (`bench-<random>.`), deletes them afterw
 prints events per second. Every timing of the broker runs includes the final `flush()`,
 i.e. every event acknowledged by the broker (idempotent producer, acks=all).
 Targets on a 2-core machine: report_many >= 100,000/s, report >= 30,000/s.
+Each figure is also printed as one `RESULT {json}` line, read by `bench/run`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -61,7 +63,7 @@ def events(n: int, customers: int) -> list[dict[str, Any]]:
     return out
 
 
-def rate(label: str, n: int, run: Callable[[], None]) -> float:
+def rate(label: str, n: int, run: Callable[[], None], figure: str, params: dict[str, Any]) -> float:
     """Wall-clock rate, plus the CPU time of this thread (the machine may be shared).
 
     The benchmark's own inputs (hundreds of thousands of live objects) are frozen out of
@@ -75,10 +77,13 @@ def rate(label: str, n: int, run: Callable[[], None]) -> float:
     per_s = n / wall
     cpu_us = cpu_used / n * 1e6
     print(f"{label:<36} {per_s:>10,.0f} events/s  ({wall:6.2f} s; {cpu_us:5.2f} µs CPU/event)")
+    metrics = {"events_per_s": per_s, "cpu_us_per_event": cpu_us, "seconds": wall}
+    result = {"bench": "produce", "figure": figure, "params": params, "metrics": metrics}
+    print("RESULT " + json.dumps(result), flush=True)  # for bench/run
     return per_s
 
 
-def bench_encoding(batch: list[dict[str, Any]]) -> None:
+def bench_encoding(batch: list[dict[str, Any]], params: dict[str, Any]) -> None:
     codec, ids = Codec(), EventIds()
     direct = UsageEncoder(codec)
     millis = int(datetime.now(UTC).timestamp()) * 1000
@@ -92,6 +97,8 @@ def bench_encoding(batch: list[dict[str, Any]]) -> None:
         "encode (SDK direct UsageRecorded)",
         len(rows),
         lambda: encoded.extend(direct.encode(*row) for row in rows),
+        "encode_direct",
+        params,
     )
     stamp = datetime.now(UTC)
     records = [
@@ -108,11 +115,13 @@ def bench_encoding(batch: list[dict[str, Any]]) -> None:
         for data in encoded:
             codec.decode(data)
 
-    rate("encode (Codec.encode, fastavro)", len(records), encode_all)
-    rate("decode (Codec.decode, fastavro)", len(encoded), decode_all)
+    rate("encode (Codec.encode, fastavro)", len(records), encode_all, "encode_codec", params)
+    rate("decode (Codec.decode, fastavro)", len(encoded), decode_all, "decode_codec", params)
 
 
-def bench_broker(settings: Settings, batch: list[dict[str, Any]], config: dict[str, str]) -> None:
+def bench_broker(
+    settings: Settings, batch: list[dict[str, Any]], config: dict[str, str], params: dict[str, Any]
+) -> None:
     with UsageClient(settings, producer_config=config) as client:
         client.report("cus_warmup", "tokens", 1)  # connections and metadata up front
         client.flush()
@@ -127,8 +136,8 @@ def bench_broker(settings: Settings, batch: list[dict[str, Any]], config: dict[s
                 report(e["customer_id"], e["feature_id"], e["quantity"], properties=e["properties"])
             client.flush()
 
-        rate("report_many + flush", len(batch), many)
-        rate("report (one call per event) + flush", len(batch), single)
+        rate("report_many + flush", len(batch), many, "report_many", params)
+        rate("report (one call per event) + flush", len(batch), single, "report", params)
 
 
 def main() -> None:
@@ -143,7 +152,8 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     batch = events(args.events, args.customers)
-    bench_encoding(batch)
+    params = {"events": args.events, "customers": args.customers, "partitions": args.partitions}
+    bench_encoding(batch, params)
     if args.skip_broker:
         return
     settings = Settings(topic_prefix=f"bench-{uuid.uuid4().hex[:10]}.", partitions=args.partitions)
@@ -151,7 +161,8 @@ def main() -> None:
           f"{args.partitions} partitions")  # fmt: skip
     create_topics(settings)
     try:
-        bench_broker(settings, batch, dict(kv.split("=", 1) for kv in args.producer_config))
+        config = dict(kv.split("=", 1) for kv in args.producer_config)
+        bench_broker(settings, batch, config, params)
     finally:
         admin = AdminClient(settings.kafka_config())
         for future in admin.delete_topics([settings.topic(t) for t in ALL_TOPICS]).values():

@@ -11,12 +11,15 @@ time. Target (issue 3): >= 200,000 events/s per model.
 The cyclic garbage collector costs 15-20 % here (every event allocates a few small
 containers); `--gc-gen0 10000` shows the effect of raising the generation-0
 threshold, a setting a long-running fold worker can choose at startup.
+
+Each model's figures are also printed as one `RESULT {json}` line, read by `bench/run`.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -115,6 +118,10 @@ def main() -> None:
             f"  {model:8s} {cpu:10,.0f} events/s per CPU second  "
             f"({wall:10,.0f} by wall clock)   target 200,000: {verdict}"
         )
+        params = {"model": model, "events": args.events, "customers": args.customers}
+        metrics = {"events_per_cpu_s": cpu, "events_per_s": wall, "cpu_us_per_event": 1e6 / cpu}
+        result = {"bench": "rating", "figure": "apply", "params": params, "metrics": metrics}
+        print("RESULT " + json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
