@@ -6,6 +6,7 @@ Each gets its own topic prefix so tests never see each other's records.
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -45,7 +46,8 @@ def base(settings: Settings) -> Iterator[Settings]:
         partitions=3,
     )
     yield mine
-    delete_topics_with_prefix(mine, mine.topic_prefix)
+    if not os.environ.get("STREAMBILL_KEEP_TOPICS"):  # set it to inspect a failure
+        delete_topics_with_prefix(mine, mine.topic_prefix)
 
 
 @pytest.fixture(scope="module")
