@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from billing.events import SubscriptionStarted, UsageRecorded
 from processors.fold import BatchFolder, FoldPolicy, SourceMessage, Topics
-from processors.records import CustomerRecord, SeenEntry
+from processors.records import CustomerRecord, RecordCache, SeenEntry
 from streambill import convert
 from streambill.catalog_file import load_catalog
 from streambill.codec import Codec
@@ -153,3 +153,20 @@ def test_kept_records_and_restored_records_fold_alike_and_stay_unchanged() -> No
     assert record.to_dict()["state"]["seen"] == {}  # no id memory stored
     assert not record.state.seen.entries  # nor kept between batches
     assert record.state.seq == 4  # subscription + e1, e2, e3
+
+
+def test_record_cache_drops_revoked_and_newly_assigned_partitions() -> None:
+    cache = RecordCache()
+    cache.drop({0, 1}, keep_unchanged=True)  # first assignment
+    a, b = CustomerRecord.new("a"), CustomerRecord.new("b")
+    cache.put("a", 0, a)
+    cache.put("b", 1, b)
+    generation = cache.generation
+    cache.drop({0, 1, 2}, keep_unchanged=True)  # 0 and 1 kept: their records stay
+    assert cache.get("a", 0) is a and cache.get("b", 1) is b
+    cache.drop({1})  # revoked
+    assert cache.get("b", 1) is None and cache.get("a", 0) is a
+    cache.put("b", 1, b)
+    cache.drop({1}, keep_unchanged=True)  # assigned again: may have changed meanwhile
+    assert cache.get("b", 1) is None and len(cache) == 1
+    assert cache.generation > generation  # batches in flight do not refill the cache
