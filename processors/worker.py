@@ -18,8 +18,15 @@ ignored, so a crash between the two writes can never hide an unapplied event.
 Table writes bypass Faust's `table[key] = value` on purpose: that path picks the
 changelog partition from "the current event" (wrong inside a multi-partition batch)
 and sends without giving us the delivery future, so we could not wait for
-durability before acknowledging. We call `send_changelog(partition, ...)` with the
-customer's partition, await the futures, then update the local store.
+durability before acknowledging. We produce to the changelog topic ourselves, on
+the customer's partition, as whole record batches (`processors.batch_send`), await
+the acks, then update the local store.
+
+The customer record holds the ledger state WITHOUT the core's memory of event ids
+(`ledger.forget_ids` after each batch, `state_to_dict(remember_ids=False)`): the
+offsets and the `seen` table above already decide every redelivery and re-send,
+so the record's size stays bounded by the retained periods (`ledger.prune` at
+watermark - max_lateness) instead of growing with every event applied.
 
 Records are kept deserialized between batches (`RecordCache`): a customer's record
 is read from the table (JSON -> `CustomerRecord`) on its first touch only, and
