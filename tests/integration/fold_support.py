@@ -41,6 +41,7 @@ from streambill.settings import Settings
 from streambill.topics import create_topics
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+LOGLEVEL = os.environ.get("STREAMBILL_TEST_WORKER_LOGLEVEL", "warning")  # of worker processes
 
 
 def isolated(base: Settings, **overrides: Any) -> Settings:
@@ -99,7 +100,7 @@ class WorkerProcess:
         with open(log, "wb") as out:
             prof = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
             self.proc = subprocess.Popen(
-                [sys.executable, *prof, "-m", "streambill.cli", "worker", "--loglevel", "warning"],
+                [sys.executable, *prof, "-m", "streambill.cli", "worker", "--loglevel", LOGLEVEL],
                 env=env_for(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,
