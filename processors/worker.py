@@ -55,7 +55,7 @@ from faust.types import TP
 
 from billing.catalog import Catalog
 from processors.batch_send import send_rows
-from processors.catch_up import account_backlog
+from processors.catch_up import OffsetOrder, account_backlog
 from processors.fold import (
     BatchFolder,
     BatchResult,
@@ -242,11 +242,13 @@ class FoldPipeline:
         self._settings = settings
         self._caught_up: set[int] = set()  # partitions whose account backlog is folded
         self._caught_up_generation = -1
+        self._order = OffsetOrder()
         self._next_prune = time.monotonic() + self.prune_interval_s
 
     async def process(self, events: Sequence[faust.EventT[bytes]]) -> None:
         self._events_by_partition = {e.message.partition: e for e in events}
         await self._account_events_first()
+        self._check_order(events)
         messages = merge_by_time([_source_message(e) for e in events])
         await self._fold_durably(messages)
         if time.monotonic() >= self._next_prune:
@@ -258,19 +260,27 @@ class FoldPipeline:
         account-events backlog (see `processors.catch_up` for why)."""
         if self._caught_up_generation != self.cache.generation:
             self._caught_up, self._caught_up_generation = set(), self.cache.generation
+            self._order = OffsetOrder()
         fresh = set(self._events_by_partition) - self._caught_up
         if not fresh:
             return
-        backlog = await account_backlog(
+        backlog, committed = await account_backlog(
             self._settings.bootstrap_servers,
             self._settings.worker_group(),
             self._settings.topic(names.ACCOUNT_EVENTS),
             fresh,
+            also_committed=self._settings.topic(names.USAGE_EVENTS),
         )
+        self._order.expect(committed)
         self._caught_up |= fresh
         if backlog:
             log.info("folding %d backlogged account events first", len(backlog))
             await self._fold_durably(backlog)
+
+    def _check_order(self, events: Sequence[faust.EventT[bytes]]) -> None:
+        for event in events:
+            m = event.message
+            self._order.check(m.topic, m.partition, m.offset)
 
     async def _fold_durably(self, messages: Sequence[SourceMessage]) -> None:
         """Fold, then make durable in the order of the agent's docstring."""

@@ -6,7 +6,10 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from billing.events import SubscriptionStarted, UsageRecorded
+from processors.catch_up import OffsetOrder, OutOfOrder
 from processors.fold import BatchFolder, FoldPolicy, SourceMessage, Topics
 from processors.records import CustomerRecord, RecordCache, SeenEntry
 from streambill import convert
@@ -170,3 +173,15 @@ def test_record_cache_drops_revoked_and_newly_assigned_partitions() -> None:
     cache.drop({1}, keep_unchanged=True)  # assigned again: may have changed meanwhile
     assert cache.get("b", 1) is None and len(cache) == 1
     assert cache.generation > generation  # batches in flight do not refill the cache
+
+
+def test_offset_order_allows_going_back_and_refuses_a_jump_ahead() -> None:
+    order = OffsetOrder()
+    order.expect({("u", 0): 10})
+    order.check("u", 0, 10)
+    order.check("u", 0, 11)
+    order.check("u", 0, 5)  # Faust seeked back to the committed offset: redelivery
+    order.check("u", 0, 6)
+    order.check("a", 1, 42)  # no committed offset known: starts anywhere
+    with pytest.raises(OutOfOrder):
+        order.check("u", 0, 9)  # 7 and 8 skipped
