@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -92,6 +93,21 @@ class WorkerProcess:
         self.profile = profile  # cProfile output of the process (bench/fold.py --profile)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.fatal_exits = 0
+        self._lock = threading.Lock()
+        self._stopped = False
+        threading.Thread(target=self._supervise, daemon=True).start()
+
+    def _supervise(self) -> None:
+        """Like a process supervisor: restart after a fatal exit (code 70, the
+        worker's crash-only answer to a batch it could not make durable or to an
+        out-of-order partition). SIGKILLs by the test are its own business."""
+        while not self._stopped:
+            time.sleep(0.5)
+            with self._lock:
+                if not self._stopped and self.proc is not None and self.proc.poll() == 70:
+                    self.fatal_exits += 1
+                    self.start()
 
     def start(self) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
@@ -113,6 +129,7 @@ class WorkerProcess:
             self.proc.wait(timeout=30)
 
     def stop(self) -> None:
+        self._stopped = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
