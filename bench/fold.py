@@ -50,8 +50,11 @@ def _base() -> Settings:
     )
 
 
+WITHIN = float(os.environ.get("STREAMBILL_WORKER_BATCH_WITHIN", "0.005"))
+
+
 def _settings() -> Settings:
-    return isolated(_base())
+    return isolated(_base(), worker_batch_within=WITHIN)
 
 
 def _open(settings: Settings, codec: Codec, people: list[tuple[str, str]]) -> datetime:
@@ -183,6 +186,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}, cpus: {os.cpu_count()}")
+    print(f"worker_batch_within {WITHIN}s (STREAMBILL_WORKER_BATCH_WITHIN)")
     try:
         if not args.skip_throughput:
             throughput(args.events, args.customers, args.profile)
