@@ -3,11 +3,13 @@ reading output topics, and the pure fold the worker's output must equal."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from billing import ledger
 from billing.catalog import Catalog
@@ -39,6 +42,7 @@ from streambill.settings import Settings
 from streambill.topics import create_topics
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+LOGLEVEL = os.environ.get("STREAMBILL_TEST_WORKER_LOGLEVEL", "warning")  # of worker processes
 
 
 def isolated(base: Settings, **overrides: Any) -> Settings:
@@ -53,6 +57,18 @@ def isolated(base: Settings, **overrides: Any) -> Settings:
     settings = base.model_copy(update=fields)
     create_topics(settings)
     return settings
+
+
+def delete_topics_with_prefix(settings: Settings, prefix: str) -> int:
+    """Delete every topic whose name starts with `prefix` (inputs, outputs and the
+    worker's changelog topics); returns how many were deleted."""
+    admin = AdminClient(settings.kafka_config())
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    if names:
+        for future in admin.delete_topics(names).values():
+            with contextlib.suppress(Exception):
+                future.result(timeout=30)
+    return len(names)
 
 
 def env_for(settings: Settings) -> dict[str, str]:
@@ -77,6 +93,21 @@ class WorkerProcess:
         self.profile = profile  # cProfile output of the process (bench/fold.py --profile)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.fatal_exits = 0
+        self._lock = threading.Lock()
+        self._stopped = False
+        threading.Thread(target=self._supervise, daemon=True).start()
+
+    def _supervise(self) -> None:
+        """Like a process supervisor: restart after a fatal exit (code 70, the
+        worker's crash-only answer to a batch it could not make durable or to an
+        out-of-order partition). SIGKILLs by the test are its own business."""
+        while not self._stopped:
+            time.sleep(0.5)
+            with self._lock:
+                if not self._stopped and self.proc is not None and self.proc.poll() == 70:
+                    self.fatal_exits += 1
+                    self.start()
 
     def start(self) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
@@ -85,7 +116,7 @@ class WorkerProcess:
         with open(log, "wb") as out:
             prof = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
             self.proc = subprocess.Popen(
-                [sys.executable, *prof, "-m", "streambill.cli", "worker", "--loglevel", "warning"],
+                [sys.executable, *prof, "-m", "streambill.cli", "worker", "--loglevel", LOGLEVEL],
                 env=env_for(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -98,6 +129,7 @@ class WorkerProcess:
             self.proc.wait(timeout=30)
 
     def stop(self) -> None:
+        self._stopped = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -114,7 +114,10 @@ def test_sigkill_restarts_lose_nothing_and_count_nothing_twice(
         _await_fold(settings, codec, expected, watch)
     finally:
         worker.stop()
-    print(f"seed {SEED}: {len(items)} events, {KILLS} SIGKILLs, {worker.starts} starts")
+    print(
+        f"seed {SEED}: {len(items)} events, {KILLS} SIGKILLs, {worker.starts} starts, "
+        f"{worker.fatal_exits} fatal exits"
+    )
 
 
 def test_rebalances_with_a_killed_and_a_new_worker(
@@ -139,3 +142,4 @@ def test_rebalances_with_a_killed_and_a_new_worker(
     finally:
         for w in (a, b, c):
             w.stop()
+    print(f"seed {SEED}: {len(items)} events; fatal exits {[w.fatal_exits for w in (a, b, c)]}")
