@@ -27,7 +27,8 @@ STREAMBILL := $(LOCAL) $(BIN)/streambill
 .PHONY: help setup system-packages lint test demo down
 
 help:
-	@echo "make demo   set up, start Kafka + Redis, create topics, publish and read back events"
+	@echo "make demo   set up, start Kafka + Redis, run the whole product once (streambill demo), stop"
+	@echo "            KEEP=1 keeps services and demo processes running; DEMO_ARGS='--events 50000'"
 	@echo "make test   set up, lint, start services, run the whole test suite, stop services"
 	@echo "make setup  system packages, .venv with streambill[dev], Kafka $(KAFKA_VERSION) jars"
 	@echo "make lint   ruff check + mypy (the same command CI runs)"
@@ -72,11 +73,14 @@ test: setup lint
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure"; exit 1; fi; \
 	exit $$status
 
+# The services come down again at the end (trap) unless KEEP=1, which also keeps the
+# demo's worker, projector and API running. DEMO_ARGS go to `streambill demo`.
 demo: setup
-	@echo "== streambill services up"; $(STREAMBILL) services up
-	@echo "== streambill topics create"; $(STREAMBILL) topics create
-	@echo "== streambill demo"; $(STREAMBILL) demo
-	@echo "Kafka and Redis keep running; 'make down' stops them."
+	@trap '[ -n "$(KEEP)" ] || { echo "== streambill services down"; $(STREAMBILL) services down; }' EXIT; \
+	echo "== streambill services up"; $(STREAMBILL) services up || exit 1; \
+	echo "== streambill topics create"; $(STREAMBILL) topics create || exit 1; \
+	echo "== streambill demo $(if $(KEEP),--keep )$(DEMO_ARGS)"; \
+	$(STREAMBILL) demo $(if $(KEEP),--keep) $(DEMO_ARGS)
 
 down:
 	@if [ -x $(BIN)/streambill ]; then $(STREAMBILL) services down; fi

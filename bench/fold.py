@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import pstats
 import random
 import statistics
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from confluent_kafka import Producer
 
@@ -59,7 +61,7 @@ def _open(settings: Settings, codec: Codec, people: list[tuple[str, str]]) -> da
     return start
 
 
-def throughput(events: int, customers: int) -> None:
+def throughput(events: int, customers: int, profile: Path | None = None) -> None:
     settings, codec = _settings(), Codec()
     people = scenarios.customers(customers)
     start = _open(settings, codec, people)
@@ -74,7 +76,7 @@ def throughput(events: int, customers: int) -> None:
     publish(settings, items)
     print(f"published {events} usage events in {time.monotonic() - t0:.1f}s")
     watcher = StateWatcher(settings, codec)
-    worker = WorkerProcess(settings, "bench")
+    worker = WorkerProcess(settings, "bench", profile)
     t0 = time.monotonic()
     worker.start()
     first = None
@@ -173,9 +175,14 @@ def main() -> None:
     parser.add_argument("--rates", default="1000,5000")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--profile", type=Path, help="write a cProfile of the throughput worker here"
+    )
     args = parser.parse_args()
     if not args.skip_throughput:
-        throughput(args.events, args.customers)
+        throughput(args.events, args.customers, args.profile)
+        if args.profile:
+            pstats.Stats(str(args.profile)).sort_stats("cumulative").print_stats(40)
     for rate in (int(r) for r in args.rates.split(",") if r):
         latency(rate, args.latency_seconds, args.customers)
 

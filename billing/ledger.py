@@ -10,6 +10,8 @@ same event again returns the same state with `Effects.duplicate`; the same id
 with another payload is rejected as `duplicate_conflict`. That memory is kept per
 period and dropped by `prune(state, before)`, after which events older than the
 retained periods are rejected as `too_late` (the edge must not re-deliver them).
+A caller that deduplicates by itself may drop the memory altogether with
+`forget_ids(state)` (and store states with `state_to_dict(s, remember_ids=False)`).
 
 Rejections are values: `Effects.rejection` carries the reason code and a detail.
 """
@@ -36,6 +38,7 @@ __all__ = [
     "CustomerState",
     "Effects",
     "apply",
+    "forget_ids",
     "new_state",
     "prune",
     "snapshot",
@@ -124,6 +127,21 @@ def prune(state: CustomerState, before: datetime) -> CustomerState:
         {k: v for k, v in state.seen.entries.items() if v[1] < state.seq and v[2] >= horizon},
         state.seq,
     )
+    return new
+
+
+def forget_ids(state: CustomerState) -> CustomerState:
+    """The same state without its memory of applied event ids: O(1), `state` is
+    unchanged. It folds every event like `state` does, except that an event applied
+    before is no longer recognized (applied again, or not flagged as a conflict).
+    For callers that deduplicate before calling `apply` (the fold worker: offsets
+    per source partition and a windowed table of event ids with fingerprints);
+    they get a state whose size no longer grows with the events applied, and
+    which equals `state_from_dict(state_to_dict(state, remember_ids=False))`."""
+    if not state.seen.entries:
+        return state
+    new = state.copy()
+    new.seen = SeenLog({}, state.seq)
     return new
 
 

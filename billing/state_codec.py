@@ -5,6 +5,16 @@ round trip is lossless: `state_to_dict(state_from_dict(d)) == d`, and a restored
 state folds further events exactly like the original. Remembered event ids keep
 a payload digest (`billing.state.fingerprint`) and the period they belong to.
 Cost: proportional to the retained periods and remembered event ids.
+
+`state_to_dict(state, remember_ids=False)` leaves the remembered event ids out
+(`"seen": {}`): everything else round-trips losslessly, and the restored state
+equals `forget_ids(state)`, i.e. it folds every event exactly like the original
+EXCEPT that it no longer recognizes a re-sent event as a duplicate (or conflict).
+Only a caller that deduplicates by itself may use it: the fold worker does (last
+applied offset per source partition plus its windowed table of event ids with
+payload fingerprints), and it would otherwise rewrite every remembered id of the
+retained periods on each save, so its cost grows with history. Cost without the
+ids: proportional to the retained periods only.
 """
 
 from __future__ import annotations
@@ -70,10 +80,13 @@ def _record_from_dict(d: dict[str, Any]) -> PeriodRecord:
     return r
 
 
-def state_to_dict(state: CustomerState) -> dict[str, Any]:
+def state_to_dict(state: CustomerState, *, remember_ids: bool = True) -> dict[str, Any]:
+    """The state as JSON-safe data; `remember_ids=False` omits the memory of applied
+    event ids (see the module docstring for when that is allowed)."""
     seen: dict[str, dict[str, str]] = {}
     entries = state.seen.entries
-    for event_id, (fp, seq, period_start) in state.visible_seen().items():
+    visible = state.visible_seen() if remember_ids else {}
+    for event_id, (fp, seq, period_start) in visible.items():
         if isinstance(fp, str):
             digest = fp
         else:

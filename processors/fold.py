@@ -8,6 +8,18 @@ Per message, in DESIGN.md section 4 order:
    position: same payload -> duplicate, other payload -> duplicate_conflict);
 3. `billing.ledger.apply`;
 4. collect the new record, the seen entry and the effects.
+After the batch, each changed customer's state is pruned to the periods the
+lateness limit can still reach (`ledger.prune`) and stripped of the core's memory
+of event ids (`ledger.forget_ids`), so its size stays bounded and a state kept in
+memory between batches is exactly the state a restarted worker reads back from the
+changelog (which never holds those ids): live and restarted workers decide alike.
+Why dropping the ids is safe: within a batch the core still has them, but the
+batch's own pending `seen` entries answer first; across batches, any event the
+core would remember was recorded in `seen` and passed the offset check, and any
+copy of it that passes the lateness check is still inside the seen window
+(max_lateness <= dedupe_window), so the worker's guards catch it before `apply`.
+Pruning is invisible too: the worker rejects events older than watermark -
+max_lateness itself, and `prune` keeps every period from there on.
 Nothing here performs I/O; `BatchResult` says what the caller must make durable.
 """
 
@@ -162,6 +174,7 @@ class BatchFolder:
             except Rejection as rej:
                 self._dead_letter(message, rej, batch)
         for customer_id, (_, record) in batch.out.customers.items():
+            record.state = self._settle(record)
             self._emit(batch.out, customer_id.encode(), self._snapshot(record))
         return batch.out
 
@@ -256,6 +269,14 @@ class BatchFolder:
                 event,
             )
 
+    def _settle(self, record: CustomerRecord) -> ledger.CustomerState:
+        """Bounded state between batches (see the module docstring)."""
+        state = record.state
+        if record.watermark_ms is not None:
+            before = ms_to_datetime(record.watermark_ms - self._policy.max_lateness_ms)
+            state = ledger.prune(state, before)
+        return ledger.forget_ids(state)
+
     # ---------------------------------------------------------------- outputs
 
     def _snapshot(self, record: CustomerRecord) -> object:
@@ -309,7 +330,10 @@ class _Batch:
     def customer(self, customer_id: str, partition: int) -> CustomerRecord:
         record = self._loaded.get(customer_id)
         if record is None:
-            record = self.view.customer(customer_id, partition) or CustomerRecord.new(customer_id)
+            stored = self.view.customer(customer_id, partition)
+            # A copy: the view may hand out records it keeps (the worker's cache),
+            # which must not change before the batch is durable.
+            record = stored.copy() if stored is not None else CustomerRecord.new(customer_id)
             self._loaded[customer_id] = record
         return record
 

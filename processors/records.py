@@ -4,7 +4,13 @@
 state plus what the worker needs to apply every event exactly once: the last
 applied offset per source topic-partition and the customer's event-time
 watermark. It is written as ONE changelog record, so state and offsets can never
-disagree after a crash.
+disagree after a crash. The ledger state is stored WITHOUT the core's memory of
+applied event ids (`state_to_dict(..., remember_ids=False)`): the worker never
+relies on that memory (it is dropped with `ledger.forget_ids` after every batch,
+see `processors.fold`), because its own guards come first: the offsets here catch
+every redelivery of an applied message, and the windowed `seen` table (fingerprint
+per event id) catches a re-sent event at another position. Keeping the ids would
+make every save proportional to the events of the retained periods.
 
 `SeenEntry` (table `seen`, key = event id) remembers an applied event: its payload
 fingerprint, where it was read, its customer and its event time (for the window).
@@ -56,10 +62,14 @@ class CustomerRecord:
         last = self.offsets.get(tp_key(topic, partition))
         return last is not None and offset <= last
 
+    def copy(self) -> CustomerRecord:
+        """A record the caller may change; the ledger state itself is immutable."""
+        return CustomerRecord(self.customer_id, self.state, dict(self.offsets), self.watermark_ms)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "customer_id": self.customer_id,
-            "state": ledger.state_to_dict(self.state),
+            "state": ledger.state_to_dict(self.state, remember_ids=False),
             "offsets": dict(self.offsets),
             "watermark_ms": self.watermark_ms,
         }
@@ -68,7 +78,8 @@ class CustomerRecord:
     def from_dict(cls, data: dict[str, Any]) -> CustomerRecord:
         return cls(
             customer_id=str(data["customer_id"]),
-            state=ledger.state_from_dict(data["state"]),
+            # forget_ids: records written before ids were left out still carry them.
+            state=ledger.forget_ids(ledger.state_from_dict(data["state"])),
             offsets={str(k): int(v) for k, v in data["offsets"].items()},
             watermark_ms=None if data["watermark_ms"] is None else int(data["watermark_ms"]),
         )

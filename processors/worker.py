@@ -20,26 +20,34 @@ changelog partition from "the current event" (wrong inside a multi-partition bat
 and sends without giving us the delivery future, so we could not wait for
 durability before acknowledging. We call `send_changelog(partition, ...)` with the
 customer's partition, await the futures, then update the local store.
+
+Records are kept deserialized between batches (`RecordCache`): a customer's record
+is read from the table (JSON -> `CustomerRecord`) on its first touch only, and
+replaced in the cache once the batch that changed it is durable. Entries of
+revoked partitions are dropped on rebalance (another worker may change them), and
+a batch that straddles a rebalance does not refill the cache. The table's store
+stays up to date too, so a dropped entry reloads exactly what the cache held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import faust
 from faust import streams as faust_streams
-from faust.serializers import codecs as faust_codecs
 from faust.types import TP
 
 from billing.catalog import Catalog
+from processors.batch_send import send_rows
 from processors.fold import (
     BatchFolder,
     BatchResult,
@@ -48,6 +56,7 @@ from processors.fold import (
     Topics,
     merge_by_time,
 )
+from processors.kafka_security import faust_credentials
 from processors.metrics import WorkerMetrics
 from processors.records import CustomerRecord, SeenEntry
 from streambill import settings as names
@@ -109,6 +118,7 @@ def create_app(
     app = faust.App(
         settings.worker_group(),
         broker=[f"kafka://{host}" for host in settings.bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),  # SASL / TLS from the settings
         store=settings.worker_store,
         datadir=str(settings.worker_data_dir),
         topic_partitions=settings.partitions,
@@ -140,6 +150,17 @@ def create_app(
     seen = app.Table("seen", **table_args)
     folder = BatchFolder(catalog, codec, policy_from(settings), topics, clock)
     pipeline = FoldPipeline(app, folder, customers, seen, metrics, policy_from(settings))
+
+    # Faust calls receivers as receiver(app, set_of_tps, signal=...).
+    @app.on_partitions_revoked.connect
+    def _drop_revoked(_app: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        pipeline.cache.drop({tp.partition for tp in args[0]})
+
+    @app.on_partitions_assigned.connect
+    def _drop_assigned(_app: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        # Newly assigned partitions are recovered from the changelog: reload them.
+        pipeline.cache.drop({tp.partition for tp in args[0]}, keep_unchanged=True)
+
     batch_size, within = settings.worker_batch_size, settings.worker_batch_within
 
     @app.agent(source, name="fold", concurrency=1)
@@ -186,6 +207,36 @@ def create_app(
     return app
 
 
+class RecordCache:
+    """Deserialized customer records by partition, valid between rebalances.
+
+    `generation` grows on every drop; a batch remembers the generation it started
+    in and may only store its records if no rebalance happened meanwhile."""
+
+    def __init__(self) -> None:
+        self._by_partition: dict[int, dict[str, CustomerRecord]] = {}
+        self._owned: set[int] = set()
+        self.generation = 0
+
+    def get(self, customer_id: str, partition: int) -> CustomerRecord | None:
+        return self._by_partition.get(partition, {}).get(customer_id)
+
+    def put(self, customer_id: str, partition: int, record: CustomerRecord) -> None:
+        self._by_partition.setdefault(partition, {})[customer_id] = record
+
+    def drop(self, partitions: set[int], *, keep_unchanged: bool = False) -> None:
+        """Forget `partitions`; with `keep_unchanged`, those we already owned stay
+        (an assignment that keeps a partition does not change its records)."""
+        gone = partitions - self._owned if keep_unchanged else partitions
+        for p in gone:
+            self._by_partition.pop(p, None)
+        self._owned = self._owned | partitions if keep_unchanged else self._owned - partitions
+        self.generation += 1
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_partition.values())
+
+
 class FoldPipeline:
     """Moves one batch through `BatchFolder` and makes its result durable in order."""
 
@@ -207,15 +258,20 @@ class FoldPipeline:
         self._metrics = metrics
         self._policy = policy
         self._events_by_partition: dict[int, faust.EventT[bytes]] = {}
+        self.cache = RecordCache()
         self._next_prune = time.monotonic() + self.prune_interval_s
 
     async def process(self, events: Sequence[faust.EventT[bytes]]) -> None:
         self._events_by_partition = {e.message.partition: e for e in events}
+        generation = self.cache.generation
         messages = merge_by_time([_source_message(e) for e in events])
         result = self._folder.fold(messages, _TableView(self))
         await self._send_effects(result)
         await self._write_seen(result)
         await self._write_customers(result)
+        if generation == self.cache.generation:
+            for cid, (partition, record) in result.customers.items():
+                self.cache.put(cid, partition, record)
         self._record_metrics(messages, result)
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + self.prune_interval_s
@@ -224,11 +280,13 @@ class FoldPipeline:
     # ---- durable writes, each awaited before the next (see the agent docstring)
 
     async def _send_effects(self, result: BatchResult) -> None:
-        producer = self._app.producer
-        futures: list[Awaitable[Any]] = []
-        for out in result.outputs:
-            futures.append(await producer.send(out.topic, out.key, out.value, None, None, None))
-        await asyncio.gather(*futures)
+        rows = ((out.topic, None, out.key, out.value) for out in result.outputs)
+        sent = await send_rows(self._aiokafka(), rows)
+        await sent.wait()
+
+    def _aiokafka(self) -> Any:
+        """The underlying aiokafka producer (record batches, see `batch_send`)."""
+        return self._app.producer._ensure_producer()  # type: ignore[attr-defined]
 
     async def _write_seen(self, result: BatchResult) -> None:
         rows = [(p, eid, entry.to_list()) for eid, (p, entry) in result.seen.items()]
@@ -244,27 +302,23 @@ class FoldPipeline:
         recovery re-read a record, never skip one. `value None` deletes the key.
 
         Produced straight to the changelog topic: Faust's `send_soon` buffer hands
-        messages to the client one at a time and throttles the stream (~2k/s)."""
-        producer = self._app.producer
+        messages to the client one at a time and throttles the stream (~2k/s); we
+        queue whole record batches per partition instead (`processors.batch_send`)."""
         topic = table.changelog_topic.get_topic_name()
-        futures: list[Awaitable[Any]] = []
-        for partition, key, value in rows:
-            raw = None if value is None else _json(value)
-            futures.append(await producer.send(topic, _json(key), raw, partition, None, None))
-        metas = await asyncio.gather(*futures)
+        encoded = [
+            (topic, p, _json(key), None if value is None else _json(value))
+            for p, key, value in rows
+        ]
+        sent = await send_rows(self._aiokafka(), encoded)
+        last = await sent.wait()
         for partition, key, value in rows:
             with self._partition(partition):
                 if value is None:
                     table.data.pop(key, None)
                 else:
                     table.data[key] = value
-        persisted: dict[Any, int] = {}
-        for meta in metas:
-            persisted[meta.topic_partition] = max(
-                meta.offset, persisted.get(meta.topic_partition, -1)
-            )
-        for tp, offset in persisted.items():
-            table.data.set_persisted_offset(tp, offset)
+        for (t, p), offset in last.items():
+            table.data.set_persisted_offset(TP(t, p), offset)
 
     async def _prune_seen(self) -> None:
         """Forget event ids older than the window behind their customer's watermark."""
@@ -282,9 +336,18 @@ class FoldPipeline:
     # ---- reads (the view the folder uses)
 
     def customer(self, customer_id: str, partition: int) -> CustomerRecord | None:
+        """The cached record, else the stored one (then cached). Callers must not
+        change it (`processors.fold` copies)."""
+        record = self.cache.get(customer_id, partition)
+        if record is not None:
+            return record
         with self._partition(partition):
             raw = self._customers.data.get(customer_id)
-        return None if raw is None else CustomerRecord.from_dict(raw)
+        if raw is None:
+            return None
+        record = CustomerRecord.from_dict(raw)
+        self.cache.put(customer_id, partition, record)
+        return record
 
     def seen_entry(self, event_id: str, partition: int) -> SeenEntry | None:
         with self._partition(partition):
@@ -329,10 +392,14 @@ class _TableView:
         return self._pipeline.seen_entry(event_id, partition)
 
 
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _json(value: Any) -> bytes:
-    """Faust's JSON codec: what table recovery decodes."""
-    data: bytes = faust_codecs.dumps("json", value)
-    return data
+    """Plain JSON (str, numbers, lists, dicts only), what Faust's "json" codec
+    decodes on table recovery; the stdlib encoder directly, because Faust's codec
+    stack costs several times more per record and we write one per event."""
+    return _encode_json(value).encode()
 
 
 def _source_message(event: faust.EventT[bytes]) -> SourceMessage:

@@ -19,9 +19,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streambill.services_cli",
     "streambill.topics",
     "streambill.usage_cli",
+    "streambill.demo",
     "streambill.billing_cli",
     "streambill.close_cli",
     "processors.cli",
+    "processors.reconcile_run",
     "projections.commands",
 )
 

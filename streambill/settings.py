@@ -78,7 +78,11 @@ class Settings(BaseSettings):
     worker_app_id: str = "fold-worker"
     worker_store: str = "memory://"  # or "rocksdb://" (needs `rocksdict`)
     worker_data_dir: Path = REPO_ROOT / ".state" / "worker"
-    worker_batch_size: int = 2000
+    # Up to this many messages are folded per batch; each changed customer gets one
+    # snapshot and one changelog record per batch, so large batches amortize that
+    # per-customer cost under backlog. A batch never waits longer than
+    # `worker_batch_within` to fill, so latency at low rates is unaffected.
+    worker_batch_size: int = 20000
     worker_batch_within: float = 0.005  # seconds to wait for a batch to fill
     worker_session_timeout: float = 10.0  # seconds; a killed worker's partitions move after it
     worker_metrics_port: int = 0  # Prometheus text endpoint; 0 = disabled

@@ -1,26 +1,22 @@
-"""`streambill report | tail | demo`: publish usage, read topics decoded, run the demo.
+"""`streambill report | tail`: publish usage, read topics decoded.
 
     streambill report --customer cus_abc123 --feature tokens --quantity 1500 \\
         --property model=gpt-4o
     streambill tail usage-events --from-beginning --max 10 --timeout 5
-    streambill demo
+
+`streambill demo` lives in `streambill.demo`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Mapping
 from datetime import datetime
-
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from streambill.codec import Codec
 from streambill.sdk import DeliveryError, UsageClient, ValidationError
-from streambill.settings import ACCOUNT_EVENTS, ALL_TOPICS, USAGE_EVENTS, Settings
+from streambill.settings import ALL_TOPICS, Settings
 from streambill.tail import TailError, dumps, read, render
-from streambill.topics import TopicError, create_topics
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,8 +38,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     tail.set_defaults(func=cmd_tail)
 
-    demo = sub.add_parser("demo", help="create topics, publish example events, read them back")
-    demo.set_defaults(func=cmd_demo)
 
 
 def _say(message: str) -> None:
@@ -114,105 +108,4 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
-    return 0
-
-
-# ------------------------------------------------------------------------ demo
-
-
-def _publish_examples(client: UsageClient) -> dict[str, set[str]]:
-    """The seed's usage examples (DESIGN.md, README); returns event ids per topic.
-
-    The subscription goes first: usage of a customer without one is rejected."""
-    account = client.subscribe("cus_abc123", "starter")
-    usage = client.report_many(
-        [
-            {"customer_id": "cus_abc123", "feature_id": "tokens", "quantity": 1500},
-            {
-                "customer_id": "cus_abc123",
-                "feature_id": "tokens",
-                "quantity": 2300,
-                "properties": {"model": "gpt-4o", "input_tokens": "1800", "output_tokens": "500"},
-            },
-            {
-                "customer_id": "cus_img42",
-                "feature_id": "image_generations",
-                "quantity": 1,
-                "properties": {"complexity": "complex", "size": "1024x1024"},
-            },
-            {
-                "customer_id": "cus_img42",
-                "feature_id": "image_generations",
-                "quantity": 1,
-                "properties": {"complexity": "simple"},
-            },
-            {
-                "customer_id": "cus_dev7",
-                "feature_id": "transcription_seconds",
-                "quantity": "93.5",
-                "properties": {"model": "whisper-1"},
-            },
-        ]
-    )
-    client.flush()
-    return {ACCOUNT_EVENTS: {account}, USAGE_EVENTS: set(usage)}
-
-
-def _end_offsets(settings: Settings, logical: str, timeout: float = 30.0) -> dict[int, int]:
-    """{partition: high watermark} of a topic: where messages published next will land.
-
-    Retries while a just-created topic's partitions still have no leader."""
-    topic = settings.topic(logical)
-    consumer = Consumer(settings.kafka_config(**{"group.id": "streambill-demo-offsets"}))
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-                return {
-                    p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                    for p in partitions
-                }
-            except KafkaException as exc:
-                if time.monotonic() > deadline:  # e.g. no leader elected yet: retry
-                    raise TailError(f"cannot read the end offsets of {topic}: {exc}") from exc
-                time.sleep(0.5)
-    finally:
-        consumer.close()
-
-
-def _read_back(settings: Settings, starts: Mapping[str, dict[int, int]], sent: dict[str, set[str]]
-               ) -> int:  # fmt: skip
-    codec, missing = Codec(), 0
-    for logical in (ACCOUNT_EVENTS, USAGE_EVENTS):
-        waiting = set(sent[logical])
-        for msg in read(settings, logical, start_offsets=starts[logical], idle_timeout=10):
-            line = render(logical, msg, codec)
-            event_id = line.get("value", {}).get("event_id")
-            if event_id in waiting:
-                waiting.discard(event_id)
-                sys.stdout.write(dumps(line) + "\n")
-            if not waiting:
-                break
-        missing += len(waiting)
-    return missing
-
-
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        created, existed = create_topics(settings)
-        _say(f"topics: {len(created)} created, {len(existed)} already there")
-        starts = {t: _end_offsets(settings, t) for t in (ACCOUNT_EVENTS, USAGE_EVENTS)}
-        with UsageClient(settings) as client:
-            sent = _publish_examples(client)
-        count = sum(len(ids) for ids in sent.values())
-        _say(f"published {count} events; read back from Kafka, decoded:")
-        missing = _read_back(settings, starts, sent)
-    except (TopicError, TailError, DeliveryError) as err:
-        _error(str(err))
-        return 1
-    if missing:
-        _error(f"{missing} published event(s) were not read back")
-        return 1
-    _say(f"all {count} events read back")
     return 0

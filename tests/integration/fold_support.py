@@ -19,9 +19,22 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from billing import ledger
 from billing.catalog import Catalog
-from billing.events import CustomerStateChanged, Event
+from billing.events import (
+    BalanceAdjusted,
+    CreditsGranted,
+    CreditsPurchased,
+    CustomerStateChanged,
+    Event,
+    SeatsChanged,
+    SubscriptionCancelled,
+    SubscriptionChanged,
+    SubscriptionStarted,
+    UsageRecorded,
+    WalletDeposited,
+)
 from streambill import convert
 from streambill.codec import Codec
+from streambill.sdk import UsageClient
 from streambill.settings import Settings
 from streambill.topics import create_topics
 
@@ -56,9 +69,12 @@ def env_for(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """`streambill worker` as a child process; logs under test-artifacts/."""
 
-    def __init__(self, settings: Settings, name: str = "worker") -> None:
+    def __init__(
+        self, settings: Settings, name: str = "worker", profile: Path | None = None
+    ) -> None:
         self.settings = settings
         self.name = name
+        self.profile = profile  # cProfile output of the process (bench/fold.py --profile)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -67,8 +83,9 @@ class WorkerProcess:
         self.starts += 1
         log = ARTIFACTS / f"{self.settings.topic_prefix}{self.name}.{self.starts}.log"
         with open(log, "wb") as out:
+            prof = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streambill.cli", "worker", "--loglevel", "warning"],
+                [sys.executable, *prof, "-m", "streambill.cli", "worker", "--loglevel", "warning"],
                 env=env_for(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -109,6 +126,49 @@ def publish(settings: Settings, items: Iterable[tuple[str, bytes | None, bytes]]
     left = producer.flush(60)
     assert left == 0, f"{left} messages not acknowledged"
     return n
+
+
+def send_with_sdk(settings: Settings, events: Sequence[Event]) -> None:
+    """Publish domain events the way applications do: through `UsageClient`, each
+    with its explicit event_id and timestamp; flushed (every ack waited for).
+    Runs of usage go through `report_many`, account events through the command
+    of their type. Order is kept per topic (the client is one producer)."""
+    with UsageClient(settings) as client:
+        run: list[UsageRecorded] = []
+        for event in events:
+            if isinstance(event, UsageRecorded):
+                run.append(event)
+                continue
+            if run:
+                client.report_many(run)
+                run = []
+            _account_command(client, event)
+        if run:
+            client.report_many(run)
+        client.flush()
+
+
+def _account_command(client: UsageClient, e: Event) -> None:
+    head: dict[str, Any] = {"event_id": e.event_id, "timestamp": e.timestamp}
+    cid = e.customer_id
+    if isinstance(e, SubscriptionStarted):
+        client.subscribe(cid, e.plan_id, seats=e.seats, **head)
+    elif isinstance(e, SubscriptionChanged):
+        client.change_plan(cid, e.plan_id, **head)
+    elif isinstance(e, SubscriptionCancelled):
+        client.cancel(cid, **head)
+    elif isinstance(e, SeatsChanged):
+        client.change_seats(cid, e.seats, **head)
+    elif isinstance(e, CreditsPurchased):
+        client.purchase_credits(cid, e.pack_id, e.quantity, **head)
+    elif isinstance(e, CreditsGranted):
+        client.grant_credits(cid, e.credits, e.expires_at, **head)
+    elif isinstance(e, WalletDeposited):
+        client.deposit(cid, e.amount, e.currency, **head)
+    elif isinstance(e, BalanceAdjusted):
+        client.adjust_balance(cid, e.amount, e.currency, e.reason, **head)
+    else:
+        raise TypeError(f"no SDK command for {type(e).__name__}")
 
 
 def encode(codec: Codec, value: Any) -> bytes:

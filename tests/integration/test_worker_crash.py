@@ -2,8 +2,8 @@
 
 Sizes come from the environment so CI stays bounded while the full run is one
 command away:
-  STREAMBILL_CRASH_EVENTS (default 20000; the acceptance run uses 200000)
-  STREAMBILL_CRASH_KILLS  (default 5; the acceptance run uses 20)
+  STREAMBILL_CRASH_EVENTS (default 40000; the acceptance run uses 200000)
+  STREAMBILL_CRASH_KILLS  (default 8; the acceptance run uses 20)
   STREAMBILL_CRASH_SEED   (default random; printed so a failure can be re-run)
 """
 
@@ -18,33 +18,33 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from billing.events import UsageRecorded
 from streambill.catalog_file import load_catalog
 from streambill.codec import Codec
+from streambill.sdk import UsageClient
 from streambill.settings import Settings
 from tests.integration import scenarios
 from tests.integration.fold_support import (
     StateWatcher,
     WorkerProcess,
-    encode,
     isolated,
     mismatches,
-    publish,
     pure_fold,
+    send_with_sdk,
 )
-from tests.integration.test_worker import _publish_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
-EVENTS = int(os.environ.get("STREAMBILL_CRASH_EVENTS", "20000"))
-KILLS = int(os.environ.get("STREAMBILL_CRASH_KILLS", "5"))
+EVENTS = int(os.environ.get("STREAMBILL_CRASH_EVENTS", "40000"))
+KILLS = int(os.environ.get("STREAMBILL_CRASH_KILLS", "8"))
 SEED = int(os.environ.get("STREAMBILL_CRASH_SEED", str(random.randrange(1 << 30))))
 CUSTOMERS = 240
 
 
 class Publisher(threading.Thread):
-    """Publishes the usage stream in chunks spread over `duration` seconds."""
+    """Publishes the usage stream with the SDK, in chunks spread over `duration` seconds."""
 
-    def __init__(self, settings: Settings, items: list[tuple[str, bytes, bytes]], duration: float):
+    def __init__(self, settings: Settings, items: list[UsageRecorded], duration: float):
         super().__init__(daemon=True)
         self.settings, self.items, self.duration = settings, items, duration
         self.error: BaseException | None = None
@@ -53,16 +53,16 @@ class Publisher(threading.Thread):
         try:
             chunks = max(1, int(self.duration * 2))
             size = max(1, len(self.items) // chunks + 1)
-            for i in range(0, len(self.items), size):
-                publish(self.settings, self.items[i : i + size])
-                time.sleep(self.duration / chunks)
+            with UsageClient(self.settings) as client:
+                for i in range(0, len(self.items), size):
+                    client.report_many(self.items[i : i + size])
+                    client.flush()
+                    time.sleep(self.duration / chunks)
         except BaseException as exc:  # reported by the test thread
             self.error = exc
 
 
-def _prepare(
-    base: Settings, codec: Codec
-) -> tuple[Settings, list, list[tuple[str, bytes, bytes]], dict]:
+def _prepare(base: Settings, codec: Codec) -> tuple[Settings, list, list[UsageRecorded], dict]:
     settings = isolated(base, worker_batch_size=2000)
     catalog = load_catalog(settings.catalog_path)
     rng = random.Random(SEED)
@@ -72,11 +72,9 @@ def _prepare(
     stream = [
         e for e, _ in scenarios.usage_stream(people, EVENTS, start + timedelta(hours=1), rng, 0.01)
     ]
-    topic = settings.topic("usage-events")
-    items = [(topic, e.customer_id.encode(), encode(codec, e)) for e in stream]
     expected = pure_fold(opening + stream, catalog)
-    _publish_events(settings, codec, opening)
-    return settings, opening, items, expected
+    send_with_sdk(settings, opening)
+    return settings, opening, stream, expected
 
 
 @pytest.fixture

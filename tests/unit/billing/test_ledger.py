@@ -19,7 +19,15 @@ from billing.events import (
     WalletDeposited,
 )
 from billing.invoicing import period_invoice, periods_ending_in
-from billing.ledger import apply, new_state, prune, snapshot, state_from_dict, state_to_dict
+from billing.ledger import (
+    apply,
+    forget_ids,
+    new_state,
+    prune,
+    snapshot,
+    state_from_dict,
+    state_to_dict,
+)
 from tests.unit.billing.conftest import t
 from tests.unit.billing.helpers import cents, fold, invoice, usage
 
@@ -148,6 +156,41 @@ def test_state_json_round_trip_is_lossless_and_folds_on_identically(catalog: Cat
     )
     with pytest.raises(StateError):
         state_from_dict({"format": 99})
+
+
+def test_state_without_remembered_ids_round_trips_and_folds_on_identically(
+    catalog: Catalog,
+) -> None:
+    events = [
+        SubscriptionStarted("sub", "c", t(2026, 1, 1), "dev-api"),
+        WalletDeposited("dep", "c", t(2026, 1, 1), D("3.00"), "USD"),
+        usage("c", "tokens", 10, t(2026, 1, 2), "u1", model="small", input_tokens="4",
+              output_tokens="6"),
+    ]  # fmt: skip
+    s, _ = fold(catalog, events)
+    full = state_to_dict(s)
+    d = state_to_dict(s, remember_ids=False)
+    assert d["seen"] == {} and full["seen"] != {}
+    assert {k: v for k, v in full.items() if k != "seen"} == {
+        k: v for k, v in d.items() if k != "seen"
+    }
+    restored = state_from_dict(json.loads(json.dumps(d)))
+    forgotten = forget_ids(s)
+    assert state_to_dict(restored) == state_to_dict(forgotten) == d
+    assert state_to_dict(s) == full  # forget_ids left the original untouched
+    assert apply(s, events[2], catalog)[1].duplicate
+    # Without the memory, the same event is folded again: callers must dedupe.
+    assert not apply(restored, events[2], catalog)[1].duplicate
+    nxt = usage(
+        "c", "tokens", 2, t(2026, 1, 3), "u2", model="large", input_tokens="1", output_tokens="1"
+    )
+    after = state_to_dict(apply(s, nxt, catalog)[0], remember_ids=False)
+    assert state_to_dict(apply(restored, nxt, catalog)[0], remember_ids=False) == after
+    assert state_to_dict(apply(forgotten, nxt, catalog)[0], remember_ids=False) == after
+    at = t(2026, 1, 3)
+    assert snapshot(restored, catalog, source_offsets={}, as_of=at) == snapshot(
+        s, catalog, source_offsets={}, as_of=at
+    )
 
 
 def test_prune_bounds_the_state_and_rejects_older_events_as_too_late(catalog: Catalog) -> None:

@@ -1,0 +1,102 @@
+"""The demo end to end, small: 200 customers, 5,000 usage events, real Kafka and
+Redis, real worker / projector / API processes. Its invoice summary must equal the
+pure fold (the billing functions over the very events it published), its children
+must be gone afterwards, and `reconcile` must find the run clean, then find a
+tampered output."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from billing.events import Event, EventRejected, RejectReason
+from processors.reconcile_run import reconcile, render
+from streambill import convert
+from streambill.catalog_file import load_catalog
+from streambill.codec import Codec
+from streambill.demo import DemoOptions, DemoResult, PlanSummary, run_demo, usage_day_start
+from streambill.demo_load import PLAN_MIX, population, usage_day
+from streambill.settings import ALL_TOPICS, USAGE_EVENTS, USAGE_REJECTED, Settings
+from streambill.simulation import simulate
+
+pytestmark = pytest.mark.integration
+
+OPTS = DemoOptions(customers=200, events=5000, seed=11)
+
+
+@pytest.fixture(scope="module")
+def demo(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoResult]:
+    base = settings.model_copy(update={"state_dir": tmp_path_factory.mktemp("demo")})
+    out, err = io.StringIO(), io.StringIO()
+    result = run_demo(base, OPTS, out=out, err=err)
+    (Path(base.state_dir) / "stdout.txt").write_text(out.getvalue())
+    yield result
+    admin = AdminClient(result.settings.kafka_config())
+    for future in admin.delete_topics([result.settings.topic(t) for t in ALL_TOPICS]).values():
+        with contextlib.suppress(Exception):
+            future.result(timeout=30)
+
+
+def pure_summary(result: DemoResult) -> dict[str, PlanSummary]:
+    """The billing functions (`streambill simulate`'s fold) over the same events."""
+    catalog = load_catalog(result.settings.catalog_path)
+    pop = population(OPTS.customers, result.anchor, OPTS.seed, OPTS.run_id)
+    day = usage_day_start(result.month)
+    usage = usage_day(pop.customers, OPTS.events, day, OPTS.seed, OPTS.run_id)
+    events: list[Event] = [*pop.account_events, *usage]
+    sim = simulate(catalog, events, result.month.start, result.month.end)
+    out: dict[str, PlanSummary] = {}
+    for inv in sim.invoices:
+        if inv.kind != "period":
+            continue
+        s = out.setdefault(inv.plan_id, PlanSummary())
+        s.invoices += 1
+        s.totals[inv.currency] = s.totals.get(inv.currency, Decimal(0)) + inv.total
+    return out
+
+
+def test_demo_invoices_equal_the_pure_fold(demo: DemoResult) -> None:
+    assert demo.summary == pure_summary(demo)
+    assert set(demo.summary) == {p for p, _ in PLAN_MIX}  # every example plan billed
+    assert demo.alerts_raised > 0
+
+
+def test_demo_prints_the_summary_and_a_portal_link_and_stops_its_children(
+    demo: DemoResult,
+) -> None:
+    text = (Path(demo.settings.state_dir) / "stdout.txt").read_text()
+    assert f"closed {demo.month}" in text and "customer portal of" in text
+    assert demo.portal_url.startswith(f"http://127.0.0.1:{demo.settings.api_port}/portal?token=")
+    for name in ("starter", "dev-api", "image-credits"):
+        assert any(line.startswith(name) for line in text.splitlines())
+    assert [c.name for c in demo.children] == ["worker", "projector", "api"]
+    assert not any(c.alive() for c in demo.children)
+
+
+def test_reconcile_finds_the_demo_clean_then_a_tampered_dead_letter(demo: DemoResult) -> None:
+    report = reconcile(demo.settings, demo.month)
+    assert report.ok, render(report)
+    total = sum(r.in_log for r in report.rows)
+    assert total == OPTS.events + len(
+        population(OPTS.customers, demo.anchor, OPTS.seed, OPTS.run_id).account_events
+    )
+    assert sum(r.applied for r in report.rows) == total
+    assert f"invoices {demo.month}" in report.checks
+
+    s = demo.settings
+    usage = s.topic(USAGE_EVENTS)
+    letter = EventRejected(RejectReason.INVALID_FIELD, "tampered", None, None, usage, 0, 0, b"")
+    name, record = convert.to_avro(letter)
+    producer = Producer(s.kafka_config())
+    producer.produce(s.topic(USAGE_REJECTED), Codec().encode(name, record), b"x")
+    assert producer.flush(30) == 0
+    tampered = reconcile(s)
+    assert not tampered.ok
+    assert tampered.differences == [f"{usage}/0@0: unexpected dead letter (invalid_field)"]
