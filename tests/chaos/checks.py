@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from billing.events import Event, Invoice
 from processors.close import CloseDeps, CloseOptions, CloseTopics, close_period
@@ -48,11 +48,15 @@ def wait_worker(settings: Settings, timeout: float) -> float:
     progress = WorkerProgress(settings)
     try:
         while True:
-            behind, _ = progress.lag()
+            try:
+                behind, _ = progress.lag()
+            except KafkaException as exc:  # coordinator moving or loading: ask again
+                behind, last = -1, exc
             if behind == 0:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
-                raise TimeoutError(f"the worker is still {behind} events behind after {timeout}s")
+                why = f"still {behind} events behind" if behind >= 0 else f"{last}"
+                raise TimeoutError(f"the worker has not caught up after {timeout}s: {why}")
             time.sleep(0.5)
     finally:
         progress.close()

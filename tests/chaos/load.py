@@ -135,7 +135,13 @@ class LoadRun(threading.Thread):
     def _publish(self) -> None:
         chunks = [self.events[i : i + self.chunk] for i in range(0, len(self.events), self.chunk)]
         pause = self.seconds / max(len(chunks), 1)
-        raw = Producer(self.settings.kafka_config(**{"enable.idempotence": True, "acks": "all"}))
+        # The SDK's partitioner, so a bad record of a customer lands on that customer's
+        # partition like the customer's good ones (librdkafka's default would not).
+        raw = Producer(
+            self.settings.kafka_config(
+                **{"enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random"}
+            )
+        )
         started = time.monotonic()
         with UsageClient(self.settings) as client:
             for n, chunk in enumerate(chunks):
