@@ -27,7 +27,6 @@ from tests.chaos.scenario import PHASE_SECONDS, Chaos
 pytestmark = pytest.mark.chaos
 
 KILLS_PER_PROCESS = 2
-CLOSE_KILLS = 3
 
 Record = Callable[[str, object], None]
 
@@ -192,43 +191,71 @@ def test_rebalances_with_extra_workers(chaos: Chaos, record_property: Record) ->
     )
 
 
-def _close_outputs(settings: Settings) -> str:
+def _close_outputs(settings: Settings) -> tuple[int, int]:
+    """(records on invoices, records on period-closes) right now."""
     log = KafkaLog(settings.kafka_config())
     try:
         invoices = sum(log.watermarks(settings.topic(INVOICES))[1].values())
         closes = sum(log.watermarks(settings.topic(PERIOD_CLOSES))[1].values())
     finally:
         log.close()
-    return f"invoices topic {invoices:,} records, period-closes {closes}"
+    return invoices, closes
+
+
+def _describe(outputs: tuple[int, int]) -> str:
+    return f"invoices topic {outputs[0]:,} records, period-closes {outputs[1]}"
+
+
+def _kill_when(
+    job: Proc, settings: Settings, ready: Callable[[tuple[int, int]], bool], delay: float
+) -> str:
+    """SIGKILL the job `delay` seconds after `ready(outputs)` first holds (or when it
+    has finished by itself); what happened, in words."""
+    deadline = time.monotonic() + 120.0
+    while not ready(_close_outputs(settings)) and job.alive():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the close job never reached the kill moment")
+        time.sleep(0.05)
+    time.sleep(delay)
+    code = job.exit_code()
+    if code is not None:
+        return f"the close job finished (exit {code}) before its kill moment"
+    job.kill()
+    return f"SIGKILL the close job (pid {job.pid}) and its fold processes"
 
 
 def test_sigkill_close_job(chaos: Chaos, record_property: Record) -> None:
-    """Closes the month while usage of the next month flows; the close is SIGKILLed
-    (with its fold processes) at random moments, then run to completion."""
+    """Closes the month while usage of the next month flows. The close is SIGKILLed
+    (with its fold processes) three times: at a random moment of its start-up or read;
+    a random moment after its plan record (the watermarks) is on period-closes, while
+    it folds; and a random moment after its first invoices are on the topic, before or
+    after PeriodClosed. Then it runs to completion."""
+    settings = chaos.settings
     job = Proc(
         "close",
         ["close", "--period", str(chaos.month), "--grace", "1d"],
         chaos.supervisor.log_dir,
         chaos.supervisor.env(),
     )
+    before = _close_outputs(settings)
+    moments: list[tuple[str, Callable[[tuple[int, int]], bool], float]] = [
+        ("at random", lambda out: True, chaos.rng.uniform(0.3, 2.0)),
+        ("after the plan record", lambda out: out[1] > before[1], chaos.rng.uniform(0.0, 1.5)),
+        ("while sending invoices", lambda out: out[0] > before[0], chaos.rng.uniform(0.0, 0.2)),
+    ]
 
     def fault(load: LoadRun, t0: float) -> list[str]:
         done = []
-        for _ in range(CLOSE_KILLS):
+        for name, ready, delay in moments:
             job.start()
-            time.sleep(chaos.rng.uniform(0.5, 3.0))
-            code = job.exit_code()
-            if code is None:
-                job.kill()
-                what = f"SIGKILL the close job (pid {job.pid}) and its fold processes"
-            else:
-                what = f"the close job finished (exit {code}) before its kill moment"
-            done.append(f"t={time.monotonic() - t0:.1f}s {what}; {_close_outputs(chaos.settings)}")
+            what = _kill_when(job, settings, ready, delay)
+            outputs = _describe(_close_outputs(settings))
+            done.append(f"t={time.monotonic() - t0:.1f}s ({name}) {what}; {outputs}")
         job.start()
         code = job.wait(timeout=300)
         done.append(
             f"t={time.monotonic() - t0:.1f}s close run to completion: exit {code}; "
-            f"{_close_outputs(chaos.settings)}"
+            f"{_describe(_close_outputs(settings))}"
         )
         assert code == 0, f"the close failed; see {job.log_dir / 'close.log'}"
         chaos.closed = True
