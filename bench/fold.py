@@ -32,19 +32,26 @@ from tests.integration import scenarios
 from tests.integration.fold_support import (
     StateWatcher,
     WorkerProcess,
+    delete_topics_with_prefix,
     encode,
     isolated,
     publish,
+    send_with_sdk,
 )
+
+RUN_PREFIX = f"bench-{uuid.uuid4().hex[:8]}."  # every topic of this run; deleted at the end
+
+
+def _base() -> Settings:
+    return Settings(
+        bootstrap_servers=os.environ.get("STREAMBILL_BOOTSTRAP_SERVERS", "127.0.0.1:29092"),
+        topic_prefix=RUN_PREFIX,
+        partitions=int(os.environ.get("STREAMBILL_PARTITIONS", "3")),
+    )
 
 
 def _settings() -> Settings:
-    base = Settings(
-        bootstrap_servers=os.environ.get("STREAMBILL_BOOTSTRAP_SERVERS", "127.0.0.1:29092"),
-        topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.",
-        partitions=int(os.environ.get("STREAMBILL_PARTITIONS", "3")),
-    )
-    return isolated(base)
+    return isolated(_base())
 
 
 def _open(settings: Settings, codec: Codec, people: list[tuple[str, str]]) -> datetime:
@@ -67,13 +74,9 @@ def throughput(events: int, customers: int, profile: Path | None = None) -> None
     start = _open(settings, codec, people)
     rng = random.Random(1)
     topic = settings.topic("usage-events")
-    last_offset: dict[str, int] = {}
-    items = []
-    for e, _ in scenarios.usage_stream(people, events, start + timedelta(hours=1), rng):
-        items.append((topic, e.customer_id.encode(), encode(codec, e)))
-        last_offset[e.customer_id] = last_offset.get(e.customer_id, 0) + 1
+    stream = [e for e, _ in scenarios.usage_stream(people, events, start + timedelta(hours=1), rng)]
     t0 = time.monotonic()
-    publish(settings, items)
+    send_with_sdk(settings, stream)  # as applications publish: lz4 batches
     print(f"published {events} usage events in {time.monotonic() - t0:.1f}s")
     watcher = StateWatcher(settings, codec)
     worker = WorkerProcess(settings, "bench", profile)
@@ -179,12 +182,17 @@ def main() -> None:
         "--profile", type=Path, help="write a cProfile of the throughput worker here"
     )
     args = parser.parse_args()
-    if not args.skip_throughput:
-        throughput(args.events, args.customers, args.profile)
-        if args.profile:
-            pstats.Stats(str(args.profile)).sort_stats("cumulative").print_stats(40)
-    for rate in (int(r) for r in args.rates.split(",") if r):
-        latency(rate, args.latency_seconds, args.customers)
+    print(f"load average before: {os.getloadavg()}, cpus: {os.cpu_count()}")
+    try:
+        if not args.skip_throughput:
+            throughput(args.events, args.customers, args.profile)
+            if args.profile:
+                pstats.Stats(str(args.profile)).sort_stats("tottime").print_stats(30)
+        for rate in (int(r) for r in args.rates.split(",") if r):
+            latency(rate, args.latency_seconds, args.customers)
+    finally:
+        print(f"load average after: {os.getloadavg()}")
+        print(f"deleted {delete_topics_with_prefix(_base(), RUN_PREFIX)} topics of {RUN_PREFIX}")
 
 
 if __name__ == "__main__":

@@ -114,3 +114,33 @@ class SeenEntry:
         return cls(
             str(fp), str(topic), int(partition), int(offset), str(customer_id), int(event_ms)
         )
+
+
+class RecordCache:
+    """Deserialized customer records by partition, valid between rebalances.
+
+    `generation` grows on every drop; a batch remembers the generation it started
+    in and may only store its records if no rebalance happened meanwhile."""
+
+    def __init__(self) -> None:
+        self._by_partition: dict[int, dict[str, CustomerRecord]] = {}
+        self._owned: set[int] = set()
+        self.generation = 0
+
+    def get(self, customer_id: str, partition: int) -> CustomerRecord | None:
+        return self._by_partition.get(partition, {}).get(customer_id)
+
+    def put(self, customer_id: str, partition: int, record: CustomerRecord) -> None:
+        self._by_partition.setdefault(partition, {})[customer_id] = record
+
+    def drop(self, partitions: set[int], *, keep_unchanged: bool = False) -> None:
+        """Forget `partitions`; with `keep_unchanged`, those we already owned stay
+        (an assignment that keeps a partition does not change its records)."""
+        gone = partitions - self._owned if keep_unchanged else partitions
+        for p in gone:
+            self._by_partition.pop(p, None)
+        self._owned = self._owned | partitions if keep_unchanged else self._owned - partitions
+        self.generation += 1
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_partition.values())

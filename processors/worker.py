@@ -18,8 +18,15 @@ ignored, so a crash between the two writes can never hide an unapplied event.
 Table writes bypass Faust's `table[key] = value` on purpose: that path picks the
 changelog partition from "the current event" (wrong inside a multi-partition batch)
 and sends without giving us the delivery future, so we could not wait for
-durability before acknowledging. We call `send_changelog(partition, ...)` with the
-customer's partition, await the futures, then update the local store.
+durability before acknowledging. We produce to the changelog topic ourselves, on
+the customer's partition, as whole record batches (`processors.batch_send`), await
+the acks, then update the local store.
+
+The customer record holds the ledger state WITHOUT the core's memory of event ids
+(`ledger.forget_ids` after each batch, `state_to_dict(remember_ids=False)`): the
+offsets and the `seen` table above already decide every redelivery and re-send,
+so the record's size stays bounded by the retained periods (`ledger.prune` at
+watermark - max_lateness) instead of growing with every event applied.
 
 Records are kept deserialized between batches (`RecordCache`): a customer's record
 is read from the table (JSON -> `CustomerRecord`) on its first touch only, and
@@ -48,6 +55,7 @@ from faust.types import TP
 
 from billing.catalog import Catalog
 from processors.batch_send import send_rows
+from processors.catch_up import account_backlog
 from processors.fold import (
     BatchFolder,
     BatchResult,
@@ -58,7 +66,7 @@ from processors.fold import (
 )
 from processors.kafka_security import faust_credentials
 from processors.metrics import WorkerMetrics
-from processors.records import CustomerRecord, SeenEntry
+from processors.records import CustomerRecord, RecordCache, SeenEntry
 from streambill import settings as names
 from streambill.codec import Codec
 from streambill.settings import Settings
@@ -149,7 +157,7 @@ def create_app(
     customers = app.Table("customers", **table_args)
     seen = app.Table("seen", **table_args)
     folder = BatchFolder(catalog, codec, policy_from(settings), topics, clock)
-    pipeline = FoldPipeline(app, folder, customers, seen, metrics, policy_from(settings))
+    pipeline = FoldPipeline(app, folder, customers, seen, metrics, policy_from(settings), settings)
 
     # Faust calls receivers as receiver(app, set_of_tps, signal=...).
     @app.on_partitions_revoked.connect
@@ -167,7 +175,10 @@ def create_app(
     async def fold(stream: faust.StreamT[bytes]) -> None:
         """Fold usage and account events into per-customer state.
 
-        Commit order, per batch of up to `worker_batch_size` messages:
+        Commit order, per batch of up to `worker_batch_size` messages (the first
+        batch of a partition after a rebalance is preceded by that partition's
+        account-events backlog, folded and made durable the same way, see
+        `processors.catch_up`):
           1. decode and validate every message (bad ones become dead letters);
           2. skip what is already applied (offset <= the customer's recorded offset
              for that topic-partition; or a known event_id seen at another position);
@@ -207,36 +218,6 @@ def create_app(
     return app
 
 
-class RecordCache:
-    """Deserialized customer records by partition, valid between rebalances.
-
-    `generation` grows on every drop; a batch remembers the generation it started
-    in and may only store its records if no rebalance happened meanwhile."""
-
-    def __init__(self) -> None:
-        self._by_partition: dict[int, dict[str, CustomerRecord]] = {}
-        self._owned: set[int] = set()
-        self.generation = 0
-
-    def get(self, customer_id: str, partition: int) -> CustomerRecord | None:
-        return self._by_partition.get(partition, {}).get(customer_id)
-
-    def put(self, customer_id: str, partition: int, record: CustomerRecord) -> None:
-        self._by_partition.setdefault(partition, {})[customer_id] = record
-
-    def drop(self, partitions: set[int], *, keep_unchanged: bool = False) -> None:
-        """Forget `partitions`; with `keep_unchanged`, those we already owned stay
-        (an assignment that keeps a partition does not change its records)."""
-        gone = partitions - self._owned if keep_unchanged else partitions
-        for p in gone:
-            self._by_partition.pop(p, None)
-        self._owned = self._owned | partitions if keep_unchanged else self._owned - partitions
-        self.generation += 1
-
-    def __len__(self) -> int:
-        return sum(len(v) for v in self._by_partition.values())
-
-
 class FoldPipeline:
     """Moves one batch through `BatchFolder` and makes its result durable in order."""
 
@@ -250,6 +231,7 @@ class FoldPipeline:
         seen: Any,
         metrics: WorkerMetrics,
         policy: FoldPolicy,
+        settings: Settings,
     ) -> None:
         self._app = app
         self._folder = folder
@@ -259,12 +241,42 @@ class FoldPipeline:
         self._policy = policy
         self._events_by_partition: dict[int, faust.EventT[bytes]] = {}
         self.cache = RecordCache()
+        self._settings = settings
+        self._caught_up: set[int] = set()  # partitions whose account backlog is folded
+        self._caught_up_generation = -1
         self._next_prune = time.monotonic() + self.prune_interval_s
 
     async def process(self, events: Sequence[faust.EventT[bytes]]) -> None:
         self._events_by_partition = {e.message.partition: e for e in events}
-        generation = self.cache.generation
+        await self._account_events_first()
         messages = merge_by_time([_source_message(e) for e in events])
+        await self._fold_durably(messages)
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + self.prune_interval_s
+            await self._prune_seen()
+
+    async def _account_events_first(self) -> None:
+        """Before the first batch of a partition since the last rebalance, fold its
+        account-events backlog (see `processors.catch_up` for why)."""
+        if self._caught_up_generation != self.cache.generation:
+            self._caught_up, self._caught_up_generation = set(), self.cache.generation
+        fresh = set(self._events_by_partition) - self._caught_up
+        if not fresh:
+            return
+        backlog = await account_backlog(
+            self._settings.bootstrap_servers,
+            self._settings.worker_group(),
+            self._settings.topic(names.ACCOUNT_EVENTS),
+            fresh,
+        )
+        self._caught_up |= fresh
+        if backlog:
+            log.info("folding %d backlogged account events first", len(backlog))
+            await self._fold_durably(backlog)
+
+    async def _fold_durably(self, messages: Sequence[SourceMessage]) -> None:
+        """Fold, then make durable in the order of the agent's docstring."""
+        generation = self.cache.generation
         result = self._folder.fold(messages, _TableView(self))
         await self._send_effects(result)
         await self._write_seen(result)
@@ -273,9 +285,6 @@ class FoldPipeline:
             for cid, (partition, record) in result.customers.items():
                 self.cache.put(cid, partition, record)
         self._record_metrics(messages, result)
-        if time.monotonic() >= self._next_prune:
-            self._next_prune = time.monotonic() + self.prune_interval_s
-            await self._prune_seen()
 
     # ---- durable writes, each awaited before the next (see the agent docstring)
 

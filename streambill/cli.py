@@ -19,7 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "streambill.services_cli",
     "streambill.topics",
     "streambill.usage_cli",
-    "streambill.demo",
+    "streambill.demo_cli",
     "streambill.billing_cli",
     "streambill.close_cli",
     "processors.cli",

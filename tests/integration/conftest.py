@@ -6,6 +6,7 @@ Each gets its own topic prefix so tests never see each other's records.
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -34,13 +35,19 @@ def env(settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="module")
-def base(settings: Settings) -> Settings:
-    """Worker tests: the session's broker under a module-wide prefix (see fold_support)."""
-    return Settings(
+def base(settings: Settings) -> Iterator[Settings]:
+    """Worker tests: the session's broker under a module-wide prefix (see fold_support);
+    every topic under it (changelogs included) is deleted afterwards."""
+    from tests.integration.fold_support import delete_topics_with_prefix
+
+    mine = Settings(
         bootstrap_servers=settings.bootstrap_servers,
         topic_prefix=f"t-{uuid.uuid4().hex[:8]}.",
         partitions=3,
     )
+    yield mine
+    if not os.environ.get("STREAMBILL_KEEP_TOPICS"):  # set it to inspect a failure
+        delete_topics_with_prefix(mine, mine.topic_prefix)
 
 
 @pytest.fixture(scope="module")

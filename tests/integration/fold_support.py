@@ -3,6 +3,7 @@ reading output topics, and the pure fold the worker's output must equal."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from billing import ledger
 from billing.catalog import Catalog
@@ -53,6 +55,18 @@ def isolated(base: Settings, **overrides: Any) -> Settings:
     settings = base.model_copy(update=fields)
     create_topics(settings)
     return settings
+
+
+def delete_topics_with_prefix(settings: Settings, prefix: str) -> int:
+    """Delete every topic whose name starts with `prefix` (inputs, outputs and the
+    worker's changelog topics); returns how many were deleted."""
+    admin = AdminClient(settings.kafka_config())
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    if names:
+        for future in admin.delete_topics(names).values():
+            with contextlib.suppress(Exception):
+                future.result(timeout=30)
+    return len(names)
 
 
 def env_for(settings: Settings) -> dict[str, str]:

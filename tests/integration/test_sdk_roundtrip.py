@@ -114,19 +114,3 @@ def test_undelivered_events_are_listed_by_flush(settings: Settings) -> None:
     with pytest.raises(DeliveryError) as err:
         client.flush()
     assert sorted(err.value.event_ids) == sorted(ids)
-
-
-def test_demo_publishes_the_examples_and_reads_them_back(
-    settings: Settings, topics: dict[str, str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    args = build_parser().parse_args(["demo"])
-    assert args.func(args, settings) == 0
-    out = capsys.readouterr().out.splitlines()
-    lines = [json.loads(line) for line in out if line.startswith("{")]
-    values = [(line["schema"].rsplit(".", 1)[1], line["value"]) for line in lines]
-    assert ("SubscriptionStarted", values[0][1]) == values[0]
-    assert values[0][1]["plan_id"] == "starter"
-    usage = [value for name, value in values if name == "UsageRecorded"]
-    assert {"cus_abc123", "cus_img42", "cus_dev7"} == {u["customer_id"] for u in usage}
-    assert any(u["feature_id"] == "tokens" and u["quantity"] == "1500" for u in usage)
-    assert out[-1] == "all 6 events read back"

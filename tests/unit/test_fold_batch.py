@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from billing.events import SubscriptionStarted, UsageRecorded
 from processors.fold import BatchFolder, FoldPolicy, SourceMessage, Topics
-from processors.records import CustomerRecord, SeenEntry
+from processors.records import CustomerRecord, RecordCache, SeenEntry
 from streambill import convert
 from streambill.catalog_file import load_catalog
 from streambill.codec import Codec
@@ -120,3 +120,53 @@ def test_garbage_and_wrong_topic_are_dead_letters_not_crashes() -> None:
     result = folder.fold([garbage, account_on_usage, ok], view)
     assert dict(result.rejected) == {"undecodable": 1, "unknown_schema": 1}
     assert result.counts["applied"] == 1
+
+
+class CachingView(View):
+    """Hands out the records it keeps (as the worker's cache does), no copies."""
+
+    def customer(self, customer_id: str, partition: int) -> CustomerRecord | None:
+        return self.customers.get(customer_id)
+
+
+def test_kept_records_and_restored_records_fold_alike_and_stay_unchanged() -> None:
+    """The worker keeps records between batches; a restarted one reads them back
+    from JSON without the core's id memory. Both must decide every event alike,
+    and a kept record must not change while a batch is folded."""
+    kept, restored = CachingView(), View()
+    for view in (kept, restored):
+        opened(view)
+    batches = [
+        [msg("u", 0, usage("e1", 5)), msg("u", 1, usage("e2", 7))],
+        [msg("u", 2, usage("e1", 5)), msg("u", 3, usage("e3", 1))],  # e1 again
+        [msg("u", 3, usage("e3", 1)), msg("u", 4, usage("e2", 9))],  # redelivery, conflict
+    ]
+    for batch in batches:
+        before = kept.customers["c1"].to_dict()
+        a, b = folder.fold(batch, kept), folder.fold(batch, restored)
+        assert kept.customers["c1"].to_dict() == before  # folding did not touch it
+        assert (a.counts, a.rejected, a.outputs) == (b.counts, b.rejected, b.outputs)
+        kept.commit(a)
+        restored.commit(b)
+    record = kept.customers["c1"]
+    assert record.to_dict() == restored.customers["c1"].to_dict()
+    assert record.to_dict()["state"]["seen"] == {}  # no id memory stored
+    assert not record.state.seen.entries  # nor kept between batches
+    assert record.state.seq == 4  # subscription + e1, e2, e3
+
+
+def test_record_cache_drops_revoked_and_newly_assigned_partitions() -> None:
+    cache = RecordCache()
+    cache.drop({0, 1}, keep_unchanged=True)  # first assignment
+    a, b = CustomerRecord.new("a"), CustomerRecord.new("b")
+    cache.put("a", 0, a)
+    cache.put("b", 1, b)
+    generation = cache.generation
+    cache.drop({0, 1, 2}, keep_unchanged=True)  # 0 and 1 kept: their records stay
+    assert cache.get("a", 0) is a and cache.get("b", 1) is b
+    cache.drop({1})  # revoked
+    assert cache.get("b", 1) is None and cache.get("a", 0) is a
+    cache.put("b", 1, b)
+    cache.drop({1}, keep_unchanged=True)  # assigned again: may have changed meanwhile
+    assert cache.get("b", 1) is None and len(cache) == 1
+    assert cache.generation > generation  # batches in flight do not refill the cache
