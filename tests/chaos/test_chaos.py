@@ -171,7 +171,9 @@ def test_rebalances_with_extra_workers(chaos: Chaos, record_property: Record) ->
     sup = chaos.supervisor
 
     def fault(load: LoadRun, t0: float) -> list[str]:
-        a, b, c, d = _moments(chaos, 4)
+        # One moment in each quarter of the load, so each rebalance has time to finish.
+        quarter = PHASE_SECONDS / 4
+        a, b, c, d = (chaos.rng.uniform(i * quarter + 0.3, (i + 1) * quarter) for i in range(4))
         _until(t0, a)
         sup.add("worker-2", "worker", "--loglevel", "warning")
         done = [f"t={time.monotonic() - t0:.1f}s started a second worker"]
