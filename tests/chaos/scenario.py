@@ -41,7 +41,7 @@ CUSTOMERS = int(os.environ.get("STREAMBILL_CHAOS_CUSTOMERS", "300"))
 EVENTS_PER_PHASE = int(os.environ.get("STREAMBILL_CHAOS_EVENTS_PER_PHASE", "2500"))
 PHASE_SECONDS = float(os.environ.get("STREAMBILL_CHAOS_PHASE_SECONDS", "10"))
 SLICES = 7  # phases that publish usage of month M
-CATCH_UP_TIMEOUT = 180.0
+CATCH_UP_TIMEOUT = 120.0
 
 
 @dataclass
@@ -82,6 +82,7 @@ class Chaos:
     intended: list[Event] = field(default_factory=list)
     phases: int = 0
     closed: bool = False
+    broken: str | None = None  # why later phases cannot run (a process stopped working)
 
     def watched(self) -> list[str]:
         return [*watched_customers(self.customers), self.customers[0].customer_id]
@@ -102,6 +103,9 @@ class Chaos:
         it did, one line each), then wait for everything to catch up and check."""
         self.phases += 1
         self.report.say(f"\n== fault {self.phases}: {title}")
+        if self.broken is not None:
+            self.report.say(f"  NOT RUN: {self.broken}")
+            pytest.fail(f"not run: {self.broken}")
         earlier = [e for e in self.intended if isinstance(e, UsageRecorded)]
         load = LoadRun(self.settings, events, PHASE_SECONDS, garbage=garbage, earlier=earlier)
         t0 = time.monotonic()
@@ -122,8 +126,15 @@ class Chaos:
 
     def settle_and_check(self, record: Callable[[str, object], None]) -> None:
         s = self.settings
-        worker_s = checks.wait_worker(s, CATCH_UP_TIMEOUT)
-        projector_s = checks.wait_projector(s, CATCH_UP_TIMEOUT)
+        try:
+            worker_s = checks.wait_worker(s, CATCH_UP_TIMEOUT)
+            projector_s = checks.wait_projector(s, CATCH_UP_TIMEOUT)
+        except TimeoutError as exc:
+            # A process that is alive but no longer makes progress: the supervisor cannot
+            # see it, so every later phase would time out the same way.
+            self.broken = f"fault {self.phases} left the system stuck: {exc}"
+            self.report.say(f"  STUCK: {exc} (logs in {self.supervisor.log_dir})")
+            raise
         checks.wait_api(s, 60.0)
         exits = self.supervisor.take_unexpected()
         self.report.say(
