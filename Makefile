@@ -24,12 +24,13 @@ LOCAL := STREAMBILL_KAFKA_LIBS_DIR=$(KAFKA_LIBS) \
 	STREAMBILL_REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0
 STREAMBILL := $(LOCAL) $(BIN)/streambill
 
-.PHONY: help setup system-packages lint test demo down
+.PHONY: help setup system-packages lint test chaos demo down
 
 help:
 	@echo "make demo   set up, start Kafka + Redis, run the whole product once (streambill demo), stop"
 	@echo "            KEEP=1 keeps services and demo processes running; DEMO_ARGS='--events 50000'"
 	@echo "make test   set up, lint, start services, run the whole test suite, stop services"
+	@echo "make chaos  only the chaos suite (its own Kafka and Redis; STREAMBILL_CHAOS_* size it)"
 	@echo "make setup  system packages, .venv with streambill[dev], Kafka $(KAFKA_VERSION) jars"
 	@echo "make lint   ruff check + mypy (the same command CI runs)"
 	@echo "make down   stop the services started by 'streambill services up'"
@@ -75,6 +76,11 @@ test: setup lint
 
 # The services come down again at the end (trap) unless KEEP=1, which also keeps the
 # demo's worker, projector and API running. DEMO_ARGS go to `streambill demo`.
+# The chaos suite starts, kills and flushes its own Kafka and Redis (ports 49092/49093
+# and 46379 unless STREAMBILL_CHAOS_*_PORT say otherwise); `make test` runs it too.
+chaos: setup
+	$(LOCAL) $(BIN)/pytest $(PYTEST_ARGS) tests/chaos
+
 demo: setup
 	@trap '[ -n "$(KEEP)" ] || { echo "== streambill services down"; $(STREAMBILL) services down; }' EXIT; \
 	echo "== streambill services up"; $(STREAMBILL) services up || exit 1; \
