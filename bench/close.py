@@ -12,9 +12,13 @@ line, read by `bench/run`. Decoding dominates; `--workers` processes fold
 partition groups in parallel. `--repeat N` closes again N-1 times: a re-run reads,
 folds and verifies the same events (and sends nothing), so it costs the same.
 
-Besides wall-clock events/s it prints the CPU seconds of the close (this process and
-its joined workers, user + system) per event, and the load average: on a shared
+Besides wall-clock events/s it prints the CPU seconds of the close (this process's
+own, plus what each worker reports of itself, imports and set-up included; user +
+system, librdkafka threads included) per event, and the load average: on a shared
 machine wall-clock follows the other processes, CPU per event much less.
+`--timings` prints where the wall clock went: each step of the close, and per
+worker its start-up, reading (consume) versus decoding and folding, pricing, the
+transfer of its result, and its CPU share of its fold (1.0 = a whole core).
 bench/close_cpu.py measures the fold alone, without a broker.
 """
 
@@ -36,7 +40,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from billing.events import SubscriptionStarted, UsageRecorded
-from processors.close import CloseDeps, CloseOptions, CloseTopics, close_period
+from processors.close import CloseDeps, CloseOptions, CloseReport, CloseTopics, close_period
 from processors.close_fold import TopicNames
 from processors.close_kafka import KafkaLog
 from processors.close_parallel import ParallelRunner
@@ -114,10 +118,22 @@ def publish(settings: Settings, events: int, customers: int, start: datetime) ->
 
 
 def _cpu_seconds() -> float:
-    """User + system CPU of this process and of its finished (joined) children."""
+    """User + system CPU of this process (every thread). Not RUSAGE_CHILDREN: it
+    counts only reaped children, and the workers report their own CPU instead."""
     own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return own.ru_utime + own.ru_stime
+
+
+def print_timings(report: CloseReport) -> None:
+    steps = ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items())
+    print(f"  steps (s): {steps}  [history includes starting the workers]")
+    for i, t in enumerate(report.fold.timings):
+        busy = t.get("fold", 0.0)
+        share = f", CPU {t['cpu_s']:.1f}s" if "cpu_s" in t else ""
+        if busy:
+            share += f", fold/core share {(t['cpu_s'] - t.get('setup_cpu_s', 0.0)) / busy:.2f}"
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "cpu_s")
+        print(f"  fold {i} (s): {parts}{share}")
 
 
 def close_once(
@@ -142,7 +158,7 @@ def close_once(
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
     report = close_period(deps, CloseOptions(month))
     seconds = time.perf_counter() - t0
-    cpu = _cpu_seconds() - cpu0
+    cpu = _cpu_seconds() - cpu0 + sum(t.get("cpu_s", 0.0) for t in report.fold.timings)
     log.close()
     read = report.fold.events_read
     print(
@@ -154,10 +170,12 @@ def close_once(
     )
     print(
         f"  CPU: {cpu:.1f} s in this process and its workers (user + system,"
-        f" librdkafka threads included) -> {cpu / read * 1e6:.2f} µs/event,"
+        f" librdkafka threads and worker start-up included) -> {cpu / read * 1e6:.2f} µs/event,"
         f" {read / cpu:,.0f} events per CPU second; load average"
         f" {load_before:.2f} before, {os.getloadavg()[0]:.2f} after ({os.cpu_count()} CPUs)"
     )
+    if args.timings:
+        print_timings(report)
     params = {
         "events": args.events,
         "customers": args.customers,
@@ -171,6 +189,7 @@ def close_once(
         "events_read": read,
         "invoices": len(report.invoices),
         "cpu_us_per_event": cpu / read * 1e6,
+        "load_before": load_before,
     }
     result = {"bench": "close", "figure": "close", "params": params, "metrics": metrics}
     print("RESULT " + json.dumps(result), flush=True)
@@ -184,6 +203,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--bootstrap", default="127.0.0.1:29092")
     ap.add_argument("--repeat", type=int, default=1, help="close again N-1 times (same work)")
+    ap.add_argument("--timings", action="store_true", help="print where the wall clock went")
     args = ap.parse_args()
     settings = Settings(
         bootstrap_servers=args.bootstrap,

@@ -145,6 +145,16 @@ class CloseReport:
     fold: GroupResult = field(default_factory=GroupResult)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # Wall-clock seconds per step of the commit order (diagnostics, not results).
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def lap(self, step: str) -> None:
+        """Charge the time since the previous lap to `step`."""
+        now = time.perf_counter()
+        self.timings[step] = self.timings.get(step, 0.0) + now - self._lap_at
+        self._lap_at = now
+
+    _lap_at: float = field(default_factory=time.perf_counter, repr=False)
 
     def totals(self) -> dict[str, Decimal]:
         out: dict[str, Decimal] = {}
@@ -294,28 +304,37 @@ def _close(
     deps: CloseDeps, opts: CloseOptions, history: CloseHistory, started: float
 ) -> CloseReport:
     already_closed = opts.month in history.closed
-    ends = fix_watermarks(deps, opts, history)
+    report = CloseReport(opts.month, "dry_run" if opts.dry_run else "closed", {})
+    report.timings["history"] = time.monotonic() - started
+    ends = report.watermarks = fix_watermarks(deps, opts, history)
+    report.lap("watermarks")
     plan = make_plan(deps, opts, history, ends)
-    result = _fold(deps, opts, plan)
-    report = CloseReport(opts.month, "dry_run" if opts.dry_run else "closed", ends, fold=result)
+    report.lap("plan")
+    result = report.fold = _fold(deps, opts, plan)
+    report.lap("fold")
     for priced in sorted(
         result.invoices, key=lambda pi: (pi.invoice.customer_id, pi.invoice.period_start, pi.why)
     ):
         report.invoices.append((priced, encode_value(deps.codec, priced.invoice)))
+    report.lap("encode")
     existing = on_topic(deps, ends.get(INVOICES, {}))
     to_send = _not_yet_sent(report, existing)
+    report.lap("scan_invoices")
     if opts.dry_run:
         return _finish(deps, report, started)
     for priced, data in to_send:
         inv = priced.invoice
         deps.log.produce(deps.topics.invoices, inv.customer_id.encode(), data, _ms(inv.issued_at))
+    report.lap("send")
     deps.log.flush()
+    report.lap("flush")
     report.sent = len(to_send)
     if not already_closed and opts.customer is None:
         record = PeriodClosed(
             str(opts.month), ends, deps.clock(), len(report.invoices), report.totals()
         )
         _write_closed(deps, str(opts.month), record)
+    report.lap("period_closed")
     if report.sent == 0 and (already_closed or opts.customer is not None):
         report.status = "no_op"
     return _finish(deps, report, started)

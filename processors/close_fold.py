@@ -23,6 +23,7 @@ read from the log start first, selected by key (other records are not decoded).
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -63,9 +64,13 @@ class GroupResult:
     undecodable: dict[str, int] = field(default_factory=dict)
     beyond_horizon: list[str] = field(default_factory=list)
     customers: int = 0
+    # Where the time went, one dict per fold (per worker when folded in parallel):
+    # phase -> seconds (wall clock), see `fold_group`; a worker adds its own entries.
+    timings: list[dict[str, float]] = field(default_factory=list)
 
     def merge(self, other: GroupResult) -> None:
         self.invoices.extend(other.invoices)
+        self.timings.extend(other.timings)
         self.events_read += other.events_read
         self.duplicates += other.duplicates
         self.customers += other.customers
@@ -214,11 +219,19 @@ def fold_group(
     parts = sorted(partitions)
     result = GroupResult()
     folder = _Folder(catalog, result)
+    # read_* = waiting for/consuming records (librdkafka, LogRecord), fold_* = decode,
+    # dedupe, ledger; diagnostics only (bench/close.py --timings).
+    timings = {"read_account": 0.0, "fold_account": 0.0, "read_usage": 0.0, "fold_usage": 0.0}
+    result.timings.append(timings)
+    clock = time.perf_counter
     prev_acc = plan.prev.get(ACCOUNT, {})
     prev_use = plan.prev.get(USAGE, {})
 
     starts = {p: plan.account_starts.get(p, 0) for p in parts}
+    t = clock()
     for batch in log.read(names.account, starts, plan.ends[ACCOUNT], keys):
+        t1 = clock()
+        timings["read_account"] += t1 - t
         for record, event in _decode_batch(batch, decode, result):
             if folder.first_time(event.event_id):
                 c = folder.customer(event.customer_id)
@@ -226,6 +239,9 @@ def fold_group(
                 (c.account_a if below else c.account_b).append(event)
         result.events_read += len(batch)
         tick(len(batch), len(folder.customers))
+        t = clock()
+        timings["fold_account"] += t - t1
+    timings["read_account"] += clock() - t
 
     history = _carrying_state(folder, catalog, keys)
     starts = {p: plan.usage_low.get(p, 0) for p in parts}
@@ -234,16 +250,24 @@ def fold_group(
         ranges.append((starts, plan.usage_starts, history))
     ranges.append(({p: plan.usage_starts[p] for p in parts}, plan.ends[USAGE], keys))
     for range_starts, range_ends, range_keys in ranges:
+        t = clock()
         for batch in log.read(names.usage, range_starts, range_ends, range_keys):
+            t1 = clock()
+            timings["read_usage"] += t1 - t
             _fold_usage_batch(batch, decode, folder, plan.horizon, history, prev_use)
             result.events_read += len(batch)
             tick(len(batch), len(folder.customers))
+            t = clock()
+            timings["fold_usage"] += t - t1
+        timings["read_usage"] += clock() - t
 
+    t = clock()
     folder.finish()
     result.customers = len(folder.customers)
     for customer_id in sorted(folder.customers):
         c = folder.customers[customer_id]
         result.invoices.extend(price_customer(c.state, c.prev or c.state, plan, catalog))
+    timings["price"] = clock() - t
     return result
 
 

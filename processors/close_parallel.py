@@ -7,6 +7,11 @@ consumer, and sends back its invoices; the parent merges them (the job sorts the
 so the result does not depend on the number of processes). Progress flows back
 through shared counters. A worker that fails fails the close (nothing is written:
 the fold comes before every write of the commit order).
+
+Each worker adds to its fold's timings (`GroupResult.timings`) when it was ready,
+got its task and finished (`time.perf_counter`, one monotonic clock for every
+process of the machine) and its own CPU seconds: the parent cannot count them
+through RUSAGE_CHILDREN reliably, and they say whether the workers overlapped.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,19 +61,36 @@ def _worker(
         decode = make_decoder(Codec())
         catalog = load_catalog(settings.catalog_path)
         prepare_process()
+        ready_at = time.perf_counter()
         task = _next_task(tasks, parent)
         if task is None:
             return
+        task_at, setup_cpu = time.perf_counter(), _cpu()
         plan, group, keys = task
         with paused_gc():
             result = fold_group(
                 log, names, plan, group, decode=decode, catalog=catalog, keys=keys, tick=tick
             )
+        result.timings[0].update(
+            ready_at=ready_at,
+            task_at=task_at,
+            done_at=time.perf_counter(),
+            cpu_s=_cpu(),
+            setup_cpu_s=setup_cpu,
+        )
         results.put((index, result, None))
     except Exception as exc:  # reported to the parent, which fails the close
         results.put((index, None, f"{type(exc).__name__}: {exc}"))
     finally:
         log.close()
+
+
+def _cpu() -> float:
+    """User + system CPU seconds of this whole process (every thread) so far."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
 
 
 def _next_task(tasks: Any, parent: int) -> tuple[ReadPlan, list[int], Any] | None:
@@ -88,6 +111,7 @@ class _Pool:
     tasks: list[Any]
     counters: Any
     results: Any
+    launched_at: float
 
 
 class ParallelRunner:
@@ -128,21 +152,26 @@ class ParallelRunner:
             )
             for i in range(n)
         ]
+        launched_at = time.perf_counter()
         for p in procs:
             p.start()
-        return _Pool(procs, tasks, counters, results)
+        return _Pool(procs, tasks, counters, results, launched_at)
 
     def __call__(
         self, plan: ReadPlan, keys: frozenset[bytes] | None, tick: Callable[[int, int], None]
     ) -> GroupResult:
         pool, self._pool = self._pool or self._start(), None
+        called_at = time.perf_counter()
         groups = partition_groups(sorted(plan.ends["usage-events"]), len(pool.procs))
         for i, tasks in enumerate(pool.tasks):
             tasks.put((plan, groups[i], keys) if i < len(groups) else None)
         try:
-            return _collect(pool, len(groups), tick)
+            merged = _collect(pool, len(groups), tick)
         finally:
             _stop(pool)
+        for t in merged.timings:
+            _relative(t, pool.launched_at, called_at)
+        return merged
 
 
 def _collect(pool: _Pool, groups: int, tick: Callable[[int, int], None]) -> GroupResult:
@@ -160,12 +189,29 @@ def _collect(pool: _Pool, groups: int, tick: Callable[[int, int], None]) -> Grou
         else:
             if error is not None:
                 raise RuntimeError(f"close worker {index} failed: {error}")
+            result.timings[0]["received_at"] = time.perf_counter()
             merged.merge(result)
             done.add(index)
         total = sum(counters[0::2])
         tick(total - seen, sum(counters[1::2]))
         seen = total
     return merged
+
+
+def _relative(t: dict[str, float], launched_at: float, called_at: float) -> None:
+    """A worker's instants -> durations: `start` (spawn, imports, setup), `late` (how
+    long the fold waited for this worker's start-up), `idle` (ready before the task),
+    `fold` (task to result), `result` (pickle, queue, unpickle of the result)."""
+    ready, task = t.pop("ready_at"), t.pop("task_at")
+    done, received = t.pop("done_at"), t.pop("received_at")
+    t.update(
+        start=ready - launched_at,
+        late=max(0.0, ready - called_at),
+        idle=max(0.0, called_at - ready),
+        fold=done - task,
+        result=received - done,
+        end=received - called_at,
+    )
 
 
 def _stop(pool: _Pool) -> None:
