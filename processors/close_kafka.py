@@ -99,7 +99,7 @@ class KafkaLog:
         consumer = self._c()
         consumer.assign([TopicPartition(topic, p, starts[p]) for p in pending])
         try:
-            yield from self._drain(consumer, topic, pending, keys)
+            yield from self._drain(consumer, topic, pending, keys, dict(starts))
         finally:
             consumer.unassign()
 
@@ -109,10 +109,18 @@ class KafkaLog:
         topic: str,
         pending: dict[int, int],
         keys: frozenset[bytes] | None,
+        position: dict[int, int],
     ) -> Iterator[list[LogRecord]]:
+        """`consume` waits for its whole `num_messages` until the timeout, so it never
+        asks for more than the range still holds: the last batch of a range would
+        otherwise cost a full timeout (fewer records remain on a compacted topic;
+        then the timeout and `_settle_compacted` end the range as before)."""
         idle_since = time.monotonic()
         while pending:
-            messages = consumer.consume(num_messages=self._batch_size, timeout=0.5)
+            left = sum(end - position[p] for p, end in pending.items())
+            messages = consumer.consume(
+                num_messages=max(1, min(self._batch_size, left)), timeout=0.5
+            )
             batch: list[LogRecord] = []
             for m in messages:
                 err = m.error()
@@ -128,6 +136,7 @@ class KafkaLog:
                 if keys is None or key in keys:
                     ts = m.timestamp()[1]
                     batch.append(LogRecord(topic, p, off, key, m.value(), ts))
+                position[p] = off + 1
                 if off >= end - 1:
                     del pending[p]
             if batch:
