@@ -191,19 +191,37 @@ def rollover_resolutions(state: CustomerState, catalog: Catalog, at: datetime) -
 def _credits(
     state: CustomerState, event: UsageRecorded, plan: Plan, rec: PeriodRecord, q: Decimal
 ) -> Folded:
-    cost = credit_cost(plan, event, q)
+    fid = event.feature_id
+    table = plan.credit_costs.get(fid)
+    per_unit = None
+    if table is not None and table.property is not None:  # CreditCost.per_unit, inlined
+        key = event.properties.get(table.property)
+        if key is not None:
+            per_unit = table.costs.get(key)
+    # A missing property value or feature: the checked path (default cost or rejection).
+    cost = credit_cost(plan, event, q) if per_unit is None else per_unit * q
     new_rec = rec.copy()
     usage = rec.usage.copy()
-    usage[event.feature_id] = usage.get(event.feature_id, ZERO) + q
+    usage[fid] = usage.get(fid, ZERO) + q
     new_rec.usage = usage
     new_rec.credits_used = rec.credits_used + cost
     new = state.copy()
-    put_record(new, new_rec)
-    new.grants = consume_credits(state.grants, cost, event.timestamp)
+    if rec is state.last:
+        new.last = new_rec  # put_record's hot path, without the call
+    else:
+        put_record(new, new_rec)
+    grants = state.grants
+    value: Decimal | None = None
+    if len(grants) == 1 and grants[0][0] is None:  # one never-expiring bucket: the common case
+        value = grants[0][1] - cost
+        new.grants = ((None, value),)
+    else:
+        new.grants = consume_credits(grants, cost, event.timestamp)
     alerts: tuple[Alert, ...] = ()
     nxt = state.acct.alert_next
     if nxt is not None:
-        value = new.credits_remaining()
+        if value is None:
+            value = new.credits_remaining()
         if value <= nxt:
             alerts = value_alerts(new, plan, value, event.timestamp)
     return new, deducted(cost, ZERO, alerts), new_rec
