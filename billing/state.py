@@ -31,6 +31,7 @@ from billing.events import Event
 ZERO = Decimal(0)
 Status = Literal["none", "active", "cancelled"]
 T = TypeVar("T")
+_new = object.__new__  # a slotted instance without running __init__
 
 
 def fingerprint(event: Event) -> str:
@@ -99,11 +100,20 @@ class PeriodRecord:
     capped: bool  # metered: the spend cap was reached in this period
 
     def copy(self) -> PeriodRecord:
-        r = PeriodRecord.__new__(PeriodRecord)
-        r.start, r.end, r.plan_id = self.start, self.end, self.plan_id
-        r.usage, r.tokens, r.credits_used = self.usage, self.tokens, self.credits_used
-        r.spent, r.topped, r.alert_idx = self.spent, self.topped, self.alert_idx
-        r.spend, r.capped = self.spend, self.capped
+        # One statement per slot: tuple-packed assignments measured about twice as
+        # slow here (this runs once per usage event).
+        r: PeriodRecord = _new(PeriodRecord)
+        r.start = self.start
+        r.end = self.end
+        r.plan_id = self.plan_id
+        r.usage = self.usage
+        r.tokens = self.tokens
+        r.credits_used = self.credits_used
+        r.spent = self.spent
+        r.topped = self.topped
+        r.alert_idx = self.alert_idx
+        r.spend = self.spend
+        r.capped = self.capped
         return r
 
 
@@ -202,20 +212,18 @@ class CustomerState:
     alert_next = _Cold[Decimal | None]("alert_next")
 
     def copy(self) -> CustomerState:
-        s = CustomerState.__new__(CustomerState)
-        s.customer_id, s.seq, s.seen, s.earlier = (
-            self.customer_id,
-            self.seq,
-            self.seen,
-            self.earlier,
-        )
-        s.last, s.grants, s.balance, s.updated_at = (
-            self.last,
-            self.grants,
-            self.balance,
-            self.updated_at,
-        )
-        s.acct, s.acct_owned = self.acct, False
+        # One statement per slot, as in `PeriodRecord.copy` (the hot path).
+        s: CustomerState = _new(CustomerState)
+        s.customer_id = self.customer_id
+        s.seq = self.seq
+        s.seen = self.seen
+        s.earlier = self.earlier
+        s.last = self.last
+        s.grants = self.grants
+        s.balance = self.balance
+        s.updated_at = self.updated_at
+        s.acct = self.acct
+        s.acct_owned = False
         return s
 
     def records(self) -> dict[datetime, PeriodRecord]:

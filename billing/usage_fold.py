@@ -63,10 +63,14 @@ def fold_usage(state: CustomerState, event: UsageRecorded, catalog: Catalog) -> 
 
 def _accumulate(
     rec: PeriodRecord, new_rec: PeriodRecord, price: FeaturePrice, event: UsageRecorded, q: Decimal
-) -> tuple[Decimal, Decimal, Decimal]:
+) -> tuple[Decimal, Decimal, Decimal | None]:
     """Add the event to `new_rec` (a fresh copy of `rec`): usage, and for token
     pricing the input/output counts. Returns (usage before, usage after, the money
-    the event adds to the period's price if that is known cheaply, else -1)."""
+    the event adds to the period's price if that is known cheaply, else None).
+
+    Token prices without an allowance are linear, so the event adds exactly its own
+    tokens times their rates; anything else (tiers, allowances) goes through
+    `_price_delta`, which recomputes the period's price before and after."""
     fid = event.feature_id
     usage = rec.usage.copy()
     before = usage.get(fid, ZERO)
@@ -75,7 +79,7 @@ def _accumulate(
     new_rec.usage = usage
     tokens = price.tokens
     if tokens is None:
-        return before, after, -ONE
+        return before, after, None
     props = event.properties
     try:  # token_breakdown() inlined for the common, valid case
         i, o = Decimal(props["input_tokens"]), Decimal(props["output_tokens"])
@@ -87,11 +91,12 @@ def _accumulate(
     if not valid:  # the checked path: raises with the precise reason
         key, rate, i, o = token_breakdown(tokens, event, q)
     counts = rec.tokens.copy()
-    pi, po = counts.get((fid, key), NO_TOKENS)
-    counts[(fid, key)] = (pi + i, po + o)
+    bucket = (fid, key)
+    pi, po = counts.get(bucket, NO_TOKENS)
+    counts[bucket] = (pi + i, po + o)
     new_rec.tokens = counts
     if price.included:
-        return before, after, -ONE
+        return before, after, None
     unit = rate.per_token  # tokens.cost(rate, i, o), inlined
     if unit is not None:
         return before, after, i * unit[0] + o * unit[1]
@@ -125,7 +130,7 @@ def _metered(
             alerts += _allowance_alerts(state, event, price, rec, new_rec, idx, after)
     cap = plan.spend_cap
     if cap is not None:
-        if cost < ZERO:
+        if cost is None:
             cost = _price_delta(price, rec, new_rec, before, after)
         new_rec.spend = rec.spend + cost
         if not rec.capped and new_rec.spend >= cap:
@@ -186,19 +191,37 @@ def rollover_resolutions(state: CustomerState, catalog: Catalog, at: datetime) -
 def _credits(
     state: CustomerState, event: UsageRecorded, plan: Plan, rec: PeriodRecord, q: Decimal
 ) -> Folded:
-    cost = credit_cost(plan, event, q)
+    fid = event.feature_id
+    table = plan.credit_costs.get(fid)
+    per_unit = None
+    if table is not None and table.property is not None:  # CreditCost.per_unit, inlined
+        key = event.properties.get(table.property)
+        if key is not None:
+            per_unit = table.costs.get(key)
+    # A missing property value or feature: the checked path (default cost or rejection).
+    cost = credit_cost(plan, event, q) if per_unit is None else per_unit * q
     new_rec = rec.copy()
     usage = rec.usage.copy()
-    usage[event.feature_id] = usage.get(event.feature_id, ZERO) + q
+    usage[fid] = usage.get(fid, ZERO) + q
     new_rec.usage = usage
     new_rec.credits_used = rec.credits_used + cost
     new = state.copy()
-    put_record(new, new_rec)
-    new.grants = consume_credits(state.grants, cost, event.timestamp)
+    if rec is state.last:
+        new.last = new_rec  # put_record's hot path, without the call
+    else:
+        put_record(new, new_rec)
+    grants = state.grants
+    value: Decimal | None = None
+    if len(grants) == 1 and grants[0][0] is None:  # one never-expiring bucket: the common case
+        value = grants[0][1] - cost
+        new.grants = ((None, value),)
+    else:
+        new.grants = consume_credits(grants, cost, event.timestamp)
     alerts: tuple[Alert, ...] = ()
     nxt = state.acct.alert_next
     if nxt is not None:
-        value = new.credits_remaining()
+        if value is None:
+            value = new.credits_remaining()
         if value <= nxt:
             alerts = value_alerts(new, plan, value, event.timestamp)
     return new, deducted(cost, ZERO, alerts), new_rec
@@ -210,19 +233,23 @@ def _balance(
     price = plan.prices.get(event.feature_id) or feature_price(plan, event.feature_id)
     new_rec = rec.copy()
     before, after, cost = _accumulate(rec, new_rec, price, event, q)
-    if cost < ZERO:
+    if cost is None:
         cost = _price_delta(price, rec, new_rec, before, after)
     new_rec.spent = rec.spent + cost
     new = state.copy()
-    rolled = put_record(new, new_rec)
-    live = rec is state.last
-    if live:  # the live period: plain real-time deduction at full precision
-        new.balance = state.balance - cost
-    else:  # an earlier period or a new one: settle through the period chain
-        new.balance = live_balance(new)
+    if rec is state.last:  # the live period: plain real-time deduction at full precision
+        new.last = new_rec  # put_record's hot path, without the call
+        balance = new.balance = state.balance - cost
+        nxt = state.acct.alert_next
+        if nxt is None or balance > nxt:  # no threshold reached: the common case
+            return new, deducted(ZERO, cost, ()), new_rec
+        return new, deducted(ZERO, cost, value_alerts(new, plan, balance, event.timestamp)), new_rec
+    # An earlier period or a new one: settle through the period chain; settlement
+    # may have raised the balance, so alerts are always re-evaluated.
+    put_record(new, new_rec)
+    new.balance = live_balance(new)
     alerts: tuple[Alert, ...] = ()
     nxt = state.acct.alert_next
-    moved_up = rolled or not live  # settlement may have raised the balance
-    if (nxt is not None and new.balance <= nxt) or (moved_up and new.last_topup is not None):
+    if (nxt is not None and new.balance <= nxt) or new.last_topup is not None:
         alerts = value_alerts(new, plan, new.balance, event.timestamp)
     return new, deducted(ZERO, cost, alerts), new_rec
