@@ -34,6 +34,16 @@ replaced in the cache once the batch that changed it is durable. Entries of
 revoked partitions are dropped on rebalance (another worker may change them), and
 a batch that straddles a rebalance does not refill the cache. The table's store
 stays up to date too, so a dropped entry reloads exactly what the cache held.
+
+Liveness (`processors.watchdog`): a task checks every few seconds, with its own
+plain consumer, the end offsets and the group's committed offsets of the worker's
+source partitions. If some have data beyond the committed offset and neither the
+folded-message count nor the committed offsets moved for `worker_stall_timeout`
+(STREAMBILL_WORKER_STALL_TIMEOUT, default 30 s; 0 disables), the worker exits with
+code 70 without acknowledging anything, like a failed batch, so its supervisor
+restarts it (seen: a consumer that never fetched again after a broker restart and
+UnknownMemberIdError). Rebalances, table recovery and an unreachable broker pause
+the judgement.
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import faust
+from aiokafka import TopicPartition
 from faust import streams as faust_streams
 from faust.types import TP
 
@@ -67,6 +78,7 @@ from processors.fold import (
 from processors.kafka_security import faust_credentials
 from processors.metrics import WorkerMetrics
 from processors.records import CustomerRecord, RecordCache, SeenEntry
+from processors.watchdog import GroupLag, StallWatchdog, watch
 from streambill import settings as names
 from streambill.codec import Codec
 from streambill.settings import Settings
@@ -215,7 +227,40 @@ def create_app(
                 on_fatal(exc)
 
     del fold  # registered on the app; kept only there
+    if settings.worker_stall_timeout > 0:
+        _add_watchdog(app, settings, pipeline, topics, on_fatal)
     return app
+
+
+def _add_watchdog(
+    app: faust.App, settings: Settings, pipeline: FoldPipeline, topics: Topics, on_fatal: Fatal
+) -> None:
+    """Exit (`on_fatal`, code 70) when lag stands still for `worker_stall_timeout`
+    (see `processors.watchdog`): a consumer that stopped fetching after a broker
+    restart otherwise stays alive forever and no supervisor restarts it."""
+    sources = (topics.usage, topics.account)
+    everything = [TopicPartition(t, p) for t in sources for p in range(settings.partitions)]
+
+    def watched() -> list[TopicPartition]:
+        mine = [TopicPartition(tp.topic, tp.partition) for tp in app.consumer.assignment()]
+        return [tp for tp in mine if tp.topic in sources] or everything
+
+    def busy() -> bool:
+        return bool(app.rebalancing or getattr(app, "in_recovery", False))
+
+    timeout = settings.worker_stall_timeout
+
+    @app.task
+    async def _watchdog() -> None:
+        await watch(
+            StallWatchdog(timeout),
+            GroupLag(settings.bootstrap_servers, settings.worker_group()),
+            busy=busy,
+            watched=watched,
+            folded=lambda: pipeline.folded,
+            interval_s=min(5.0, timeout / 3),
+            on_stalled=on_fatal,
+        )
 
 
 class FoldPipeline:
@@ -246,6 +291,7 @@ class FoldPipeline:
         self._caught_up_generation = -1
         self._order = OffsetOrder()
         self._next_prune = time.monotonic() + self.prune_interval_s
+        self.folded = 0  # messages of completed batches (the watchdog's progress)
 
     async def process(self, events: Sequence[faust.EventT[bytes]]) -> None:
         self._events_by_partition = {e.message.partition: e for e in events}
@@ -253,6 +299,7 @@ class FoldPipeline:
         self._check_order(events)
         messages = merge_by_time([_source_message(e) for e in events])
         await self._fold_durably(messages)
+        self.folded += len(events)
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + self.prune_interval_s
             await self._prune_seen()
