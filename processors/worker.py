@@ -250,7 +250,6 @@ def _add_watchdog(
 
     timeout = settings.worker_stall_timeout
 
-    @app.task
     async def _watchdog() -> None:
         await watch(
             StallWatchdog(timeout),
@@ -261,6 +260,8 @@ def _add_watchdog(
             interval_s=min(5.0, timeout / 3),
             on_stalled=on_fatal,
         )
+
+    app.task(_watchdog)
 
 
 class FoldPipeline:
