@@ -310,7 +310,7 @@ class FoldPipeline:
         account-events backlog (see `processors.catch_up` for why)."""
         if self._caught_up_generation != self.cache.generation:
             self._caught_up, self._caught_up_generation = set(), self.cache.generation
-            self._order = OffsetOrder()
+            self._order.new_assignment()
         fresh = set(self._events_by_partition) - self._caught_up
         if not fresh:
             return
