@@ -6,7 +6,10 @@ and sometimes never fetches again although the process stays alive. Nothing
 inside the worker notices, so a supervisor would never restart it. The watchdog
 looks from outside the group's consumer: every few seconds a separate plain
 consumer (never subscribes, never commits) reads the source partitions' end
-offsets and the group's committed offsets from the broker.
+offsets and the group's committed offsets from the broker. It runs in its own
+thread and event loop: Faust starts app tasks and timers only after table
+recovery completed, so a worker stuck in a rebalance or in recovery (seen in the
+chaos suite after a SIGKILL) would never have been watched by one.
 
 Decision (`StallWatchdog`, pure, clock injected): the worker is stalled when, for
 `timeout_s` without interruption, (a) some watched partition has data beyond the
@@ -19,16 +22,20 @@ Watched partitions: the worker's own assignment of the source topics, or every
 source partition while it has none (a worker left out of the group while the
 group has lag is stuck too). Not judged (the timer restarts): while Faust
 rebalances or recovers tables (recovery of a long changelog may take longer than
-the timeout), and while the broker cannot be asked (it may be restarting; the
-timeout then counts from when it answers again).
+the timeout), but only up to `busy_limit_s` (default 10 x the timeout) in one
+stretch, since a rebalance that never ends is a hang too; and while the broker
+cannot be asked (it may be restarting; the timeout then counts from when it
+answers again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Coroutine, Hashable, Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -44,15 +51,29 @@ class Stalled(Exception):
 class StallWatchdog:
     """Decides, from successive observations, whether the worker is stalled."""
 
-    def __init__(self, timeout_s: float, clock: Monotonic = time.monotonic) -> None:
+    def __init__(
+        self, timeout_s: float, clock: Monotonic = time.monotonic, busy_limit_s: float | None = None
+    ) -> None:
         self.timeout_s = timeout_s
+        self.busy_limit_s = 10 * timeout_s if busy_limit_s is None else busy_limit_s
         self._clock = clock
         self._progress: Hashable = None
         self._since: float | None = None  # when the current stall candidate began
+        self._busy_since: float | None = None
 
     def reset(self) -> None:
-        """Nothing to judge now (rebalance, recovery, broker unreachable)."""
+        """Nothing to judge now (broker unreachable)."""
         self._since = None
+        self._busy_since = None
+
+    def busy(self) -> bool:
+        """Faust rebalances or recovers: not judged, unless for `busy_limit_s` in one
+        stretch (True then: stalled)."""
+        now = self._clock()
+        self._since = None
+        if self._busy_since is None:
+            self._busy_since = now
+        return now - self._busy_since >= self.busy_limit_s
 
     def observe(self, progress: Hashable, lagging: bool) -> bool:
         """Record one observation; True when lag has stood still for `timeout_s`.
@@ -60,6 +81,7 @@ class StallWatchdog:
         `progress` is anything that changes whenever the worker moves forward (here:
         messages folded and the group's committed offsets)."""
         now = self._clock()
+        self._busy_since = None
         moved = progress != self._progress
         self._progress = progress
         if not lagging or moved or self._since is None:
@@ -68,7 +90,8 @@ class StallWatchdog:
         return now - self._since >= self.timeout_s
 
     def stalled_for(self) -> float:
-        return 0.0 if self._since is None else self._clock() - self._since
+        since = self._since if self._since is not None else self._busy_since
+        return 0.0 if since is None else self._clock() - since
 
 
 class GroupLag:
@@ -116,10 +139,14 @@ async def watch(
         while True:
             await asyncio.sleep(interval_s)
             if busy():
-                watchdog.reset()
+                if watchdog.busy():
+                    on_stalled(
+                        Stalled(f"rebalancing/recovering for {watchdog.stalled_for():.0f} s")
+                    )
+                    return
                 continue
             try:
-                offsets = await lag.read(watched())
+                offsets = await asyncio.wait_for(lag.read(watched()), timeout=max(interval_s, 10))
             except Exception as exc:  # broker away: judge again once it answers
                 log.debug("watchdog: offsets not readable: %r", exc)
                 watchdog.reset()
@@ -136,3 +163,11 @@ async def watch(
                 return
     finally:
         await lag.stop()
+
+
+def start_thread(run: Callable[[], Coroutine[Any, Any, None]]) -> threading.Thread:
+    """Run the watchdog coroutine in a daemon thread with its own event loop, so
+    neither Faust's start-up order nor a busy worker loop can keep it from running."""
+    thread = threading.Thread(target=lambda: asyncio.run(run()), name="stall-watchdog", daemon=True)
+    thread.start()
+    return thread

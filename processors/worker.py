@@ -78,7 +78,7 @@ from processors.fold import (
 from processors.kafka_security import faust_credentials
 from processors.metrics import WorkerMetrics
 from processors.records import CustomerRecord, RecordCache, SeenEntry
-from processors.watchdog import GroupLag, StallWatchdog, watch
+from processors.watchdog import GroupLag, StallWatchdog, start_thread, watch
 from streambill import settings as names
 from streambill.codec import Codec
 from streambill.settings import Settings
@@ -132,8 +132,11 @@ def create_app(
     metrics: WorkerMetrics,
     clock: Clock = utc_now,
     on_fatal: Fatal = exit_process,
+    starters: list[Callable[[], object]] | None = None,
 ) -> faust.App:
-    """Build the worker app; nothing connects until the app is started."""
+    """Build the worker app; nothing connects until the app is started. With
+    `starters`, a function that starts the liveness watchdog thread is appended
+    (call it when starting the worker; see `processors.watchdog`)."""
     topics = topics_from(settings)
     app = faust.App(
         settings.worker_group(),
@@ -227,22 +230,26 @@ def create_app(
                 on_fatal(exc)
 
     del fold  # registered on the app; kept only there
-    if settings.worker_stall_timeout > 0:
-        _add_watchdog(app, settings, pipeline, topics, on_fatal)
+    if settings.worker_stall_timeout > 0 and starters is not None:
+        starters.append(_watchdog_starter(app, settings, pipeline, topics, on_fatal))
     return app
 
 
-def _add_watchdog(
+def _watchdog_starter(
     app: faust.App, settings: Settings, pipeline: FoldPipeline, topics: Topics, on_fatal: Fatal
-) -> None:
+) -> Callable[[], object]:
     """Exit (`on_fatal`, code 70) when lag stands still for `worker_stall_timeout`
     (see `processors.watchdog`): a consumer that stopped fetching after a broker
     restart otherwise stays alive forever and no supervisor restarts it."""
     sources = (topics.usage, topics.account)
     everything = [TopicPartition(t, p) for t in sources for p in range(settings.partitions)]
 
+    # Called from the watchdog's thread: read-only looks at the app; `app.consumer`
+    # itself would create the consumer (in the wrong thread) if it did not exist yet.
     def watched() -> list[TopicPartition]:
-        mine = [TopicPartition(tp.topic, tp.partition) for tp in app.consumer.assignment()]
+        consumer = getattr(app, "_consumer", None)
+        assigned = consumer.assignment() if consumer is not None else set()
+        mine = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
         return [tp for tp in mine if tp.topic in sources] or everything
 
     def busy() -> bool:
@@ -261,7 +268,7 @@ def _add_watchdog(
             on_stalled=on_fatal,
         )
 
-    app.task(_watchdog)
+    return lambda: start_thread(_watchdog)
 
 
 class FoldPipeline:

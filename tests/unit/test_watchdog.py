@@ -138,3 +138,26 @@ def test_watch_does_not_judge_while_busy_or_broker_unreachable() -> None:
     assert len(fatal) == 1
     # 6 busy checks, 8 failed reads, then 30 s of judgement: never before that.
     assert clock.now - start >= (6 + 8) * 5 + 30
+
+
+def test_busy_pauses_judgement_but_not_forever() -> None:
+    clock = FakeClock()
+    dog = StallWatchdog(30.0, clock, busy_limit_s=120.0)
+    dog.observe(1, lagging=True)
+    clock.now += 29
+    assert dog.busy() is False  # a rebalance starts: the stall candidate is dropped
+    clock.now += 60
+    assert dog.busy() is False
+    assert dog.observe(1, lagging=True) is False  # rebalance over: timer starts again
+    clock.now += 29
+    assert dog.observe(1, lagging=True) is False
+    assert dog.busy() is False  # a new stretch of rebalancing
+    clock.now += 119.9
+    assert dog.busy() is False
+    clock.now += 0.1
+    assert dog.busy() is True  # a rebalance that never ends is a hang too
+    assert dog.stalled_for() == 120.0
+
+
+def test_busy_limit_defaults_to_ten_timeouts() -> None:
+    assert StallWatchdog(30.0).busy_limit_s == 300.0
