@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from billing.events import RejectReason
@@ -53,11 +54,18 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     metrics = WorkerMetrics(registry)
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, registry=registry)
+    starters: list[Callable[[], object]] = []  # the liveness watchdog (thread)
     app = create_app(
-        settings, load_catalog(settings.catalog_path), codec=_codec(settings), metrics=metrics
+        settings,
+        load_catalog(settings.catalog_path),
+        codec=_codec(settings),
+        metrics=metrics,
+        starters=starters,
     )
     worker = faust.Worker(app, loglevel=args.loglevel)
     _tune_gc()
+    for start in starters:
+        start()
     worker.execute_from_commandline()
     return 0
 

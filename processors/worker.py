@@ -34,6 +34,19 @@ replaced in the cache once the batch that changed it is durable. Entries of
 revoked partitions are dropped on rebalance (another worker may change them), and
 a batch that straddles a rebalance does not refill the cache. The table's store
 stays up to date too, so a dropped entry reloads exactly what the cache held.
+
+Liveness (`processors.watchdog`, started by `streambill worker` through
+`create_app(..., starters=...)`): a thread with its own event loop (Faust starts
+app tasks only after table recovery, so a worker stuck there would escape a task)
+checks every few seconds, with its own plain consumer, the end offsets and the
+group's committed offsets of the worker's source partitions. If some have data
+beyond the committed offset and neither the folded-message count nor the
+committed offsets moved for `worker_stall_timeout` (STREAMBILL_WORKER_STALL_TIMEOUT,
+default 30 s; 0 disables), the worker exits with code 70 without acknowledging
+anything, like a failed batch, so its supervisor restarts it (seen: a consumer
+that never fetched again after a broker restart and UnknownMemberIdError).
+Rebalances and table recovery pause the judgement for at most 10 x the timeout in
+one stretch; an unreachable broker pauses it.
 """
 
 from __future__ import annotations
@@ -50,6 +63,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import faust
+from aiokafka import TopicPartition
 from faust import streams as faust_streams
 from faust.types import TP
 
@@ -67,6 +81,7 @@ from processors.fold import (
 from processors.kafka_security import faust_credentials
 from processors.metrics import WorkerMetrics
 from processors.records import CustomerRecord, RecordCache, SeenEntry
+from processors.watchdog import GroupLag, StallWatchdog, start_thread, watch
 from streambill import settings as names
 from streambill.codec import Codec
 from streambill.settings import Settings
@@ -120,8 +135,11 @@ def create_app(
     metrics: WorkerMetrics,
     clock: Clock = utc_now,
     on_fatal: Fatal = exit_process,
+    starters: list[Callable[[], object]] | None = None,
 ) -> faust.App:
-    """Build the worker app; nothing connects until the app is started."""
+    """Build the worker app; nothing connects until the app is started. With
+    `starters`, a function that starts the liveness watchdog thread is appended
+    (call it when starting the worker; see `processors.watchdog`)."""
     topics = topics_from(settings)
     app = faust.App(
         settings.worker_group(),
@@ -215,7 +233,45 @@ def create_app(
                 on_fatal(exc)
 
     del fold  # registered on the app; kept only there
+    if settings.worker_stall_timeout > 0 and starters is not None:
+        starters.append(_watchdog_starter(app, settings, pipeline, topics, on_fatal))
     return app
+
+
+def _watchdog_starter(
+    app: faust.App, settings: Settings, pipeline: FoldPipeline, topics: Topics, on_fatal: Fatal
+) -> Callable[[], object]:
+    """Exit (`on_fatal`, code 70) when lag stands still for `worker_stall_timeout`
+    (see `processors.watchdog`): a consumer that stopped fetching after a broker
+    restart otherwise stays alive forever and no supervisor restarts it."""
+    sources = (topics.usage, topics.account)
+    everything = [TopicPartition(t, p) for t in sources for p in range(settings.partitions)]
+
+    # Called from the watchdog's thread: read-only looks at the app; `app.consumer`
+    # itself would create the consumer (in the wrong thread) if it did not exist yet.
+    def watched() -> list[TopicPartition]:
+        consumer = getattr(app, "_consumer", None)
+        assigned = consumer.assignment() if consumer is not None else set()
+        mine = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
+        return [tp for tp in mine if tp.topic in sources] or everything
+
+    def busy() -> bool:
+        return bool(app.rebalancing or getattr(app, "in_recovery", False))
+
+    timeout = settings.worker_stall_timeout
+
+    async def _watchdog() -> None:
+        await watch(
+            StallWatchdog(timeout),
+            GroupLag(settings.bootstrap_servers, settings.worker_group()),
+            busy=busy,
+            watched=watched,
+            folded=lambda: pipeline.folded,
+            interval_s=min(5.0, timeout / 3),
+            on_stalled=on_fatal,
+        )
+
+    return lambda: start_thread(_watchdog)
 
 
 class FoldPipeline:
@@ -246,6 +302,7 @@ class FoldPipeline:
         self._caught_up_generation = -1
         self._order = OffsetOrder()
         self._next_prune = time.monotonic() + self.prune_interval_s
+        self.folded = 0  # messages of completed batches (the watchdog's progress)
 
     async def process(self, events: Sequence[faust.EventT[bytes]]) -> None:
         self._events_by_partition = {e.message.partition: e for e in events}
@@ -253,6 +310,7 @@ class FoldPipeline:
         self._check_order(events)
         messages = merge_by_time([_source_message(e) for e in events])
         await self._fold_durably(messages)
+        self.folded += len(events)
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + self.prune_interval_s
             await self._prune_seen()
@@ -262,7 +320,7 @@ class FoldPipeline:
         account-events backlog (see `processors.catch_up` for why)."""
         if self._caught_up_generation != self.cache.generation:
             self._caught_up, self._caught_up_generation = set(), self.cache.generation
-            self._order = OffsetOrder()
+            self._order.new_assignment()
         fresh = set(self._events_by_partition) - self._caught_up
         if not fresh:
             return

@@ -212,6 +212,14 @@ class Projector:
             self.consumer.close()
 
 
+# A SIGKILLed projector keeps its partitions until the broker gives up on its
+# session: librdkafka's default (45 s) made a restarted projector wait that long
+# before it could rejoin and catch up. Heartbeats every 2 s keep a live one well
+# inside the 10 s; the broker's group.min.session.timeout.ms (default 6 s) allows it.
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_INTERVAL_MS = 2_000
+
+
 def consumer_config(group_id: str) -> dict[str, Any]:
     """confluent-kafka settings of the projector (added to the settings' base config)."""
     return {
@@ -219,4 +227,6 @@ def consumer_config(group_id: str) -> dict[str, Any]:
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
+        "session.timeout.ms": SESSION_TIMEOUT_MS,
+        "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS,
     }

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     worker_batch_size: int = 20000
     worker_batch_within: float = 0.005  # seconds to wait for a batch to fill
     worker_session_timeout: float = 10.0  # seconds; a killed worker's partitions move after it
+    # Liveness watchdog (processors/watchdog.py): exit 70 when the worker's partitions
+    # have lag and nothing moved for this many seconds; 0 disables it.
+    worker_stall_timeout: float = 30.0
     worker_metrics_port: int = 0  # Prometheus text endpoint; 0 = disabled
     # An event id is remembered for `dedupe_window` of event time behind the
     # customer's watermark; anything older than `max_lateness` behind it is

@@ -59,6 +59,9 @@ def chaos_settings(state_dir: Path, run_id: str) -> Settings:
         read_model_prefix=f"sbchaos-{run_id}",
         partitions=PARTITIONS,
         worker_session_timeout=6.0,
+        # A worker stuck in a rebalance is restarted after 10 x this (100 s), before
+        # the suite calls a phase stuck (120 s).
+        worker_stall_timeout=10.0,
         api_port=api_port,
         admin_key=SecretStr(secrets.token_urlsafe(18)),
         token_secret=SecretStr(secrets.token_urlsafe(32)),

@@ -185,3 +185,22 @@ def test_offset_order_allows_going_back_and_refuses_a_jump_ahead() -> None:
     order.check("a", 1, 42)  # no committed offset known: starts anywhere
     with pytest.raises(OutOfOrder):
         order.check("u", 0, 9)  # 7 and 8 skipped
+
+
+def test_offset_order_after_a_rebalance_resumes_from_committed_or_own_progress() -> None:
+    order = OffsetOrder()
+    order.expect({("u", 0): 100, ("u", 1): 50})
+    for offset in range(100, 120):
+        order.check("u", 0, offset)  # folded (durably) through 119, committed 100
+    order.check("u", 1, 50)
+    order.new_assignment()
+    order.expect({("u", 0): 100, ("u", 1): 70})
+    order.check("u", 0, 120)  # kept partition continues from its own position
+    order.check("u", 1, 70)  # another worker folded 51..69 and committed 70
+    order.new_assignment()
+    order.expect({("u", 0): 100})
+    order.check("u", 0, 100)  # Faust seeked back to committed: redelivery
+    order.new_assignment()
+    order.expect({("u", 0): 100})
+    with pytest.raises(OutOfOrder):
+        order.check("u", 0, 125)  # prefetched beyond our own progress (121..124 never folded)

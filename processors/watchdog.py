@@ -1,0 +1,173 @@
+"""Liveness watchdog of the fold worker: exit when there is work and no progress.
+
+Seen after a broker restart: aiokafka logs "Heartbeat failed: local member_id was
+not recognized" and "OffsetCommit failed ... UnknownMemberIdError, will rejoin",
+and sometimes never fetches again although the process stays alive. Nothing
+inside the worker notices, so a supervisor would never restart it. The watchdog
+looks from outside the group's consumer: every few seconds a separate plain
+consumer (never subscribes, never commits) reads the source partitions' end
+offsets and the group's committed offsets from the broker. It runs in its own
+thread and event loop: Faust starts app tasks and timers only after table
+recovery completed, so a worker stuck in a rebalance or in recovery (seen in the
+chaos suite after a SIGKILL) would never have been watched by one.
+
+Decision (`StallWatchdog`, pure, clock injected): the worker is stalled when, for
+`timeout_s` without interruption, (a) some watched partition has data beyond the
+group's committed offset and (b) nothing moved: neither the count of messages the
+pipeline folded nor the group's committed offsets. Then the worker exits with
+code 70 unacknowledged, the same path as a failed batch (`on_fatal`); a restart
+resumes from the committed offsets, so exiting costs only redelivery.
+
+Watched partitions: the worker's own assignment of the source topics, or every
+source partition while it has none (a worker left out of the group while the
+group has lag is stuck too). Not judged (the timer restarts): while Faust
+rebalances or recovers tables (recovery of a long changelog may take longer than
+the timeout), but only up to `busy_limit_s` (default 10 x the timeout) in one
+stretch, since a rebalance that never ends is a hang too; and while the broker
+cannot be asked (it may be restarting; the timeout then counts from when it
+answers again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine, Hashable, Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+log = logging.getLogger(__name__)
+
+Monotonic = Callable[[], float]
+
+
+class Stalled(Exception):
+    """Lag and no progress for longer than the stall timeout."""
+
+
+class StallWatchdog:
+    """Decides, from successive observations, whether the worker is stalled."""
+
+    def __init__(
+        self, timeout_s: float, clock: Monotonic = time.monotonic, busy_limit_s: float | None = None
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.busy_limit_s = 10 * timeout_s if busy_limit_s is None else busy_limit_s
+        self._clock = clock
+        self._progress: Hashable = None
+        self._since: float | None = None  # when the current stall candidate began
+        self._busy_since: float | None = None
+
+    def reset(self) -> None:
+        """Nothing to judge now (broker unreachable)."""
+        self._since = None
+        self._busy_since = None
+
+    def busy(self) -> bool:
+        """Faust rebalances or recovers: not judged, unless for `busy_limit_s` in one
+        stretch (True then: stalled)."""
+        now = self._clock()
+        self._since = None
+        if self._busy_since is None:
+            self._busy_since = now
+        return now - self._busy_since >= self.busy_limit_s
+
+    def observe(self, progress: Hashable, lagging: bool) -> bool:
+        """Record one observation; True when lag has stood still for `timeout_s`.
+
+        `progress` is anything that changes whenever the worker moves forward (here:
+        messages folded and the group's committed offsets)."""
+        now = self._clock()
+        self._busy_since = None
+        moved = progress != self._progress
+        self._progress = progress
+        if not lagging or moved or self._since is None:
+            self._since = now if lagging else None
+            return False
+        return now - self._since >= self.timeout_s
+
+    def stalled_for(self) -> float:
+        since = self._since if self._since is not None else self._busy_since
+        return 0.0 if since is None else self._clock() - since
+
+
+class GroupLag:
+    """End offsets and the group's committed offsets, read with a plain consumer."""
+
+    def __init__(self, bootstrap_servers: str, group_id: str, **client: object) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers.split(","),
+            group_id=group_id,  # only to read committed offsets: never subscribes
+            enable_auto_commit=False,
+            **client,
+        )
+        self._started = False
+
+    async def read(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
+        """(committed, end) per partition; committed is 0 where the group has none."""
+        if not self._started:
+            await self._consumer.start()
+            self._started = True
+        wanted = sorted(set(tps))
+        ends = await self._consumer.end_offsets(wanted)
+        out: dict[TopicPartition, tuple[int, int]] = {}
+        for tp in wanted:
+            committed = await self._consumer.committed(tp)
+            out[tp] = (committed or 0, ends[tp])
+        return out
+
+    async def stop(self) -> None:
+        if self._started:
+            await self._consumer.stop()
+
+
+async def watch(
+    watchdog: StallWatchdog,
+    lag: GroupLag,
+    *,
+    busy: Callable[[], bool],
+    watched: Callable[[], list[TopicPartition]],
+    folded: Callable[[], int],
+    interval_s: float,
+    on_stalled: Callable[[BaseException], object],
+) -> None:
+    """The worker's watchdog loop (runs until cancelled or `on_stalled`)."""
+    try:
+        while True:
+            await asyncio.sleep(interval_s)
+            if busy():
+                if watchdog.busy():
+                    on_stalled(
+                        Stalled(f"rebalancing/recovering for {watchdog.stalled_for():.0f} s")
+                    )
+                    return
+                continue
+            try:
+                offsets = await asyncio.wait_for(lag.read(watched()), timeout=max(interval_s, 10))
+            except Exception as exc:  # broker away: judge again once it answers
+                log.debug("watchdog: offsets not readable: %r", exc)
+                watchdog.reset()
+                continue
+            lagging = [f"{tp.topic}/{tp.partition}" for tp, (c, e) in offsets.items() if e > c]
+            progress = (folded(), tuple(sorted((str(tp), c) for tp, (c, _) in offsets.items())))
+            if watchdog.observe(progress, bool(lagging)):
+                on_stalled(
+                    Stalled(
+                        f"no progress for {watchdog.stalled_for():.0f} s with lag on "
+                        f"{', '.join(lagging[:8])}{' ...' if len(lagging) > 8 else ''}"
+                    )
+                )
+                return
+    finally:
+        await lag.stop()
+
+
+def start_thread(run: Callable[[], Coroutine[Any, Any, None]]) -> threading.Thread:
+    """Run the watchdog coroutine in a daemon thread with its own event loop, so
+    neither Faust's start-up order nor a busy worker loop can keep it from running."""
+    thread = threading.Thread(target=lambda: asyncio.run(run()), name="stall-watchdog", daemon=True)
+    thread.start()
+    return thread
