@@ -71,6 +71,9 @@ class Settings(BaseSettings):
 
     # Billing
     catalog_path: Path = REPO_ROOT / "examples" / "catalog.yaml"
+    # Retention of usage-events in days (<= 0: for ever). It must cover two periods plus
+    # the maximum lateness, since closes and adjustments replay it.
+    usage_retention_days: int = 75
 
     # Fold worker (processors/worker.py). The Faust app id (= consumer group and
     # changelog-topic prefix) is `topic_prefix + worker_app_id`, so environments

@@ -108,7 +108,7 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> tuple[list[str],
             settings.topic(spec.logical),
             num_partitions=settings.partitions,
             replication_factor=settings.replication_factor,
-            config=dict(spec.config),
+            config=_config(spec, settings),
         )
         for spec in TOPIC_SPECS
         if settings.topic(spec.logical) not in present
@@ -125,6 +125,17 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> tuple[list[str],
                 existed.append(name)  # created concurrently by someone else: fine
         _await_visible(admin, created, settings.partitions, timeout)
     return sorted(created, key=wanted.index), sorted(existed, key=wanted.index)
+
+
+def _config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
+    """The spec's configuration; usage-events' retention follows the settings (0 or less:
+    kept for ever, e.g. for tests and back-fills whose event times lie years back, which a
+    time-based retention would delete within minutes of their arrival)."""
+    config = dict(spec.config)
+    if spec.logical == names.USAGE_EVENTS:
+        days = settings.usage_retention_days
+        config["retention.ms"] = str(days * DAY_MS) if days > 0 else INFINITE
+    return config
 
 
 def _await_visible(admin: AdminClient, topics: list[str], partitions: int, timeout: float) -> None:

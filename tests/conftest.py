@@ -51,7 +51,13 @@ def _redis_problem(settings: Settings) -> str | None:
 def settings() -> Settings:
     """Settings for this test session: unique topic prefix, small partition count; the
     broker and Redis must answer (see module docstring for skip versus fail)."""
-    session = Settings(topic_prefix=f"t-{uuid.uuid4().hex[:12]}.", partitions=TEST_PARTITIONS)
+    # Usage kept for ever: tests publish histories dated years back, which a time-based
+    # retention would delete at the broker's next check, in the middle of a test.
+    session = Settings(
+        topic_prefix=f"t-{uuid.uuid4().hex[:12]}.",
+        partitions=TEST_PARTITIONS,
+        usage_retention_days=0,
+    )
     problems = [p for p in (_kafka_problem(session), _redis_problem(session)) if p]
     if problems:
         unavailable("; ".join(problems) + " (start them with `streambill services up`)")

@@ -20,11 +20,15 @@ from streambill.topics import create_topics
 
 @pytest.fixture
 def env(settings: Settings) -> Iterator[Settings]:
-    """A fresh set of topics for one test (closes must not see each other's records)."""
+    """A fresh set of topics for one test (closes must not see each other's records),
+    usage kept for ever."""
     mine = Settings(
         bootstrap_servers=settings.bootstrap_servers,
         topic_prefix=f"t-{uuid.uuid4().hex[:10]}.",
         partitions=3,
+        # The close tests replay 2025 histories: a time-based retention would delete them
+        # at the broker's next retention check, in the middle of a test.
+        usage_retention_days=0,
     )
     create_topics(mine)
     yield mine

@@ -39,9 +39,8 @@ def _usage_batch() -> list[UsageRecorded]:
     ]
 
 
-def test_sdk_publishes_what_a_separate_consumer_reads(
-    settings: Settings, topics: dict[str, str]
-) -> None:
+def test_sdk_publishes_what_a_separate_consumer_reads(env: Settings) -> None:
+    settings = env  # topics of its own: it reads back the whole usage topic
     batch = _usage_batch()
     with UsageClient(settings) as client:
         single = client.report("cus_abc123", "tokens", "1500", timestamp=T0 + timedelta(seconds=60))

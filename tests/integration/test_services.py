@@ -83,7 +83,14 @@ def test_second_up_is_a_noop(
 
 
 def test_topics_create_is_idempotent_and_configured(settings: Settings) -> None:
-    fresh = settings.model_copy(update={"topic_prefix": f"t-{uuid.uuid4().hex[:12]}."})
+    # The product's usage retention, not the session's keep-for-ever one.
+    product_retention = Settings.model_fields["usage_retention_days"].default
+    fresh = settings.model_copy(
+        update={
+            "topic_prefix": f"t-{uuid.uuid4().hex[:12]}.",
+            "usage_retention_days": product_retention,
+        }
+    )
     wanted = [fresh.topic(name) for name in ALL_TOPICS]
     try:
         assert create_topics(fresh) == (wanted, [])

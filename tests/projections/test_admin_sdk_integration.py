@@ -21,7 +21,9 @@ from tests.projections.apphelpers import settings as app_settings
 pytestmark = pytest.mark.integration
 
 
-def read_all(settings: Settings, logical: str, count: int) -> list[object]:
+def read_all(settings: Settings, logical: str, customer_id: str, count: int) -> list[object]:
+    """`customer_id`'s records on a session-wide topic (other tests write there too), read
+    from the beginning until `count` of them arrived or 30 s passed."""
     consumer = Consumer(
         settings.kafka_config(
             **{"group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
@@ -33,7 +35,7 @@ def read_all(settings: Settings, logical: str, count: int) -> list[object]:
     try:
         for _ in range(60):
             for msg in consumer.consume(num_messages=100, timeout=0.5):
-                if msg.error() is None:
+                if msg.error() is None and msg.key() == customer_id.encode():
                     out.append(decode_value(codec, msg.value()))
             if len(out) >= count:
                 break
@@ -72,7 +74,7 @@ def test_ingest_and_account_commands_reach_kafka(
         )
         dep = {"event_id": f"{cid}-d", "amount": "25.00", "currency": "EUR", "timestamp": ts}
         assert c.post(f"/v1/customers/{cid}/deposits", json=dep, headers=admin).status_code == 202
-    usage = [e for e in read_all(session, USAGE_EVENTS, 3) if isinstance(e, UsageRecorded)]
+    usage = [e for e in read_all(session, USAGE_EVENTS, cid, 3) if isinstance(e, UsageRecorded)]
     mine = sorted((e for e in usage if e.customer_id == cid), key=lambda e: e.event_id)
     assert [(e.event_id, str(e.quantity)) for e in mine] == [
         (f"{cid}-u0", "0.5"),
@@ -80,7 +82,7 @@ def test_ingest_and_account_commands_reach_kafka(
         (f"{cid}-u2", "2.5"),
     ]
     account = [
-        e for e in read_all(session, ACCOUNT_EVENTS, 2) if getattr(e, "customer_id", "") == cid
+        e for e in read_all(session, ACCOUNT_EVENTS, cid, 2) if getattr(e, "customer_id", "") == cid
     ]
     assert any(isinstance(e, SubscriptionStarted) and e.seats == 2 for e in account)
     assert any(isinstance(e, WalletDeposited) and str(e.amount) == "25.00" for e in account)
