@@ -1,10 +1,13 @@
-"""Read-side fixtures. Redis tests use their own DB (13 unless STREAMBILL_TEST_REDIS_DB)
-and a unique key prefix per test, so they never touch other helpers' data."""
+"""Read-side fixtures. Redis tests use the Redis the rest of the suite uses
+(STREAMBILL_REDIS_URL, which `make test` sets to the server it started), but their own DB
+(13 unless STREAMBILL_TEST_REDIS_DB) and a unique key prefix per test, so they never touch
+other data on it."""
 
 from __future__ import annotations
 
 import os
 import uuid
+from urllib.parse import urlsplit
 from collections.abc import Iterator
 
 import pytest
@@ -12,11 +15,10 @@ import redis
 
 from projections.redis_store import RedisStore
 from projections.store import InMemoryStore, Keys, ReadModelStore
+from streambill.settings import Settings
 
-REDIS_HOST = os.environ.get("STREAMBILL_TEST_REDIS_HOST", "127.0.0.1")
-REDIS_PORT = int(os.environ.get("STREAMBILL_TEST_REDIS_PORT", "26379"))
 REDIS_DB = int(os.environ.get("STREAMBILL_TEST_REDIS_DB", "13"))
-REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+REDIS_URL = str(urlsplit(Settings().redis_url)._replace(path=f"/{REDIS_DB}").geturl())
 
 
 @pytest.fixture
