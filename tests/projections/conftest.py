@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from urllib.parse import urlsplit
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import redis
