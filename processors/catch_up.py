@@ -33,8 +33,8 @@ async def account_backlog(
 ) -> tuple[list[SourceMessage], dict[tuple[str, int], int]]:
     """Messages of `topic` in `partitions` between the group's committed offset
     (the beginning if none) and the end offset as of now, in offset order; and the
-    group's committed offsets of `topic` and `also_committed` in `partitions`
-    (where the stream will resume; see `OffsetOrder`)."""
+    group's committed offsets of `topic` and `also_committed` in `partitions`, raised
+    to each log's start offset (where the stream will resume; see `OffsetOrder`)."""
     tps = [TopicPartition(topic, p) for p in sorted(set(partitions))]
     others = [TopicPartition(also_committed, p) for p in sorted(set(partitions))]
     consumer = AIOKafkaConsumer(
@@ -49,10 +49,12 @@ async def account_backlog(
         ends = await consumer.end_offsets(tps)
         pending: set[TopicPartition] = set()
         starts: dict[tuple[str, int], int] = {}
+        firsts = await consumer.beginning_offsets([*tps, *others])
         for tp in [*tps, *others]:
             offset = await consumer.committed(tp)
             if offset is not None:
-                starts[(tp.topic, tp.partition)] = offset
+                # Retention may have deleted the messages after an old commit.
+                starts[(tp.topic, tp.partition)] = max(offset, firsts[tp])
         for tp in tps:
             committed = starts.get((tp.topic, tp.partition))
             if committed is None:
@@ -79,22 +81,20 @@ async def account_backlog(
         await consumer.stop()
 
 
-class OutOfOrder(Exception):
-    """A source partition skipped offsets (see `OffsetOrder`)."""
-
-
 class OffsetOrder:
-    """Refuses a source partition that skips offsets, within one assignment.
+    """Holds back a source message that arrives ahead of its partition's resume point.
 
     The skip rule "offset <= the customer's last applied offset" assumes each
     partition arrives in offset order from where the group committed (our input
     topics are neither compacted nor transactional: offsets have no gaps). Faust
-    can break that after a rebalance, handing over a prefetched message far ahead
-    of the committed offset (faust-streaming issue #221); applying it would make
-    the skipped messages of its customer look applied. So a jump ahead raises
-    `OutOfOrder`: the worker exits without acknowledging the batch and a restart
-    resumes from the committed offsets. Going back (Faust seeks to the committed
-    offset on each rebalance) is a harmless redelivery.
+    can break that after a rebalance: a message prefetched before it, pending in
+    the stream's queue, is handed over although the consumer was seeked back to the
+    committed offset (faust-streaming issues #221 and #236). Applying it would make
+    the skipped messages of its customer look applied. `accept` says False for such
+    a message: the caller neither folds nor acknowledges it (so Faust cannot commit
+    past the messages before it) and seeks the partition back to `expected`; the
+    message comes again, in order, behind them. Going back (Faust seeks to the
+    committed offset on each rebalance) is a harmless redelivery.
 
     A partition this worker keeps across a rebalance may also continue from its
     own position, beyond the committed offset (seen in the chaos suite: offset
@@ -112,18 +112,24 @@ class OffsetOrder:
         self._next = {}
 
     def expect(self, committed: dict[tuple[str, int], int]) -> None:
-        """Where partitions resume: the group's committed offsets, or further where
-        this process itself already folded further."""
+        """Where partitions resume: the group's committed offsets (raised to the log
+        start offset by the caller, since retention may have deleted what follows
+        an old commit), or further where this process itself already folded."""
         for tp, offset in committed.items():
             self._next[tp] = max(offset, self._done.get(tp, offset))
 
-    def check(self, topic: str, partition: int, offset: int) -> None:
+    def expected(self, topic: str, partition: int) -> int | None:
+        return self._next.get((topic, partition))
+
+    def accept(self, topic: str, partition: int, offset: int) -> bool:
+        """True if the message may be folded now; False if it jumps ahead."""
         tp = (topic, partition)
         want = self._next.get(tp)
         if want is not None and offset > want:
-            raise OutOfOrder(f"{topic}/{partition}: offset {offset}, expected {want}")
+            return False
         self._next[tp] = offset + 1
         self._done[tp] = max(offset + 1, self._done.get(tp, 0))
+        return True
 
 
 def _message(tp: TopicPartition, r: ConsumerRecord[bytes, bytes]) -> SourceMessage:

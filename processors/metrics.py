@@ -28,6 +28,12 @@ class WorkerMetrics:
             "Messages skipped because the state already reflects their offset",
             registry=registry,
         )
+        self.held_back = Counter(
+            "streambill_worker_messages_held_back",
+            "Messages Faust handed over ahead of their partition's resume point "
+            "(after a rebalance); not folded now, read again in order",
+            registry=registry,
+        )
         self.rejected = Counter(
             "streambill_worker_events_rejected",
             "Dead letters sent, by reason",
@@ -54,6 +60,10 @@ class WorkerMetrics:
         self.redelivered.inc(counts.get("redelivered", 0))
         for reason, n in rejected.items():
             self.rejected.labels(reason=reason).inc(n)
+
+    def record_held_back(self, n: int) -> None:
+        if n:
+            self.held_back.inc(n)
 
     def record_position(self, topic: str, partition: int, offset: int, highwater: int) -> None:
         self.last_offset.labels(topic=topic, partition=str(partition)).set(offset)

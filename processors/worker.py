@@ -307,7 +307,7 @@ class FoldPipeline:
     async def process(self, events: Sequence[faust.EventT[bytes]]) -> None:
         self._events_by_partition = {e.message.partition: e for e in events}
         await self._account_events_first()
-        self._check_order(events)
+        events = await self._in_order(events)
         messages = merge_by_time([_source_message(e) for e in events])
         await self._fold_durably(messages)
         self.folded += len(events)
@@ -337,10 +337,32 @@ class FoldPipeline:
             log.info("folding %d backlogged account events first", len(backlog))
             await self._fold_durably(backlog)
 
-    def _check_order(self, events: Sequence[faust.EventT[bytes]]) -> None:
+    async def _in_order(self, events: Sequence[faust.EventT[bytes]]) -> list[faust.EventT[bytes]]:
+        """The batch without messages that arrive ahead of their partition's resume
+        point (see `OffsetOrder`). Those are marked acknowledged for Faust without
+        entering its list of offsets to commit, so no commit can pass the messages
+        before them; the partition is seeked back so that they come again, in order."""
+        kept: list[faust.EventT[bytes]] = []
+        behind: dict[tuple[str, int], int] = {}
         for event in events:
             m = event.message
-            self._order.check(m.topic, m.partition, m.offset)
+            if self._order.accept(m.topic, m.partition, m.offset):
+                kept.append(event)
+                continue
+            _hold_back(self._app.consumer, m)
+            want = self._order.expected(m.topic, m.partition)
+            log.warning(
+                "%s/%d: offset %d ahead of %s: held back", m.topic, m.partition, m.offset, want
+            )
+            if want is not None:
+                behind[(m.topic, m.partition)] = want
+        self._metrics.record_held_back(len(events) - len(kept))
+        for (topic, partition), offset in behind.items():
+            try:
+                await self._app.consumer.seek(TP(topic, partition), offset)
+            except Exception as exc:  # revoked meanwhile: the next assignment seeks anyway
+                log.warning("could not seek %s/%d to %d: %r", topic, partition, offset, exc)
+        return kept
 
     async def _fold_durably(self, messages: Sequence[SourceMessage]) -> None:
         """Fold, then make durable in the order of the agent's docstring."""
@@ -477,6 +499,15 @@ def _json(value: Any) -> bytes:
     decodes on table recovery; the stdlib encoder directly, because Faust's codec
     stack costs several times more per record and we write one per event."""
     return _encode_json(value).encode()
+
+
+def _hold_back(consumer: Any, message: Any) -> None:
+    """Make Faust treat `message` as done without recording its offset as acked:
+    `Message.ack` does nothing for an acked message, and a rebalance no longer waits
+    for it. The offset stays uncommitted until the message is folded when it
+    comes again."""
+    message.acked = True
+    consumer._unacked_messages.discard(message)
 
 
 def _source_message(event: faust.EventT[bytes]) -> SourceMessage:
