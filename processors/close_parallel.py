@@ -56,6 +56,7 @@ def _worker(
         counters[2 * index] += events
         counters[2 * index + 1] = customers
 
+    _exit_with_parent(parent)
     log = KafkaLog(settings.kafka_config())
     try:
         decode = make_decoder(Codec())
@@ -83,6 +84,20 @@ def _worker(
         results.put((index, None, f"{type(exc).__name__}: {exc}"))
     finally:
         log.close()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A thread that ends this process once the parent is gone. Without it, a worker
+    whose parent was killed after the worker sent its invoices waits for ever at
+    exit: the queue's feeder thread blocks on a full pipe nobody reads any more."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _cpu() -> float:

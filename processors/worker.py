@@ -351,18 +351,30 @@ class FoldPipeline:
                 continue
             _hold_back(self._app.consumer, m)
             want = self._order.expected(m.topic, m.partition)
-            log.warning(
-                "%s/%d: offset %d ahead of %s: held back", m.topic, m.partition, m.offset, want
-            )
-            if want is not None:
+            if want is not None and (m.topic, m.partition) not in behind:
                 behind[(m.topic, m.partition)] = want
+                self._log_held_back(m.topic, m.partition, m.offset, want)
         self._metrics.record_held_back(len(events) - len(kept))
-        for (topic, partition), offset in behind.items():
+        if behind:
+            seeks = {TP(t, p): offset for (t, p), offset in behind.items()}
             try:
-                await self._app.consumer.seek(TP(topic, partition), offset)
+                await self._app.consumer.seek_wait(seeks)
             except Exception as exc:  # revoked meanwhile: the next assignment seeks anyway
-                log.warning("could not seek %s/%d to %d: %r", topic, partition, offset, exc)
+                log.warning("could not seek back to %s: %r", seeks, exc)
         return kept
+
+    def _log_held_back(self, topic: str, partition: int, offset: int, want: int) -> None:
+        consumer: Any = self._app.consumer
+        tp = TP(topic, partition)
+        log.warning(
+            "%s/%d: offset %d ahead of %d (Faust: committed %s, read %s): held back, seeking",
+            topic,
+            partition,
+            offset,
+            want,
+            consumer._committed_offset.get(tp),
+            consumer._read_offset.get(tp),
+        )
 
     async def _fold_durably(self, messages: Sequence[SourceMessage]) -> None:
         """Fold, then make durable in the order of the agent's docstring."""
