@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
 def _utc(t: datetime) -> datetime:
@@ -22,6 +23,7 @@ def _utc(t: datetime) -> datetime:
     return t.astimezone(UTC)
 
 
+@lru_cache(maxsize=65_536)  # pure; every event asks for its period's two bounds
 def add_months(anchor: datetime, months: int) -> datetime:
     """`anchor` moved by `months` calendar months, the day clamped to the month end."""
     a = _utc(anchor)
