@@ -94,6 +94,27 @@ class StallWatchdog:
         return 0.0 if since is None else self._clock() - since
 
 
+class RebalanceLimit:
+    """Whether the worker counts as busy: while it recovers tables (bounded only by
+    the watchdog's own busy limit: a long changelog takes long), and while it
+    rebalances, but then only for `limit_s` in one stretch. A rebalance longer than
+    that (seen after a broker restart) is judged like any other lack of progress."""
+
+    def __init__(self, limit_s: float, clock: Monotonic = time.monotonic) -> None:
+        self.limit_s = limit_s
+        self._clock = clock
+        self._since: float | None = None
+
+    def busy(self, rebalancing: bool, recovering: bool) -> bool:
+        if recovering or not rebalancing:
+            self._since = None
+            return recovering
+        now = self._clock()
+        if self._since is None:
+            self._since = now
+        return now - self._since < self.limit_s
+
+
 class GroupLag:
     """End offsets and the group's committed offsets, read with a plain consumer."""
 

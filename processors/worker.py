@@ -45,8 +45,9 @@ committed offsets moved for `worker_stall_timeout` (STREAMBILL_WORKER_STALL_TIME
 default 30 s; 0 disables), the worker exits with code 70 without acknowledging
 anything, like a failed batch, so its supervisor restarts it (seen: a consumer
 that never fetched again after a broker restart and UnknownMemberIdError).
-Rebalances and table recovery pause the judgement for at most 10 x the timeout in
-one stretch; an unreachable broker pauses it.
+Table recovery pauses the judgement for at most 10 x the timeout in one stretch, a
+rebalance for at most 2 x (a longer one, seen after a broker restart, is a hang);
+an unreachable broker pauses it.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ from processors.fold import (
 from processors.kafka_security import faust_credentials
 from processors.metrics import WorkerMetrics
 from processors.records import CustomerRecord, RecordCache, SeenEntry
-from processors.watchdog import GroupLag, StallWatchdog, start_thread, watch
+from processors.watchdog import GroupLag, RebalanceLimit, StallWatchdog, start_thread, watch
 from streambill import settings as names
 from streambill.codec import Codec
 from streambill.settings import Settings
@@ -255,10 +256,11 @@ def _watchdog_starter(
         mine = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
         return [tp for tp in mine if tp.topic in sources] or everything
 
-    def busy() -> bool:
-        return bool(app.rebalancing or getattr(app, "in_recovery", False))
-
     timeout = settings.worker_stall_timeout
+    limit = RebalanceLimit(2 * timeout)
+
+    def busy() -> bool:
+        return limit.busy(bool(app.rebalancing), bool(getattr(app, "in_recovery", False)))
 
     async def _watchdog() -> None:
         await watch(
@@ -358,7 +360,9 @@ class FoldPipeline:
         if behind:
             seeks = {TP(t, p): offset for (t, p), offset in behind.items()}
             try:
-                await self._app.consumer.seek_wait(seeks)
+                await asyncio.wait_for(self._app.consumer.seek_wait(seeks), timeout=15.0)
+            except TimeoutError as exc:  # the consumer hangs: a restart resumes from commits
+                raise RuntimeError(f"seek back to {seeks} did not finish in 15 s") from exc
             except Exception as exc:  # revoked meanwhile: the next assignment seeks anyway
                 log.warning("could not seek back to %s: %r", seeks, exc)
         return kept

@@ -6,7 +6,7 @@ import asyncio
 
 from aiokafka import TopicPartition
 
-from processors.watchdog import StallWatchdog, watch
+from processors.watchdog import RebalanceLimit, StallWatchdog, watch
 
 
 class FakeClock:
@@ -161,3 +161,18 @@ def test_busy_pauses_judgement_but_not_forever() -> None:
 
 def test_busy_limit_defaults_to_ten_timeouts() -> None:
     assert StallWatchdog(30.0).busy_limit_s == 300.0
+
+
+def test_rebalancing_counts_as_busy_for_a_limited_stretch_recovery_always() -> None:
+    clock = FakeClock()
+    limit = RebalanceLimit(60.0, clock)
+    assert limit.busy(rebalancing=True, recovering=False)
+    clock.now += 59
+    assert limit.busy(rebalancing=True, recovering=False)
+    clock.now += 2
+    assert not limit.busy(rebalancing=True, recovering=False)  # judged like a stall
+    assert limit.busy(rebalancing=True, recovering=True)  # recovery: busy
+    clock.now += 1000
+    assert limit.busy(rebalancing=False, recovering=True)
+    assert not limit.busy(rebalancing=False, recovering=False)
+    assert limit.busy(rebalancing=True, recovering=False)  # a new stretch
