@@ -63,45 +63,83 @@ async def account_backlog(
                 consumer.seek(tp, committed)
             if await consumer.position(tp) < ends[tp]:
                 pending.add(tp)
-        out: list[SourceMessage] = []
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"account backlog of {sorted(map(str, pending))} not read")
-            fetched = await consumer.getmany(*pending, timeout_ms=500)
-            for tp, records in fetched.items():
-                for r in records:
-                    if r.offset < ends[tp]:
-                        out.append(_message(tp, r))
-            for tp in list(pending):
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-        return out, starts
+        return await _read_until(consumer, pending, ends, timeout_s), starts
     finally:
         await consumer.stop()
 
 
+async def read_range(
+    bootstrap_servers: str,
+    topic: str,
+    partition: int,
+    start: int,
+    end: int,
+    timeout_s: float = 60.0,
+) -> list[SourceMessage]:
+    """The messages of one partition with start <= offset < end, in offset order (from
+    the log start if retention deleted some), read with a plain consumer that never
+    joins a group nor commits."""
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        first = (await consumer.beginning_offsets([tp]))[tp]
+        consumer.seek(tp, max(start, first))
+        if max(start, first) >= end:
+            return []
+        return await _read_until(consumer, {tp}, {tp: end}, timeout_s)
+    finally:
+        await consumer.stop()
+
+
+async def _read_until(
+    consumer: AIOKafkaConsumer,
+    pending: set[TopicPartition],
+    ends: dict[TopicPartition, int],
+    timeout_s: float,
+) -> list[SourceMessage]:
+    """From each partition's position up to (excluding) its end offset."""
+    out: list[SourceMessage] = []
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{sorted(map(str, pending))} not read in {timeout_s} s")
+        fetched = await consumer.getmany(*pending, timeout_ms=500)
+        for tp, records in fetched.items():
+            for r in records:
+                if r.offset < ends[tp]:
+                    out.append(_message(tp, r))
+        for tp in list(pending):
+            if await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
+    return out
+
+
 class OffsetOrder:
-    """Holds back a source message that arrives ahead of its partition's resume point.
+    """Finds the messages Faust skipped in a source partition, within one assignment.
 
     The skip rule "offset <= the customer's last applied offset" assumes each
     partition arrives in offset order from where the group committed (our input
     topics are neither compacted nor transactional: offsets have no gaps). Faust
-    can break that after a rebalance: a message prefetched before it, pending in
-    the stream's queue, is handed over although the consumer was seeked back to the
-    committed offset (faust-streaming issues #221 and #236). Applying it would make
-    the skipped messages of its customer look applied. `accept` says False for such
-    a message: the caller neither folds nor acknowledges it (so Faust cannot commit
-    past the messages before it) and seeks the partition back to `expected`; the
-    message comes again, in order, behind them. Going back (Faust seeks to the
-    committed offset on each rebalance) is a harmless redelivery.
+    breaks that around rebalances and table recovery: messages fetched meanwhile are
+    dropped from the stream's queue while the fetch position stays ahead (seen in
+    the chaos suite: committed 187, fetched through 764, first message handed over
+    321), or a prefetched message jumps the queue (faust-streaming issues #221 and
+    #236). Applying such a message would make the skipped messages of its customer
+    look applied. `gap` names the skipped range; the caller reads it from the log
+    itself and folds it first (see `read_range`), then tells Faust the range is
+    done so that its commits can pass it. Going back (Faust seeks to the committed
+    offset on each rebalance) is a harmless redelivery.
 
     A partition this worker keeps across a rebalance may also continue from its
-    own position, beyond the committed offset (seen in the chaos suite: offset
-    5089 with 5068 committed, all of 5068..5088 folded by this process). That is
-    no skip: every message this process checked was made durable before the next
-    batch (a failure exits), so the resume point of a new assignment is the
-    larger of the committed offset and this process's own progress."""
+    own position, beyond the committed offset (offset 5089 with 5068 committed, all
+    of 5068..5088 folded by this process). That is no skip: every message this
+    process checked was made durable before the next batch (a failure exits), so
+    the resume point of a new assignment is the larger of the committed offset and
+    this process's own progress."""
 
     def __init__(self) -> None:
         self._next: dict[tuple[str, int], int] = {}
@@ -118,18 +156,14 @@ class OffsetOrder:
         for tp, offset in committed.items():
             self._next[tp] = max(offset, self._done.get(tp, offset))
 
-    def expected(self, topic: str, partition: int) -> int | None:
-        return self._next.get((topic, partition))
-
-    def accept(self, topic: str, partition: int, offset: int) -> bool:
-        """True if the message may be folded now; False if it jumps ahead."""
+    def gap(self, topic: str, partition: int, offset: int) -> int | None:
+        """Take the message at `offset`; the first offset Faust skipped before it, if
+        it skipped any (the caller must fold [that, offset) first)."""
         tp = (topic, partition)
         want = self._next.get(tp)
-        if want is not None and offset > want:
-            return False
         self._next[tp] = offset + 1
         self._done[tp] = max(offset + 1, self._done.get(tp, 0))
-        return True
+        return want if want is not None and offset > want else None
 
 
 def _message(tp: TopicPartition, r: ConsumerRecord[bytes, bytes]) -> SourceMessage:

@@ -28,10 +28,9 @@ class WorkerMetrics:
             "Messages skipped because the state already reflects their offset",
             registry=registry,
         )
-        self.held_back = Counter(
-            "streambill_worker_messages_held_back",
-            "Messages Faust handed over ahead of their partition's resume point "
-            "(after a rebalance); not folded now, read again in order",
+        self.gap_filled = Counter(
+            "streambill_worker_messages_gap_filled",
+            "Messages Faust skipped around a rebalance, read from the log by the worker",
             registry=registry,
         )
         self.rejected = Counter(
@@ -61,9 +60,9 @@ class WorkerMetrics:
         for reason, n in rejected.items():
             self.rejected.labels(reason=reason).inc(n)
 
-    def record_held_back(self, n: int) -> None:
+    def record_gap_filled(self, n: int) -> None:
         if n:
-            self.held_back.inc(n)
+            self.gap_filled.inc(n)
 
     def record_position(self, topic: str, partition: int, offset: int, highwater: int) -> None:
         self.last_offset.labels(topic=topic, partition=str(partition)).set(offset)

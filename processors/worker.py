@@ -70,7 +70,7 @@ from faust.types import TP
 
 from billing.catalog import Catalog
 from processors.batch_send import send_rows
-from processors.catch_up import OffsetOrder, account_backlog
+from processors.catch_up import OffsetOrder, account_backlog, read_range
 from processors.fold import (
     BatchFolder,
     BatchResult,
@@ -198,6 +198,8 @@ def create_app(
         batch of a partition after a rebalance is preceded by that partition's
         account-events backlog, folded and made durable the same way, see
         `processors.catch_up`):
+          0. messages Faust skipped before this batch's (a range per partition, see
+             `processors.catch_up.OffsetOrder`) are read from the log and go first;
           1. decode and validate every message (bad ones become dead letters);
           2. skip what is already applied (offset <= the customer's recorded offset
              for that topic-partition; or a known event_id seen at another position);
@@ -207,6 +209,8 @@ def create_app(
           4b. write the `seen` entries to their changelog and wait for the acks;
           4c. write the customer records to their changelog, wait for the acks,
               then update the local stores;
+          4d. tell Faust the skipped ranges of step 0 are done (`_add_gap`), so its
+              commits may pass them;
           5. return to `take_events`, which acknowledges the batch; Faust commits
              acknowledged offsets only (on its timer or on rebalance).
 
@@ -219,6 +223,8 @@ def create_app(
             lost; on redelivery the entry names the very same message and is
             ignored, so the event is applied once; a later copy at another
             position is still caught as a duplicate;
+          - between 4c and 4d: the skipped ranges are not committable; the
+            restart re-reads them from the committed offset, a redelivery;
           - between 4c and 5 (or before Faust's commit): state durable, offsets not
             committed; redelivered messages are skipped by the offset check and
             their effects are already durable (4a precedes 4c).
@@ -309,10 +315,13 @@ class FoldPipeline:
     async def process(self, events: Sequence[faust.EventT[bytes]]) -> None:
         self._events_by_partition = {e.message.partition: e for e in events}
         await self._account_events_first()
-        events = await self._in_order(events)
-        messages = merge_by_time([_source_message(e) for e in events])
+        gaps = self._gaps(events)
+        skipped = await self._read_gaps(gaps)
+        # Per topic-partition, merge_by_time keeps list order: skipped messages first.
+        messages = merge_by_time(skipped + [_source_message(e) for e in events])
         await self._fold_durably(messages)
-        self.folded += len(events)
+        await self._gaps_done(gaps)
+        self.folded += len(messages)
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + self.prune_interval_s
             await self._prune_seen()
@@ -339,46 +348,41 @@ class FoldPipeline:
             log.info("folding %d backlogged account events first", len(backlog))
             await self._fold_durably(backlog)
 
-    async def _in_order(self, events: Sequence[faust.EventT[bytes]]) -> list[faust.EventT[bytes]]:
-        """The batch without messages that arrive ahead of their partition's resume
-        point (see `OffsetOrder`). Those are marked acknowledged for Faust without
-        entering its list of offsets to commit, so no commit can pass the messages
-        before them; the partition is seeked back so that they come again, in order."""
-        kept: list[faust.EventT[bytes]] = []
-        behind: dict[tuple[str, int], int] = {}
+    def _gaps(self, events: Sequence[faust.EventT[bytes]]) -> dict[tuple[str, int], range]:
+        """Offsets Faust skipped before the messages of this batch (see `OffsetOrder`)."""
+        gaps: dict[tuple[str, int], range] = {}
         for event in events:
             m = event.message
-            if self._order.accept(m.topic, m.partition, m.offset):
-                kept.append(event)
-                continue
-            _hold_back(self._app.consumer, m)
-            want = self._order.expected(m.topic, m.partition)
-            if want is not None and (m.topic, m.partition) not in behind:
-                behind[(m.topic, m.partition)] = want
-                self._log_held_back(m.topic, m.partition, m.offset, want)
-        self._metrics.record_held_back(len(events) - len(kept))
-        if behind:
-            seeks = {TP(t, p): offset for (t, p), offset in behind.items()}
-            try:
-                await asyncio.wait_for(self._app.consumer.seek_wait(seeks), timeout=15.0)
-            except TimeoutError as exc:  # the consumer hangs: a restart resumes from commits
-                raise RuntimeError(f"seek back to {seeks} did not finish in 15 s") from exc
-            except Exception as exc:  # revoked meanwhile: the next assignment seeks anyway
-                log.warning("could not seek back to %s: %r", seeks, exc)
-        return kept
+            start = self._order.gap(m.topic, m.partition, m.offset)
+            if start is not None:
+                gaps[(m.topic, m.partition)] = range(start, m.offset)
+                consumer: Any = self._app.consumer
+                log.warning(
+                    "%s/%d: Faust handed over offset %d, skipping from %d (its committed "
+                    "offset %s): reading the skipped messages from the log",
+                    m.topic,
+                    m.partition,
+                    m.offset,
+                    start,
+                    consumer._committed_offset.get(TP(m.topic, m.partition)),
+                )
+        return gaps
 
-    def _log_held_back(self, topic: str, partition: int, offset: int, want: int) -> None:
+    async def _read_gaps(self, gaps: dict[tuple[str, int], range]) -> list[SourceMessage]:
+        out: list[SourceMessage] = []
+        for (topic, partition), offsets in gaps.items():
+            out += await read_range(
+                self._settings.bootstrap_servers, topic, partition, offsets.start, offsets.stop
+            )
+        self._metrics.record_gap_filled(len(out))
+        return out
+
+    async def _gaps_done(self, gaps: dict[tuple[str, int], range]) -> None:
+        """Once the skipped messages are durable: let Faust's commits pass them (its
+        own mechanism for offsets it never hands over, as in transactional topics)."""
         consumer: Any = self._app.consumer
-        tp = TP(topic, partition)
-        log.warning(
-            "%s/%d: offset %d ahead of %d (Faust: committed %s, read %s): held back, seeking",
-            topic,
-            partition,
-            offset,
-            want,
-            consumer._committed_offset.get(tp),
-            consumer._read_offset.get(tp),
-        )
+        for (topic, partition), offsets in gaps.items():
+            await consumer._add_gap(TP(topic, partition), offsets.start, offsets.stop - 1)
 
     async def _fold_durably(self, messages: Sequence[SourceMessage]) -> None:
         """Fold, then make durable in the order of the agent's docstring."""
@@ -515,15 +519,6 @@ def _json(value: Any) -> bytes:
     decodes on table recovery; the stdlib encoder directly, because Faust's codec
     stack costs several times more per record and we write one per event."""
     return _encode_json(value).encode()
-
-
-def _hold_back(consumer: Any, message: Any) -> None:
-    """Make Faust treat `message` as done without recording its offset as acked:
-    `Message.ack` does nothing for an acked message, and a rebalance no longer waits
-    for it. The offset stays uncommitted until the message is folded when it
-    comes again."""
-    message.acked = True
-    consumer._unacked_messages.discard(message)
 
 
 def _source_message(event: faust.EventT[bytes]) -> SourceMessage:

@@ -174,10 +174,10 @@ def test_record_cache_drops_revoked_and_newly_assigned_partitions() -> None:
 
 
 def _check(order: OffsetOrder, topic: str, partition: int, offset: int) -> None:
-    assert order.accept(topic, partition, offset), (topic, partition, offset)
+    assert order.gap(topic, partition, offset) is None, (topic, partition, offset)
 
 
-def test_offset_order_allows_going_back_and_holds_back_a_jump_ahead() -> None:
+def test_offset_order_allows_going_back_and_names_a_skipped_range() -> None:
     order = OffsetOrder()
     order.expect({("u", 0): 10})
     _check(order, "u", 0, 10)
@@ -185,11 +185,8 @@ def test_offset_order_allows_going_back_and_holds_back_a_jump_ahead() -> None:
     _check(order, "u", 0, 5)  # Faust seeked back to the committed offset: redelivery
     _check(order, "u", 0, 6)
     _check(order, "a", 1, 42)  # no committed offset known: starts anywhere
-    assert not order.accept("u", 0, 9)  # 7 and 8 skipped: held back
-    assert order.expected("u", 0) == 7
-    _check(order, "u", 0, 7)
-    _check(order, "u", 0, 8)
-    _check(order, "u", 0, 9)  # comes again, in order
+    assert order.gap("u", 0, 9) == 7  # 7 and 8 skipped: the caller reads them first
+    _check(order, "u", 0, 10)  # and the partition goes on from there
 
 
 def test_offset_order_after_a_rebalance_resumes_from_committed_or_own_progress() -> None:
@@ -207,6 +204,5 @@ def test_offset_order_after_a_rebalance_resumes_from_committed_or_own_progress()
     _check(order, "u", 0, 100)  # Faust seeked back to committed: redelivery
     order.new_assignment()
     order.expect({("u", 0): 100})
-    # prefetched beyond our own progress (121..124 never folded): held back
-    assert not order.accept("u", 0, 125)
-    assert order.expected("u", 0) == 121
+    # Faust dropped 121..124 (never folded) and hands over 125
+    assert order.gap("u", 0, 125) == 121
