@@ -10,6 +10,7 @@ import struct
 import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,14 @@ from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from billing.events import Event, Invoice, UsageRecorded
-from processors.close import CloseDeps, CloseOptions, CloseReport, CloseTopics, close_period
+from processors.close import (
+    CloseDeps,
+    CloseOptions,
+    CloseReport,
+    CloseTopics,
+    close_due,
+    close_period,
+)
 from processors.close_kafka import KafkaLog
 from processors.close_plan import Month
 from streambill.codec import Codec
@@ -204,3 +212,26 @@ def test_consumer_sees_invoices_keyed_by_customer(kafka: Kafka) -> None:
             assert isinstance(inv, Invoice) and m.key() == inv.customer_id.encode()
             got += 1
     c.close()
+
+
+def test_auto_closes_each_due_month_once_in_order(kafka: Kafka) -> None:
+    """`streambill close --auto`: every month whose end + grace has passed, oldest
+    first, each once; nothing while the grace runs; February is the first month a
+    period can end in (the earliest account event is in January)."""
+    kafka.publish(history())
+    now = [utc(2025, 3, 1, 12)]
+    deps = CloseDeps(kafka.log, kafka.codec, kafka.catalog, kafka.topics, lambda: now[0])
+    grace = timedelta(days=1)
+    assert close_due(deps, grace) == []  # February ended at 1 Mar 00:00: grace runs
+    now[0] = utc(2025, 3, 2, 0, 1)
+    due = close_due(deps, grace)
+    assert [(str(r.month), r.status) for r in due] == [("2025-02", "closed")]
+    assert due[0].sent == len(due[0].invoices) > 0
+    assert close_due(deps, grace) == []  # closed already: nothing is due
+    now[0] = utc(2025, 6, 10)  # March, April and May are due now, in that order
+    due = close_due(deps, grace)
+    assert [str(r.month) for r in due] == ["2025-03", "2025-04", "2025-05"]
+    assert all(r.status == "closed" for r in due)
+    assert close_due(deps, grace) == []
+    february = kafka.close("2025-02")  # a manual close of an auto-closed month: no-op
+    assert february.status == "no_op" and february.sent == 0
