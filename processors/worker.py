@@ -70,6 +70,7 @@ from faust.types import TP
 
 from billing.catalog import Catalog
 from processors.batch_send import send_rows
+from processors.batching import backlog_batches
 from processors.catch_up import OffsetOrder, account_backlog, read_range
 from processors.fold import (
     BatchFolder,
@@ -211,7 +212,7 @@ def create_app(
               then update the local stores;
           4d. tell Faust the skipped ranges of step 0 are done (`_add_gap`), so its
               commits may pass them;
-          5. return to `take_events`, which acknowledges the batch; Faust commits
+          5. return to `backlog_batches`, which acknowledges the batch; Faust commits
              acknowledged offsets only (on its timer or on rebalance).
 
         A crash (SIGKILL) between any two steps:
@@ -231,7 +232,10 @@ def create_app(
         Any failure to make a batch durable calls `on_fatal` (exits the process)
         instead of continuing, because continuing would acknowledge the batch.
         """
-        async for events in stream.take_events(batch_size, within=within):  # type: ignore[attr-defined]
+        batches = backlog_batches(
+            stream, batch_size, within, settings.worker_batch_within_backlog, pipeline.behind
+        )
+        async for events in batches:
             try:
                 await pipeline.process(events)
             except asyncio.CancelledError:
@@ -311,6 +315,7 @@ class FoldPipeline:
         self._order = OffsetOrder()
         self._next_prune = time.monotonic() + self.prune_interval_s
         self.folded = 0  # messages of completed batches (the watchdog's progress)
+        self._lag: dict[tuple[str, int], int] = {}  # per source partition, see `behind`
 
     async def process(self, events: Sequence[faust.EventT[bytes]]) -> None:
         self._events_by_partition = {e.message.partition: e for e in events}
@@ -494,8 +499,14 @@ class FoldPipeline:
             last[(m.topic, m.partition)] = m.offset
         consumer = self._app.consumer
         for (topic, partition), offset in last.items():
-            highwater = consumer.highwater(TP(topic, partition))
-            self._metrics.record_position(topic, partition, offset, highwater or 0)
+            highwater = consumer.highwater(TP(topic, partition)) or 0
+            self._metrics.record_position(topic, partition, offset, highwater)
+            self._lag[(topic, partition)] = max(highwater - offset - 1, 0)
+
+    def behind(self) -> bool:
+        """More than `worker_backlog` messages wait beyond the last batch (as of
+        the partitions' high watermarks then): batch for throughput."""
+        return sum(self._lag.values()) > self._settings.worker_backlog
 
 
 class _TableView:

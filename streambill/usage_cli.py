@@ -39,7 +39,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tail.set_defaults(func=cmd_tail)
 
 
-
 def _say(message: str) -> None:
     sys.stdout.write(message + "\n")
 
