@@ -29,8 +29,10 @@ async def backlog_batches(
     within: float,
     within_backlog: float,
     behind: Callable[[], bool],
+    admit: Callable[[Any], object] | None = None,
 ) -> AsyncIterator[list[Any]]:
-    """Yield lists of events (Faust `EventT`) of `stream` as described above."""
+    """Yield lists of events (Faust `EventT`) of `stream` as described above;
+    `admit(message)` is called for each event's message as it joins a batch."""
     pending: list[Any] = []
     full = asyncio.Event()  # max_size pending: stop waiting
     room = asyncio.Event()  # a batch was taken: the stream may go on
@@ -41,6 +43,8 @@ async def backlog_batches(
         if event is None:
             raise RuntimeError("a stream event without current_event")
         pending.append(event)
+        if admit is not None:
+            admit(event.message)
         if len(pending) >= max_size:
             full.set()
             room.clear()

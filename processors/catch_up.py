@@ -16,7 +16,8 @@ with usage as before (documented limitation; `streambill dlq replay` repairs).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -30,11 +31,13 @@ async def account_backlog(
     partitions: Iterable[int],
     also_committed: str,
     timeout_s: float = 60.0,
+    client: Mapping[str, Any] | None = None,
 ) -> tuple[list[SourceMessage], dict[tuple[str, int], int]]:
     """Messages of `topic` in `partitions` between the group's committed offset
     (the beginning if none) and the end offset as of now, in offset order; and the
     group's committed offsets of `topic` and `also_committed` in `partitions`, raised
-    to each log's start offset (where the stream will resume; see `OffsetOrder`)."""
+    to each log's start offset, the log start where none (where the stream will
+    resume; see `OffsetOrder`)."""
     tps = [TopicPartition(topic, p) for p in sorted(set(partitions))]
     others = [TopicPartition(also_committed, p) for p in sorted(set(partitions))]
     consumer = AIOKafkaConsumer(
@@ -42,6 +45,7 @@ async def account_backlog(
         group_id=group_id,  # only to read its committed offsets: never subscribes
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **(client or {}),
     )
     await consumer.start()
     try:
@@ -52,15 +56,11 @@ async def account_backlog(
         firsts = await consumer.beginning_offsets([*tps, *others])
         for tp in [*tps, *others]:
             offset = await consumer.committed(tp)
-            if offset is not None:
-                # Retention may have deleted the messages after an old commit.
-                starts[(tp.topic, tp.partition)] = max(offset, firsts[tp])
+            # Nothing committed: the stream starts at the log start ("earliest");
+            # retention may have deleted the messages after an old commit.
+            starts[(tp.topic, tp.partition)] = max(offset or 0, firsts[tp])
         for tp in tps:
-            committed = starts.get((tp.topic, tp.partition))
-            if committed is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, committed)
+            consumer.seek(tp, starts[(tp.topic, tp.partition)])
             if await consumer.position(tp) < ends[tp]:
                 pending.add(tp)
         return await _read_until(consumer, pending, ends, timeout_s), starts
@@ -75,13 +75,14 @@ async def read_range(
     start: int,
     end: int,
     timeout_s: float = 60.0,
+    client: Mapping[str, Any] | None = None,
 ) -> list[SourceMessage]:
     """The messages of one partition with start <= offset < end, in offset order (from
     the log start if retention deleted some), read with a plain consumer that never
     joins a group nor commits."""
     tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False
+        bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False, **(client or {})
     )
     await consumer.start()
     try:

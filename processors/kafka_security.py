@@ -13,6 +13,7 @@ so a misconfigured worker never silently connects in plain text.
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 import faust
 from faust.types.auth import CredentialsT
@@ -41,3 +42,23 @@ def faust_credentials(settings: Settings) -> CredentialsT | None:
             ssl_context=_tls(settings) if protocol == "SASL_SSL" else None,
         )
     raise ValueError(f"unsupported STREAMBILL_SECURITY_PROTOCOL {settings.security_protocol!r}")
+
+
+def aiokafka_security(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of a plain aiokafka client (the worker's own readers: account
+    backlog, skipped ranges, watchdog) for the same settings."""
+    protocol = settings.security_protocol.upper()
+    if protocol == "PLAINTEXT":
+        return {}
+    if protocol not in ("SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        raise ValueError(f"unsupported STREAMBILL_SECURITY_PROTOCOL {settings.security_protocol!r}")
+    out: dict[str, Any] = {"security_protocol": protocol}
+    if protocol != "SASL_PLAINTEXT":
+        out["ssl_context"] = _tls(settings)
+    if protocol.startswith("SASL"):
+        out.update(
+            sasl_mechanism=settings.sasl_mechanism or "PLAIN",
+            sasl_plain_username=settings.sasl_username,
+            sasl_plain_password=settings.sasl_password,
+        )
+    return out

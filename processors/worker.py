@@ -80,7 +80,7 @@ from processors.fold import (
     Topics,
     merge_by_time,
 )
-from processors.kafka_security import faust_credentials
+from processors.kafka_security import aiokafka_security, faust_credentials
 from processors.metrics import WorkerMetrics
 from processors.records import CustomerRecord, RecordCache, SeenEntry
 from processors.watchdog import GroupLag, RebalanceLimit, StallWatchdog, start_thread, watch
@@ -232,8 +232,14 @@ def create_app(
         Any failure to make a batch durable calls `on_fatal` (exits the process)
         instead of continuing, because continuing would acknowledge the batch.
         """
+        guard_acks(app.consumer, {topics.usage, topics.account}, pipeline.admitted)
         batches = backlog_batches(
-            stream, batch_size, within, settings.worker_batch_within_backlog, pipeline.behind
+            stream,
+            batch_size,
+            within,
+            settings.worker_batch_within_backlog,
+            pipeline.behind,
+            admit=pipeline.admitted.add,
         )
         async for events in batches:
             try:
@@ -275,7 +281,9 @@ def _watchdog_starter(
     async def _watchdog() -> None:
         await watch(
             StallWatchdog(timeout),
-            GroupLag(settings.bootstrap_servers, settings.worker_group()),
+            GroupLag(
+                settings.bootstrap_servers, settings.worker_group(), **aiokafka_security(settings)
+            ),
             busy=busy,
             watched=watched,
             folded=lambda: pipeline.folded,
@@ -316,15 +324,15 @@ class FoldPipeline:
         self._next_prune = time.monotonic() + self.prune_interval_s
         self.folded = 0  # messages of completed batches (the watchdog's progress)
         self._lag: dict[tuple[str, int], int] = {}  # per source partition, see `behind`
+        self._client = aiokafka_security(settings)  # for the worker's own readers
+        # Source messages the batches handed over: the only ones Faust may ack.
+        self.admitted: weakref.WeakSet[Any] = weakref.WeakSet()
 
     async def process(self, events: Sequence[faust.EventT[bytes]]) -> None:
         self._events_by_partition = {e.message.partition: e for e in events}
         await self._account_events_first()
-        gaps = self._gaps(events)
-        skipped = await self._read_gaps(gaps)
-        # Per topic-partition, merge_by_time keeps list order: skipped messages first.
-        messages = merge_by_time(skipped + [_source_message(e) for e in events])
-        await self._fold_durably(messages)
+        messages, gaps = await self._with_skipped(events)
+        await self._fold_durably(merge_by_time(messages))
         await self._gaps_done(gaps)
         self.folded += len(messages)
         if time.monotonic() >= self._next_prune:
@@ -346,6 +354,7 @@ class FoldPipeline:
             self._settings.topic(names.ACCOUNT_EVENTS),
             fresh,
             also_committed=self._settings.topic(names.USAGE_EVENTS),
+            client=self._client,
         )
         self._order.expect(committed)
         self._caught_up |= fresh
@@ -353,41 +362,47 @@ class FoldPipeline:
             log.info("folding %d backlogged account events first", len(backlog))
             await self._fold_durably(backlog)
 
-    def _gaps(self, events: Sequence[faust.EventT[bytes]]) -> dict[tuple[str, int], range]:
-        """Offsets Faust skipped before the messages of this batch (see `OffsetOrder`)."""
-        gaps: dict[tuple[str, int], range] = {}
+    async def _with_skipped(
+        self, events: Sequence[faust.EventT[bytes]]
+    ) -> tuple[list[SourceMessage], list[tuple[TP, range]]]:
+        """The batch's messages, each preceded by the messages Faust skipped before
+        it in its partition (see `OffsetOrder`), read from the log; and those ranges.
+        Per partition the list is in offset order, which `merge_by_time` keeps."""
+        out: list[SourceMessage] = []
+        gaps: list[tuple[TP, range]] = []
         for event in events:
             m = event.message
             start = self._order.gap(m.topic, m.partition, m.offset)
             if start is not None:
-                gaps[(m.topic, m.partition)] = range(start, m.offset)
-                consumer: Any = self._app.consumer
+                tp = TP(m.topic, m.partition)
                 log.warning(
-                    "%s/%d: Faust handed over offset %d, skipping from %d (its committed "
-                    "offset %s): reading the skipped messages from the log",
+                    "%s/%d: Faust handed over offset %d, skipping from %d: reading the "
+                    "skipped messages from the log",
                     m.topic,
                     m.partition,
                     m.offset,
                     start,
-                    consumer._committed_offset.get(TP(m.topic, m.partition)),
                 )
-        return gaps
+                skipped = await read_range(
+                    self._settings.bootstrap_servers,
+                    m.topic,
+                    m.partition,
+                    start,
+                    m.offset,
+                    client=self._client,
+                )
+                self._metrics.record_gap_filled(len(skipped))
+                out += skipped
+                gaps.append((tp, range(start, m.offset)))
+            out.append(_source_message(event))
+        return out, gaps
 
-    async def _read_gaps(self, gaps: dict[tuple[str, int], range]) -> list[SourceMessage]:
-        out: list[SourceMessage] = []
-        for (topic, partition), offsets in gaps.items():
-            out += await read_range(
-                self._settings.bootstrap_servers, topic, partition, offsets.start, offsets.stop
-            )
-        self._metrics.record_gap_filled(len(out))
-        return out
-
-    async def _gaps_done(self, gaps: dict[tuple[str, int], range]) -> None:
+    async def _gaps_done(self, gaps: list[tuple[TP, range]]) -> None:
         """Once the skipped messages are durable: let Faust's commits pass them (its
         own mechanism for offsets it never hands over, as in transactional topics)."""
         consumer: Any = self._app.consumer
-        for (topic, partition), offsets in gaps.items():
-            await consumer._add_gap(TP(topic, partition), offsets.start, offsets.stop - 1)
+        for tp, offsets in gaps:
+            await consumer._add_gap(tp, offsets.start, offsets.stop - 1)
 
     async def _fold_durably(self, messages: Sequence[SourceMessage]) -> None:
         """Fold, then make durable in the order of the agent's docstring."""
@@ -530,6 +545,27 @@ def _json(value: Any) -> bytes:
     decodes on table recovery; the stdlib encoder directly, because Faust's codec
     stack costs several times more per record and we write one per event."""
     return _encode_json(value).encode()
+
+
+def guard_acks(consumer: Any, sources: set[str], admitted: weakref.WeakSet[Any]) -> None:
+    """Only source messages our batches handed over may be acknowledged.
+
+    Faust acknowledges the messages its stream skips itself (of a consumer
+    generation before a rebalance, or while its flow is stopped), so its commits could
+    pass offsets the worker never folded, and the next assignment would start behind
+    them, none the wiser. Such a message is marked done without entering Faust's
+    list of committable offsets; the worker reads skipped offsets from the log
+    (`OffsetOrder`) and hands them to Faust's gap mechanism once they are durable."""
+    ack = consumer.ack
+
+    def guarded(message: Any) -> bool:
+        if message.topic in sources and message not in admitted:
+            message.acked = True
+            consumer._unacked_messages.discard(message)
+            return False
+        return bool(ack(message))
+
+    consumer.ack = guarded
 
 
 def _source_message(event: faust.EventT[bytes]) -> SourceMessage:

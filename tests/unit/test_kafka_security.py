@@ -7,7 +7,7 @@ import faust
 import pytest
 from faust.types.auth import AuthProtocol, SASLMechanism
 
-from processors.kafka_security import faust_credentials
+from processors.kafka_security import aiokafka_security, faust_credentials
 from streambill.settings import Settings
 
 
@@ -46,3 +46,21 @@ def test_ssl_uses_tls() -> None:
 def test_unknown_protocol_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported"):
         faust_credentials(Settings(security_protocol="KERBEROS_MAGIC"))
+
+
+def test_plain_aiokafka_clients_get_the_same_security() -> None:
+    assert aiokafka_security(Settings()) == {}
+    sasl = aiokafka_security(
+        Settings(
+            security_protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-256",
+            sasl_username="svc",
+            sasl_password="pw",
+        )
+    )
+    assert sasl["security_protocol"] == "SASL_SSL" and "ssl_context" in sasl
+    assert (sasl["sasl_mechanism"], sasl["sasl_plain_username"]) == ("SCRAM-SHA-256", "svc")
+    plain = aiokafka_security(Settings(security_protocol="SASL_PLAINTEXT", sasl_username="u"))
+    assert plain["sasl_mechanism"] == "PLAIN" and "ssl_context" not in plain
+    with pytest.raises(ValueError, match="unsupported"):
+        aiokafka_security(Settings(security_protocol="KERBEROS"))
