@@ -6,13 +6,13 @@ what Faust can hand over in `within` (about 300 events in 5 ms), and pays the
 per-customer work of a batch (snapshot, preview, record) for few events each. A
 longer `within` would add its whole length to the latency of a quiet stream.
 
-`backlog_batches` keeps the short wait while the worker is caught up and waits up
-to `within_backlog` while `behind()` says the worker has a backlog, and events keep
-arriving while a batch is processed (up to `max_size` pending: Faust's stream then
-waits, which is the backpressure). Acknowledgement is the same as Faust's: an
-event is acknowledged only after the caller returned from processing the batch
-holding it (the generator resumes), never before, so Faust never commits an offset
-whose effects are not durable.
+`backlog_batches` asks `wait()` how long the next batch may wait to fill: short
+while the worker is caught up, longer with the backlog (see the worker's
+`FoldPipeline.batch_wait`). Events keep arriving while a batch is processed (up
+to `max_size` pending; Faust's stream then waits: backpressure). Acknowledgement
+is the same as Faust's: an event is acknowledged only after the caller returned
+from processing the batch holding it (the generator resumes), never before, so
+Faust never commits an offset whose effects are not durable.
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ from typing import Any
 async def backlog_batches(
     stream: Any,
     max_size: int,
-    within: float,
-    within_backlog: float,
-    behind: Callable[[], bool],
+    wait: Callable[[], float],
     admit: Callable[[Any], object] | None = None,
 ) -> AsyncIterator[list[Any]]:
     """Yield lists of events (Faust `EventT`) of `stream` as described above;
@@ -57,9 +55,8 @@ async def backlog_batches(
     stream._enable_passive(aiter(stream.channel))  # as take_events: the stream drains
     try:
         while not stream.should_stop:
-            timeout = within_backlog if behind() else within
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(full.wait(), timeout)
+                await asyncio.wait_for(full.wait(), wait())
             if not pending:
                 continue
             batch = pending[:max_size]
@@ -76,3 +73,15 @@ async def backlog_batches(
         stream.enable_acks = acks
         stream._processors.remove(collect)
         room.set()
+
+
+def wait_for(
+    lag: int, *, within: float, within_backlog: float, backlog: int, batch_size: int
+) -> float:
+    """How long a batch may wait to fill with `lag` messages behind it: `within` up
+    to `backlog` of them; beyond, in proportion to a full batch's worth, up to
+    `within_backlog` (large batches amortize the per-customer work; a moderate lag
+    does not buy a long wait)."""
+    if lag <= backlog:
+        return within
+    return max(within, min(lag / batch_size, 1.0) * within_backlog)

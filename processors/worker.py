@@ -70,7 +70,7 @@ from faust.types import TP
 
 from billing.catalog import Catalog
 from processors.batch_send import send_rows
-from processors.batching import backlog_batches
+from processors.batching import backlog_batches, wait_for
 from processors.catch_up import OffsetOrder, account_backlog, read_range
 from processors.fold import (
     BatchFolder,
@@ -189,7 +189,7 @@ def create_app(
         # Newly assigned partitions are recovered from the changelog: reload them.
         pipeline.cache.drop({tp.partition for tp in args[0]}, keep_unchanged=True)
 
-    batch_size, within = settings.worker_batch_size, settings.worker_batch_within
+    batch_size = settings.worker_batch_size
 
     @app.agent(source, name="fold", concurrency=1)
     async def fold(stream: faust.StreamT[bytes]) -> None:
@@ -234,12 +234,7 @@ def create_app(
         """
         guard_acks(app.consumer, {topics.usage, topics.account}, pipeline.admitted)
         batches = backlog_batches(
-            stream,
-            batch_size,
-            within,
-            settings.worker_batch_within_backlog,
-            pipeline.behind,
-            admit=pipeline.admitted.add,
+            stream, batch_size, pipeline.batch_wait, admit=pipeline.admitted.add
         )
         async for events in batches:
             try:
@@ -518,10 +513,17 @@ class FoldPipeline:
             self._metrics.record_position(topic, partition, offset, highwater)
             self._lag[(topic, partition)] = max(highwater - offset - 1, 0)
 
-    def behind(self) -> bool:
-        """More than `worker_backlog` messages wait beyond the last batch (as of
-        the partitions' high watermarks then): batch for throughput."""
-        return sum(self._lag.values()) > self._settings.worker_backlog
+    def batch_wait(self) -> float:
+        """Seconds the next batch may wait to fill (`processors.batching.wait_for`),
+        from the messages beyond the last batch as of the high watermarks then."""
+        s = self._settings
+        return wait_for(
+            sum(self._lag.values()),
+            within=s.worker_batch_within,
+            within_backlog=s.worker_batch_within_backlog,
+            backlog=s.worker_backlog,
+            batch_size=s.worker_batch_size,
+        )
 
 
 class _TableView:

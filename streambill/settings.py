@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     # processors/batching.py.
     worker_batch_size: int = 20000
     worker_batch_within: float = 0.005  # seconds to wait for a batch to fill
-    worker_batch_within_backlog: float = 0.1
+    worker_batch_within_backlog: float = 1.0  # 0.1: ~1,200 per batch, 3,400/s; 1.0: 5,900/s
     worker_backlog: int = 2000  # messages behind the high watermarks of the batch
     worker_session_timeout: float = 10.0  # seconds; a killed worker's partitions move after it
     # Liveness watchdog (processors/watchdog.py): exit 70 when the worker's partitions

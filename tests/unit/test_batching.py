@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from processors.batching import backlog_batches
+from processors.batching import backlog_batches, wait_for
 
 
 class FakeChannel:
@@ -59,9 +59,7 @@ def test_backlog_gives_full_batches_and_acks_only_after_processing() -> None:
         stream = FakeStream()
         for i in range(25):
             stream.queue.put_nowait(i)
-        batches = backlog_batches(
-            stream, 10, within=0.001, within_backlog=0.05, behind=lambda: True
-        )
+        batches = backlog_batches(stream, 10, wait=lambda: 0.05)
         first = await _next(batches)
         assert first == list(range(10))
         assert stream.acked == []  # being processed: nothing acknowledged yet
@@ -76,17 +74,15 @@ def test_backlog_gives_full_batches_and_acks_only_after_processing() -> None:
     asyncio.run(scenario())
 
 
-def test_caught_up_waits_only_the_short_time() -> None:
+def test_a_batch_waits_only_what_wait_says() -> None:
     async def scenario() -> None:
         stream = FakeStream()
-        batches = backlog_batches(
-            stream, 1000, within=0.01, within_backlog=10.0, behind=lambda: False
-        )
+        batches = backlog_batches(stream, 1000, wait=lambda: 0.01)
         stream.queue.put_nowait(7)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         assert await _next(batches) == [7]
-        assert loop.time() - t0 < 1.0  # not the backlog wait
+        assert loop.time() - t0 < 1.0
         await batches.aclose()
 
     asyncio.run(scenario())
@@ -95,9 +91,7 @@ def test_caught_up_waits_only_the_short_time() -> None:
 def test_events_arriving_during_processing_join_the_next_batch() -> None:
     async def scenario() -> None:
         stream = FakeStream()
-        batches = backlog_batches(
-            stream, 100, within=0.01, within_backlog=0.01, behind=lambda: False
-        )
+        batches = backlog_batches(stream, 100, wait=lambda: 0.01)
         stream.queue.put_nowait(1)
         assert await _next(batches) == [1]
         for i in (2, 3, 4):  # while the caller processes [1]
@@ -143,3 +137,13 @@ def test_only_admitted_source_messages_reach_faust_acks() -> None:
     assert skipped.acked and skipped not in consumer._unacked_messages
     assert consumer.ack(other) is True  # not a source topic: untouched
     assert consumer.acks == [handed, other]
+
+
+def test_the_wait_grows_with_the_backlog_up_to_a_full_batch() -> None:
+    def w(lag: int) -> float:
+        return wait_for(lag, within=0.005, within_backlog=1.0, backlog=2000, batch_size=20000)
+
+    assert w(0) == w(2000) == 0.005  # caught up: latency first
+    assert w(5000) == 0.25
+    assert w(20000) == w(500000) == 1.0
+    assert w(2001) > 0.005
