@@ -206,8 +206,10 @@ def create_app(
              for that topic-partition; or a known event_id seen at another position);
           3. `billing.ledger.apply` (pure);
           4a. send the effects (alerts, purchase invoices, dead letters, one full
-              snapshot per changed customer) and WAIT until the broker acked them;
-          4b. write the `seen` entries to their changelog and wait for the acks;
+              snapshot per changed customer) and, at the same time,
+          4b. write the `seen` entries to their changelog; WAIT until the broker
+              acked both (one round trip: their relative order does not matter,
+              see below);
           4c. write the customer records to their changelog, wait for the acks,
               then update the local stores;
           4d. tell Faust the skipped ranges of step 0 are done (`_add_gap`), so its
@@ -216,14 +218,13 @@ def create_app(
              acknowledged offsets only (on its timer or on rebalance).
 
         A crash (SIGKILL) between any two steps:
-          - before 4a completes: nothing durable but maybe some effects; the batch is
-            redelivered and folded again from the same state, producing the same
-            outputs with the same deterministic ids (harmless resends);
-          - between 4a and 4b/4c: effects durable, state not: same as above;
-          - between 4b and 4c: a seen entry may exist for an event whose state was
-            lost; on redelivery the entry names the very same message and is
-            ignored, so the event is applied once; a later copy at another
-            position is still caught as a duplicate;
+          - before 4c: nothing of the state durable, but maybe some effects and
+            seen entries; the batch is redelivered and folded again from the same
+            state, producing the same outputs with the same deterministic ids
+            (harmless resends); a seen entry of an event whose state was lost names
+            the very same message and is ignored on redelivery, so the event is
+            applied once; a later copy at another position is still caught as a
+            duplicate;
           - between 4c and 4d: the skipped ranges are not committable; the
             restart re-reads them from the committed offset, a redelivery;
           - between 4c and 5 (or before Faust's commit): state durable, offsets not
@@ -403,15 +404,14 @@ class FoldPipeline:
         """Fold, then make durable in the order of the agent's docstring."""
         generation = self.cache.generation
         result = self._folder.fold(messages, _TableView(self))
-        await self._send_effects(result)
-        await self._write_seen(result)
+        await asyncio.gather(self._send_effects(result), self._write_seen(result))
         await self._write_customers(result)
         if generation == self.cache.generation:
             for cid, (partition, record) in result.customers.items():
                 self.cache.put(cid, partition, record)
         self._record_metrics(messages, result)
 
-    # ---- durable writes, each awaited before the next (see the agent docstring)
+    # ---- durable writes, in the order of the agent's docstring
 
     async def _send_effects(self, result: BatchResult) -> None:
         rows = ((out.topic, None, out.key, out.value) for out in result.outputs)
