@@ -206,6 +206,14 @@ class Supervisor:
             proc.start()
         return pid
 
+    def dump(self, name: str) -> None:
+        """Ask `name` to write its threads' and tasks' stacks to its log (SIGUSR1)."""
+        with self._lock:
+            proc = self.procs.get(name)
+            if proc is not None and proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGUSR1)
+
     def remove(self, name: str, *, kill: bool) -> None:
         """Take `name` out of supervision: SIGKILL or SIGTERM, not restarted."""
         with self._lock:

@@ -133,6 +133,9 @@ class Chaos:
             # A process that is alive but no longer makes progress: the supervisor cannot
             # see it, so every later phase would time out the same way.
             self.broken = f"fault {self.phases} left the system stuck: {exc}"
+            for name in ("worker", "projector"):
+                self.supervisor.dump(name)  # stacks into its log
+            time.sleep(2)
             self.report.say(f"  STUCK: {exc} (logs in {self.supervisor.log_dir})")
             raise
         checks.wait_api(s, 60.0)
