@@ -13,8 +13,9 @@ chaos suite after a SIGKILL) would never have been watched by one.
 
 Decision (`StallWatchdog`, pure, clock injected): the worker is stalled when, for
 `timeout_s` without interruption, (a) some watched partition has data beyond the
-group's committed offset and (b) nothing moved: neither the count of messages the
-pipeline folded nor the group's committed offsets. Then the worker exits with
+group's committed offset and (b) the count of messages the pipeline folded did not
+move (the group's commits are no progress: Faust was seen creeping them forward
+while handing the agent nothing). Then the worker exits with
 code 70 unacknowledged, the same path as a failed batch (`on_fatal`); a restart
 resumes from the committed offsets, so exiting costs only redelivery.
 
@@ -173,7 +174,10 @@ async def watch(
                 watchdog.reset()
                 continue
             lagging = [f"{tp.topic}/{tp.partition}" for tp, (c, e) in offsets.items() if e > c]
-            progress = (folded(), tuple(sorted((str(tp), c) for tp, (c, _) in offsets.items())))
+            # Progress is what the worker folded, not the group's commits: seen after a
+            # kill during start-up, Faust crept its commits forward one offset at a
+            # time while handing the agent nothing, which looked like progress for ever.
+            progress = folded()
             if watchdog.observe(progress, bool(lagging)):
                 on_stalled(
                     Stalled(

@@ -40,8 +40,8 @@ Liveness (`processors.watchdog`, started by `streambill worker` through
 app tasks only after table recovery, so a worker stuck there would escape a task)
 checks every few seconds, with its own plain consumer, the end offsets and the
 group's committed offsets of the worker's source partitions. If some have data
-beyond the committed offset and neither the folded-message count nor the
-committed offsets moved for `worker_stall_timeout` (STREAMBILL_WORKER_STALL_TIMEOUT,
+beyond the committed offset and the folded-message count did not move for
+`worker_stall_timeout` (STREAMBILL_WORKER_STALL_TIMEOUT,
 default 30 s; 0 disables), the worker exits with code 70 without acknowledging
 anything, like a failed batch, so its supervisor restarts it (seen: a consumer
 that never fetched again after a broker restart and UnknownMemberIdError).

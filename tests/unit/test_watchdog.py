@@ -176,3 +176,14 @@ def test_rebalancing_counts_as_busy_for_a_limited_stretch_recovery_always() -> N
     assert limit.busy(rebalancing=False, recovering=True)
     assert not limit.busy(rebalancing=False, recovering=False)
     assert limit.busy(rebalancing=True, recovering=False)  # a new stretch
+
+
+def test_commits_creeping_forward_without_folding_are_still_a_stall() -> None:
+    clock = FakeClock()
+    tp = TopicPartition("usage", 0)
+    # Faust committed one more offset at each look, but the agent folded nothing.
+    lag = FakeLag([{tp: (100 + i, 250)} for i in range(30)])
+    start = clock.now
+    fatal = _run_watch(lag, clock, folded=[7], busy=[])
+    assert len(fatal) == 1 and "usage/0" in fatal[0]
+    assert 30 <= clock.now - start <= 40
