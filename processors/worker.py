@@ -45,9 +45,9 @@ beyond the committed offset and the folded-message count did not move for
 default 30 s; 0 disables), the worker exits with code 70 without acknowledging
 anything, like a failed batch, so its supervisor restarts it (seen: a consumer
 that never fetched again after a broker restart and UnknownMemberIdError).
-Table recovery pauses the judgement for at most 10 x the timeout in one stretch, a
-rebalance for at most 2 x (a longer one, seen after a broker restart, is a hang);
-an unreachable broker pauses it.
+Start-up (until the first batch) and table recovery pause the judgement for at
+most 10 x the timeout in one stretch, a rebalance for at most 2 x (a longer one,
+seen after a broker restart, is a hang); an unreachable broker pauses it.
 """
 
 from __future__ import annotations
@@ -272,7 +272,11 @@ def _watchdog_starter(
     limit = RebalanceLimit(2 * timeout)
 
     def busy() -> bool:
-        return limit.busy(bool(app.rebalancing), bool(getattr(app, "in_recovery", False)))
+        # Until its first batch, a worker is starting (group join, changelog recovery):
+        # judged like recovery, only beyond the watchdog's own busy limit (10 x).
+        starting = pipeline.folded == 0
+        recovering = starting or bool(getattr(app, "in_recovery", False))
+        return limit.busy(bool(app.rebalancing), recovering)
 
     async def _watchdog() -> None:
         await watch(
