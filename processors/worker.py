@@ -70,7 +70,6 @@ from faust.types import TP
 
 from billing.catalog import Catalog
 from processors.batch_send import send_rows
-from processors.batching import backlog_batches, wait_for
 from processors.catch_up import OffsetOrder, account_backlog, read_range
 from processors.fold import (
     BatchFolder,
@@ -214,7 +213,7 @@ def create_app(
               then update the local stores;
           4d. tell Faust the skipped ranges of step 0 are done (`_add_gap`), so its
               commits may pass them;
-          5. return to `backlog_batches`, which acknowledges the batch; Faust commits
+          5. return to `take_events`, which acknowledges the batch; Faust commits
              acknowledged offsets only (on its timer or on rebalance).
 
         A crash (SIGKILL) between any two steps:
@@ -234,10 +233,8 @@ def create_app(
         instead of continuing, because continuing would acknowledge the batch.
         """
         guard_acks(app.consumer, {topics.usage, topics.account}, pipeline.admitted)
-        batches = backlog_batches(
-            stream, batch_size, pipeline.batch_wait, admit=pipeline.admitted.add
-        )
-        async for events in batches:
+        within = settings.worker_batch_within
+        async for events in stream.take_events(batch_size, within=within):  # type: ignore[attr-defined]
             try:
                 await pipeline.process(events)
             except asyncio.CancelledError:
@@ -323,12 +320,13 @@ class FoldPipeline:
         self._order = OffsetOrder()
         self._next_prune = time.monotonic() + self.prune_interval_s
         self.folded = 0  # messages of completed batches (the watchdog's progress)
-        self._lag: dict[tuple[str, int], int] = {}  # per source partition, see `behind`
         self._client = aiokafka_security(settings)  # for the worker's own readers
         # Source messages the batches handed over: the only ones Faust may ack.
         self.admitted: weakref.WeakSet[Any] = weakref.WeakSet()
 
     async def process(self, events: Sequence[faust.EventT[bytes]]) -> None:
+        for event in events:  # handed over by the stream: Faust may ack them (guard_acks)
+            self.admitted.add(event.message)
         self._events_by_partition = {e.message.partition: e for e in events}
         await self._account_events_first()
         messages, gaps = await self._with_skipped(events)
@@ -515,19 +513,6 @@ class FoldPipeline:
         for (topic, partition), offset in last.items():
             highwater = consumer.highwater(TP(topic, partition)) or 0
             self._metrics.record_position(topic, partition, offset, highwater)
-            self._lag[(topic, partition)] = max(highwater - offset - 1, 0)
-
-    def batch_wait(self) -> float:
-        """Seconds the next batch may wait to fill (`processors.batching.wait_for`),
-        from the messages beyond the last batch as of the high watermarks then."""
-        s = self._settings
-        return wait_for(
-            sum(self._lag.values()),
-            within=s.worker_batch_within,
-            within_backlog=s.worker_batch_within_backlog,
-            backlog=s.worker_backlog,
-            batch_size=s.worker_batch_size,
-        )
 
 
 class _TableView:
