@@ -87,10 +87,10 @@ async def read_range(
     await consumer.start()
     try:
         consumer.assign([tp])
-        first = (await consumer.beginning_offsets([tp]))[tp]
-        consumer.seek(tp, max(start, first))
-        if max(start, first) >= end:
+        start = max(start, (await consumer.beginning_offsets([tp]))[tp])
+        if start >= end:
             return []
+        consumer.seek(tp, start)
         return await _read_until(consumer, {tp}, {tp: end}, timeout_s)
     finally:
         await consumer.stop()

@@ -62,32 +62,14 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         metrics=metrics,
         starters=starters,
     )
+    # mode's Worker answers SIGUSR1 by writing every thread's and task's stack to
+    # stderr (the chaos suite asks a stuck worker for them).
     worker = faust.Worker(app, loglevel=args.loglevel)
-    _dump_on_sigusr1(worker.loop)
     _tune_gc()
     for start in starters:
         start()
     worker.execute_from_commandline()
     return 0
-
-
-def _dump_on_sigusr1(loop: Any) -> None:
-    """`kill -USR1 <pid>` writes every thread's stack and every asyncio task's
-    (where each coroutine waits) to stderr: how to see what a worker that is alive
-    but makes no progress is waiting for (the chaos suite does it before it gives up)."""
-    import asyncio
-    import faulthandler
-    import signal
-    import sys
-
-    def dump() -> None:
-        faulthandler.dump_traceback(all_threads=True)
-        for task in asyncio.all_tasks(loop):
-            sys.stderr.write(f"--- task {task.get_name()}: {task.get_coro()!r}\n")
-            task.print_stack(limit=12, file=sys.stderr)
-        sys.stderr.flush()
-
-    loop.add_signal_handler(signal.SIGUSR1, dump)
 
 
 def _tune_gc() -> None:

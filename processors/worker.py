@@ -278,9 +278,7 @@ def _watchdog_starter(
     async def _watchdog() -> None:
         await watch(
             StallWatchdog(timeout),
-            GroupLag(
-                settings.bootstrap_servers, settings.worker_group(), **aiokafka_security(settings)
-            ),
+            GroupLag(settings.bootstrap_servers, settings.worker_group(), **pipeline.client),
             busy=busy,
             watched=watched,
             folded=lambda: pipeline.folded,
@@ -320,7 +318,7 @@ class FoldPipeline:
         self._order = OffsetOrder()
         self._next_prune = time.monotonic() + self.prune_interval_s
         self.folded = 0  # messages of completed batches (the watchdog's progress)
-        self._client = aiokafka_security(settings)  # for the worker's own readers
+        self.client = aiokafka_security(settings)  # the worker's own readers and watchdog
         # Source messages the batches handed over: the only ones Faust may ack.
         self.admitted: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -352,7 +350,7 @@ class FoldPipeline:
             self._settings.topic(names.ACCOUNT_EVENTS),
             fresh,
             also_committed=self._settings.topic(names.USAGE_EVENTS),
-            client=self._client,
+            client=self.client,
         )
         self._order.expect(committed)
         self._caught_up |= fresh
@@ -387,7 +385,7 @@ class FoldPipeline:
                     m.partition,
                     start,
                     m.offset,
-                    client=self._client,
+                    client=self.client,
                 )
                 self._metrics.record_gap_filled(len(skipped))
                 out += skipped

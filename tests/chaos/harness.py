@@ -207,7 +207,8 @@ class Supervisor:
         return pid
 
     def dump(self, name: str) -> None:
-        """Ask `name` to write its threads' and tasks' stacks to its log (SIGUSR1)."""
+        """Ask `name` to write its threads' and tasks' stacks to its log (SIGUSR1, which
+        mode's Worker, the worker's runner, answers that way)."""
         with self._lock:
             proc = self.procs.get(name)
             if proc is not None and proc.pid is not None:
