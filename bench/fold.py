@@ -52,11 +52,8 @@ def _base(partitions: int | None = None) -> Settings:
     )
 
 
-WITHIN = float(os.environ.get("STREAMBILL_WORKER_BATCH_WITHIN", "0.005"))
-
-
 def _settings(partitions: int) -> Settings:
-    return isolated(_base(partitions), worker_batch_within=WITHIN)
+    return isolated(_base(partitions))
 
 
 def _open(settings: Settings, codec: Codec, people: list[tuple[str, str]]) -> datetime:
@@ -78,9 +75,7 @@ def _emit(figure: str, params: dict[str, float], metrics: dict[str, float]) -> N
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def throughput(
-    events: int, customers: int, partitions: int, profile: Path | None = None
-) -> None:
+def throughput(events: int, customers: int, partitions: int, profile: Path | None = None) -> None:
     settings, codec = _settings(partitions), Codec()
     people = scenarios.customers(customers)
     start = _open(settings, codec, people)
@@ -141,11 +136,13 @@ def _applied(watcher: StateWatcher, topic: str) -> int:
     return sum(o + 1 for o in per_partition.values())
 
 
-def latency(rate: int, seconds: float, customers: int, partitions: int) -> None:
+def latency(
+    rate: int, seconds: float, customers: int, partitions: int, profile: Path | None = None
+) -> None:
     settings, codec = _settings(partitions), Codec()
     people = scenarios.customers(customers)
     start = _open(settings, codec, people)
-    worker = WorkerProcess(settings, f"lat{rate}")
+    worker = WorkerProcess(settings, f"lat{rate}", profile)
     worker.start()
     watcher = StateWatcher(settings, codec)
     watcher.wait_until(lambda s: len(s) >= customers, 120)
@@ -217,18 +214,18 @@ def main() -> None:
         "--partitions", type=int, default=int(os.environ.get("STREAMBILL_PARTITIONS", "3"))
     )
     parser.add_argument(
-        "--profile", type=Path, help="write a cProfile of the throughput worker here"
+        "--profile", type=Path, help="write cProfiles of the workers here (latency: suffix .latR)"
     )
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}, cpus: {os.cpu_count()}")
-    print(f"worker_batch_within {WITHIN}s (STREAMBILL_WORKER_BATCH_WITHIN)")
     try:
         if not args.skip_throughput:
             throughput(args.events, args.customers, args.partitions, args.profile)
             if args.profile:
                 pstats.Stats(str(args.profile)).sort_stats("tottime").print_stats(30)
         for rate in (int(r) for r in args.rates.split(",") if r):
-            latency(rate, args.latency_seconds, args.customers, args.partitions)
+            lat_profile = args.profile.with_suffix(f".lat{rate}") if args.profile else None
+            latency(rate, args.latency_seconds, args.customers, args.partitions, lat_profile)
     finally:
         print(f"load average after: {os.getloadavg()}")
         print(f"deleted {delete_topics_with_prefix(_base(), RUN_PREFIX)} topics of {RUN_PREFIX}")

@@ -71,6 +71,7 @@ from faust.types import TP
 from billing.catalog import Catalog
 from processors.batch_send import send_rows
 from processors.catch_up import OffsetOrder, account_backlog, read_range
+from processors.feed import BatchFeed, ack_all, install_batch_drain
 from processors.fold import (
     BatchFolder,
     BatchResult,
@@ -128,6 +129,19 @@ def topics_from(settings: Settings) -> Topics:
     )
 
 
+class FoldApp(faust.App):
+    """A Faust app whose consumer hands the source topics' messages to a `BatchFeed`
+    in whole fetches (`processors.feed`) instead of one by one to the agent's stream."""
+
+    feed_sources: tuple[BatchFeed, frozenset[str]] | None = None
+
+    def _new_consumer(self) -> Any:
+        consumer = super()._new_consumer()
+        if self.feed_sources is not None:
+            install_batch_drain(consumer, *self.feed_sources)
+        return consumer
+
+
 def create_app(
     settings: Settings,
     catalog: Catalog,
@@ -142,7 +156,8 @@ def create_app(
     `starters`, a function that starts the liveness watchdog thread is appended
     (call it when starting the worker; see `processors.watchdog`)."""
     topics = topics_from(settings)
-    app = faust.App(
+    feed = BatchFeed(capacity=2 * settings.worker_batch_size)
+    app = FoldApp(
         settings.worker_group(),
         broker=[f"kafka://{host}" for host in settings.bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings),  # SASL / TLS from the settings
@@ -161,6 +176,7 @@ def create_app(
         broker_heartbeat_interval=max(settings.worker_session_timeout / 5, 0.5),
         web_enabled=False,
     )
+    app.feed_sources = (feed, frozenset({topics.usage, topics.account}))
     source = app.topic(
         topics.usage,
         topics.account,
@@ -194,7 +210,11 @@ def create_app(
     async def fold(stream: faust.StreamT[bytes]) -> None:
         """Fold usage and account events into per-customer state.
 
-        Commit order, per batch of up to `worker_batch_size` messages (the first
+        Batches come from `feed` (`processors.feed`): whatever the consumer has
+        fetched, up to `worker_batch_size` messages, so they grow with the backlog.
+        A rebalance waits (`wait_empty`) until every handed-over message is acked.
+
+        Commit order, per batch (the first
         batch of a partition after a rebalance is preceded by that partition's
         account-events backlog, folded and made durable the same way, see
         `processors.catch_up`):
@@ -213,8 +233,8 @@ def create_app(
               then update the local stores;
           4d. tell Faust the skipped ranges of step 0 are done (`_add_gap`), so its
               commits may pass them;
-          5. return to `take_events`, which acknowledges the batch; Faust commits
-             acknowledged offsets only (on its timer or on rebalance).
+          5. acknowledge the batch's messages; Faust commits acknowledged offsets
+             only (on its timer, every `broker_commit_every` acks, on rebalance).
 
         A crash (SIGKILL) between any two steps:
           - before 4c: nothing of the state durable, but maybe some effects and
@@ -232,15 +252,16 @@ def create_app(
         Any failure to make a batch durable calls `on_fatal` (exits the process)
         instead of continuing, because continuing would acknowledge the batch.
         """
-        guard_acks(app.consumer, {topics.usage, topics.account}, pipeline.admitted)
-        within = settings.worker_batch_within
-        async for events in stream.take_events(batch_size, within=within):  # type: ignore[attr-defined]
+        aiter(stream.channel)  # subscribes to the sources; their messages come by `feed`
+        while True:
+            messages = await feed.take(batch_size)
             try:
-                await pipeline.process(events)
+                done = await pipeline.process(messages)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
                 on_fatal(exc)
+            ack_all(app.consumer, done)
 
     del fold  # registered on the app; kept only there
     if settings.worker_stall_timeout > 0 and starters is not None:
@@ -310,7 +331,7 @@ class FoldPipeline:
         self._seen = seen
         self._metrics = metrics
         self._policy = policy
-        self._events_by_partition: dict[int, faust.EventT[bytes]] = {}
+        self._markers: dict[int, _Current] = {}
         self.cache = RecordCache()
         self._settings = settings
         self._caught_up: set[int] = set()  # partitions whose account backlog is folded
@@ -319,21 +340,34 @@ class FoldPipeline:
         self._next_prune = time.monotonic() + self.prune_interval_s
         self.folded = 0  # messages of completed batches (the watchdog's progress)
         self.client = aiokafka_security(settings)  # the worker's own readers and watchdog
-        # Source messages the batches handed over: the only ones Faust may ack.
-        self.admitted: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    async def process(self, events: Sequence[faust.EventT[bytes]]) -> None:
-        for event in events:  # handed over by the stream: Faust may ack them (guard_acks)
-            self.admitted.add(event.message)
-        self._events_by_partition = {e.message.partition: e for e in events}
+    async def process(self, messages: Sequence[Any]) -> list[Any]:
+        """Fold one batch of handed-over messages durably; returns those the caller
+        must acknowledge (all but those of partitions no longer assigned, which are
+        dropped unacknowledged and come again to whoever owns them)."""
+        messages = self._still_assigned(messages)
+        self._markers = {m.partition: _Current(m) for m in messages}
         await self._account_events_first()
-        messages, gaps = await self._with_skipped(events)
-        await self._fold_durably(merge_by_time(messages))
+        folded, gaps = await self._with_skipped(messages)
+        await self._fold_durably(merge_by_time(folded))
         await self._gaps_done(gaps)
-        self.folded += len(messages)
+        self.folded += len(folded)
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + self.prune_interval_s
             await self._prune_seen()
+        return list(messages)
+
+    def _still_assigned(self, messages: Sequence[Any]) -> Sequence[Any]:
+        consumer: Any = self._app.consumer
+        assigned = consumer.assignment()
+        mine = [m for m in messages if m.tp in assigned]
+        if len(mine) == len(messages):
+            return messages
+        for m in messages:
+            if m.tp not in assigned:  # not ours to ack; `wait_empty` must not wait on it
+                consumer._unacked_messages.discard(m)
+        log.info("dropped %d messages of partitions no longer assigned", len(messages) - len(mine))
+        return mine
 
     async def _account_events_first(self) -> None:
         """Before the first batch of a partition since the last rebalance, fold its
@@ -341,7 +375,7 @@ class FoldPipeline:
         if self._caught_up_generation != self.cache.generation:
             self._caught_up, self._caught_up_generation = set(), self.cache.generation
             self._order.new_assignment()
-        fresh = set(self._events_by_partition) - self._caught_up
+        fresh = set(self._markers) - self._caught_up
         if not fresh:
             return
         backlog, committed = await account_backlog(
@@ -359,15 +393,14 @@ class FoldPipeline:
             await self._fold_durably(backlog)
 
     async def _with_skipped(
-        self, events: Sequence[faust.EventT[bytes]]
+        self, messages: Sequence[Any]
     ) -> tuple[list[SourceMessage], list[tuple[TP, range]]]:
         """The batch's messages, each preceded by the messages Faust skipped before
         it in its partition (see `OffsetOrder`), read from the log; and those ranges.
         Per partition the list is in offset order, which `merge_by_time` keeps."""
         out: list[SourceMessage] = []
         gaps: list[tuple[TP, range]] = []
-        for event in events:
-            m = event.message
+        for m in messages:
             start = self._order.gap(m.topic, m.partition, m.offset)
             if start is not None:
                 tp = TP(m.topic, m.partition)
@@ -390,7 +423,7 @@ class FoldPipeline:
                 self._metrics.record_gap_filled(len(skipped))
                 out += skipped
                 gaps.append((tp, range(start, m.offset)))
-            out.append(_source_message(event))
+            out.append(_source_message(m))
         return out, gaps
 
     async def _gaps_done(self, gaps: list[tuple[TP, range]]) -> None:
@@ -492,11 +525,11 @@ class FoldPipeline:
     def _partition(self, partition: int) -> Iterator[None]:
         """Make Faust's stores (RocksDB picks its per-partition DB from "the
         current event") address `partition`, whatever event the stream saw last."""
-        event = self._events_by_partition.get(partition)
-        if event is None:
+        current = self._markers.get(partition)
+        if current is None:
             yield
             return
-        token = faust_streams._current_event.set(weakref.ref(event))
+        token = faust_streams._current_event.set(weakref.ref(current))  # type: ignore[arg-type]
         try:
             yield
         finally:
@@ -536,29 +569,17 @@ def _json(value: Any) -> bytes:
     return _encode_json(value).encode()
 
 
-def guard_acks(consumer: Any, sources: set[str], admitted: weakref.WeakSet[Any]) -> None:
-    """Only source messages our batches handed over may be acknowledged.
+class _Current:
+    """Stands in for "the current event" of Faust's stores: only `.message.partition`
+    is read (RocksDB picks its per-partition database by it)."""
 
-    Faust acknowledges the messages its stream skips itself (of a consumer
-    generation before a rebalance, or while its flow is stopped), so its commits could
-    pass offsets the worker never folded, and the next assignment would start behind
-    them, none the wiser. Such a message is marked done without entering Faust's
-    list of committable offsets; the worker reads skipped offsets from the log
-    (`OffsetOrder`) and hands them to Faust's gap mechanism once they are durable."""
-    ack = consumer.ack
+    __slots__ = ("__weakref__", "message")
 
-    def guarded(message: Any) -> bool:
-        if message.topic in sources and message not in admitted:
-            message.acked = True
-            consumer._unacked_messages.discard(message)
-            return False
-        return bool(ack(message))
-
-    consumer.ack = guarded
+    def __init__(self, message: Any) -> None:
+        self.message = message
 
 
-def _source_message(event: faust.EventT[bytes]) -> SourceMessage:
-    m = event.message
+def _source_message(m: Any) -> SourceMessage:
     return SourceMessage(
         topic=m.topic,
         partition=m.partition,

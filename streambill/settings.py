@@ -83,10 +83,9 @@ class Settings(BaseSettings):
     worker_data_dir: Path = REPO_ROOT / ".state" / "worker"
     # Up to this many messages are folded per batch; each changed customer gets one
     # snapshot and one changelog record per batch, so large batches amortize that
-    # per-customer cost under backlog. A batch never waits longer than
-    # `worker_batch_within` to fill, so latency at low rates is unaffected.
+    # per-customer cost under backlog. A batch is what has been fetched meanwhile and
+    # never waits to fill (processors/feed.py), so latency at low rates is unaffected.
     worker_batch_size: int = 20000
-    worker_batch_within: float = 0.005  # seconds to wait for a batch to fill
     worker_session_timeout: float = 10.0  # seconds; a killed worker's partitions move after it
     # Liveness watchdog (processors/watchdog.py): exit 70 when the worker's partitions
     # have lag and nothing moved for this many seconds; 0 disables it.

@@ -51,7 +51,6 @@ def isolated(base: Settings, **overrides: Any) -> Settings:
     fields = {
         "topic_prefix": prefix,
         "worker_session_timeout": 6.0,
-        "worker_batch_within": 0.005,
         **overrides,
     }
     settings = base.model_copy(update=fields)
