@@ -22,9 +22,11 @@ Invariants the fetch loop keeps, as Faust's does:
   Faust does stalls table recovery, seen); a stale source message that still gets
   through is harmless: the fold skips offsets already applied, and messages of
   partitions no longer assigned are dropped by the agent unacknowledged;
-- every handed-over message is tracked as unacknowledged before it enters the
-  feed, so a rebalance (`wait_empty`) waits until the agent has made it durable
-  and acknowledged it: nothing is ever taken back from the feed.
+- every hand-over (the fresh messages of one fetch of one partition, converted
+  straight to `SourceMessage`s) is tracked among the consumer's unacknowledged
+  messages before it enters the feed, so a rebalance (`wait_empty`) waits until
+  the agent has made it durable and acknowledged it: nothing is ever taken back
+  from the feed. Acknowledging marks its offsets as Faust's `ack` does, in bulk.
 The agent takes whatever is queued, up to its batch size, without waiting for
 more (a batch never holds messages back from a rebalance), so batches grow with
 the backlog and stay small when it is small.
@@ -35,49 +37,71 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from types import MethodType
 from typing import Any
 
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
+
+from processors.fold import SourceMessage
+
+
+@dataclass(eq=False)
+class HandOver:
+    """The fresh messages of one fetch of one source partition, in offset order.
+    Faust's consumer tracks it like one message until the agent acknowledges it
+    (`acked`, `refcount`: what its `wait_empty` reads)."""
+
+    tp: Any
+    messages: list[SourceMessage]
+    acked: bool = False
+    refcount: int = 0
+
 
 class BatchFeed:
-    """A bounded FIFO of messages: the fetch loop puts whole fetches, the agent takes
-    up to a batch. One producer and one consumer, both on the app's event loop."""
+    """A bounded FIFO of hand-overs: the fetch loop puts, the agent takes up to a
+    batch of messages. One producer and one consumer, both on the app's loop."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("capacity must be positive")
-        self._capacity = capacity
-        self._pending: deque[Any] = deque()
+        self._capacity = capacity  # in messages
+        self._pending: deque[HandOver] = deque()
+        self._size = 0
         self._not_empty = asyncio.Event()
         self._not_full = asyncio.Event()
         self._not_full.set()
 
     def __len__(self) -> int:
-        return len(self._pending)
+        """Messages queued."""
+        return self._size
 
-    async def put(self, messages: Sequence[Any]) -> None:
-        """Wait while the feed holds `capacity` or more, then append all of
-        `messages` (one fetch may overshoot the capacity; it is never split)."""
-        while len(self._pending) >= self._capacity:
+    async def put(self, handed: HandOver) -> None:
+        """Wait while the feed holds `capacity` messages or more, then append
+        (one hand-over may overshoot the capacity; it is never split)."""
+        while self._size >= self._capacity:
             self._not_full.clear()
             await self._not_full.wait()
-        self._pending.extend(messages)
-        if self._pending:
-            self._not_empty.set()
+        self._pending.append(handed)
+        self._size += len(handed.messages)
+        self._not_empty.set()
 
-    async def take(self, limit: int) -> list[Any]:
-        """Wait until something is queued, then return up to `limit` messages in
-        the order they were put."""
+    async def take(self, limit: int) -> list[HandOver]:
+        """Wait until something is queued, then return whole hand-overs in the order
+        they were put: as many as fit in `limit` messages, at least one."""
         while not self._pending:
             self._not_empty.clear()
             await self._not_empty.wait()
         pending = self._pending
-        if len(pending) <= limit:
-            out = list(pending)
-            pending.clear()
-        else:
-            out = [pending.popleft() for _ in range(limit)]
-        if len(pending) < self._capacity:
+        out = [pending.popleft()]
+        taken = len(out[0].messages)
+        while pending and taken + len(pending[0].messages) <= limit:
+            handed = pending.popleft()
+            taken += len(handed.messages)
+            out.append(handed)
+        self._size -= taken
+        if self._size < self._capacity:
             self._not_full.set()
         return out
 
@@ -145,26 +169,36 @@ async def drain_in_batches(
         raise
 
 
-def _fresh(consumer: Any, tp: Any, batch: Sequence[Any]) -> list[Any]:
-    """The batch's records beyond the offset last read on `tp` (a fetch that overlaps
-    the previous one after a seek must not hand anything over twice)."""
-    last = consumer._read_offset[tp]
-    if last is None:
-        return list(batch)
-    return [r for r in batch if r.offset >= last]
+def _fresh(consumer: Any, tp: Any, batch: Sequence[Any]) -> Sequence[Any]:
+    """The batch's records from the offset to read next on `tp` on (a fetch that
+    overlaps what was read, after a seek, must not hand anything over twice)."""
+    start = consumer._read_offset[tp]
+    if start is None or not batch or batch[0].offset >= start:
+        return batch
+    return [r for r in batch if r.offset >= start]
 
 
 async def _hand_over(consumer: Any, feed: BatchFeed, tp: Any, batch: Sequence[Any]) -> None:
     records = _fresh(consumer, tp, batch)
     if not records:
         return
-    to_message = consumer._to_message
-    messages = [to_message(tp, r) for r in records]
-    unacked = consumer._unacked_messages
-    for message in messages:
-        unacked.add(message)  # `wait_empty` now waits for the agent to ack it
-    consumer._read_offset[tp] = messages[-1].offset + 1  # the next offset, as after a seek
-    await feed.put(messages)
+    handed = HandOver(
+        tp,
+        [
+            SourceMessage(
+                r.topic,
+                r.partition,
+                r.offset,
+                r.timestamp if r.timestamp is not None and r.timestamp >= 0 else None,
+                r.key,
+                r.value if r.value is not None else b"",
+            )
+            for r in records
+        ],
+    )
+    consumer._unacked_messages.add(handed)  # `wait_empty` now waits for the agent's ack
+    consumer._read_offset[tp] = records[-1].offset + 1  # the next offset, as after a seek
+    await feed.put(handed)
 
 
 async def _one_by_one(consumer: Any, tp: Any, batch: Sequence[Any]) -> None:
@@ -186,9 +220,23 @@ async def _commit_if_due(consumer: Any) -> None:
         await consumer.commit()
 
 
-def ack_all(consumer: Any, messages: Sequence[Any]) -> None:
-    """Acknowledge handed-over messages once they are durable: their offsets become
-    committable (Faust commits the highest contiguous acknowledged offset)."""
-    ack = consumer.ack
-    for message in messages:
-        ack(message)
+def ack_all(consumer: Any, handed: Sequence[HandOver]) -> None:
+    """Acknowledge hand-overs once they are durable: their offsets become
+    committable (Faust commits the highest contiguous acknowledged offset above the
+    committed one). Faust's `Consumer.ack` bookkeeping, per offset, in bulk."""
+    with ack_lock:
+        acked_now = 0
+        for h in handed:
+            committed = consumer._committed_offset[h.tp]
+            index = consumer._acked_index[h.tp]
+            acked = consumer._acked[h.tp]
+            for m in h.messages:
+                offset = m.offset
+                if (committed is None or offset >= committed) and offset not in index:
+                    index.add(offset)
+                    acked.append(offset)
+                    acked_now += 1
+            h.acked = True
+            consumer._unacked_messages.discard(h)
+        consumer._n_acked += acked_now
+        notify(consumer._waiting_for_ack)

@@ -12,7 +12,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from processors.feed import BatchFeed, ack_all, drain_in_batches
+from processors.feed import BatchFeed, HandOver, ack_all, drain_in_batches
+from processors.fold import SourceMessage
 
 
 class TP(NamedTuple):
@@ -25,6 +26,9 @@ class Record:
     topic: str
     partition: int
     offset: int
+    timestamp: int | None = 1_700_000_000_000
+    key: bytes | None = b"cus_1"
+    value: bytes | None = b"payload"
 
 
 @dataclass(eq=False)
@@ -61,11 +65,14 @@ class FakeConsumer:
         self.flow_active = True
         self._buffered_partitions: set[TP] = set()
         self._read_offset: dict[TP, int | None] = defaultdict(lambda: None)
-        self._unacked_messages: set[Message] = set()
+        self._unacked_messages: set[Any] = set()
+        self._committed_offset: dict[TP, int | None] = defaultdict(lambda: None)
+        self._acked_index: dict[TP, set[int]] = defaultdict(set)
+        self._acked: dict[TP, list[int]] = defaultdict(list)
+        self._waiting_for_ack: Any = None
         self._commit_every: int | None = None
         self._n_acked = 0
         self.called_back: list[Message] = []
-        self.acked: list[Message] = []
         self.suspend_flow = asyncio.Event()
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
@@ -84,12 +91,6 @@ class FakeConsumer:
         await coros[0]
         coros[1].close()
 
-    def ack(self, message: Message) -> bool:
-        message.acked = True
-        self.acked.append(message)
-        self._unacked_messages.discard(message)
-        return True
-
     async def commit(self) -> None:
         self.committed = True
 
@@ -107,8 +108,12 @@ def run(consumer: FakeConsumer, feed: BatchFeed) -> None:
     asyncio.run(drain_in_batches(consumer, fetcher, feed, SOURCES))
 
 
-def drained(feed: BatchFeed) -> list[Message]:
+def drained(feed: BatchFeed) -> list[HandOver]:
     return asyncio.run(feed.take(10_000)) if len(feed) else []
+
+
+def offsets(handed: list[HandOver]) -> list[int]:
+    return [m.offset for h in handed for m in h.messages]
 
 
 def test_source_fetches_go_to_the_feed_whole_and_tracked_others_one_by_one() -> None:
@@ -118,7 +123,10 @@ def test_source_fetches_go_to_the_feed_whole_and_tracked_others_one_by_one() -> 
     feed = BatchFeed(100)
     run(consumer, feed)
     handed = drained(feed)
-    assert [m.offset for m in handed] == [0, 1, 2, 3, 4]
+    assert offsets(handed) == [0, 1, 2, 3, 4]
+    assert handed[0].messages[0] == SourceMessage(
+        "usage", 0, 0, 1_700_000_000_000, b"cus_1", b"payload"
+    )
     assert set(handed) == consumer._unacked_messages  # rebalances wait for them
     assert consumer._read_offset[USAGE] == 5  # the next offset, as after a seek
     assert [m.offset for m in consumer.called_back] == [0, 1, 2]
@@ -151,12 +159,12 @@ def test_paused_partitions_are_skipped_unless_buffered() -> None:
     )
     feed = BatchFeed(100)
     run(consumer, feed)
-    assert {m.tp for m in drained(feed)} == {USAGE}
+    assert {h.tp for h in drained(feed)} == {USAGE}
 
     consumer = FakeConsumer([({other: recs(other, range(2))}, {USAGE})])
     consumer._buffered_partitions.add(other)
     run(consumer, feed)
-    assert {m.tp for m in drained(feed)} == {other}
+    assert {h.tp for h in drained(feed)} == {other}
 
 
 def test_a_fetch_overlapping_what_was_read_hands_over_only_the_new_offsets() -> None:
@@ -165,16 +173,20 @@ def test_a_fetch_overlapping_what_was_read_hands_over_only_the_new_offsets() -> 
     )
     feed = BatchFeed(100)
     run(consumer, feed)
-    assert [m.offset for m in drained(feed)] == [0, 1, 2, 3, 4, 5]
+    assert offsets(drained(feed)) == [0, 1, 2, 3, 4, 5]
 
 
-def test_acks_release_handed_over_messages() -> None:
-    consumer = FakeConsumer([({USAGE: recs(USAGE, range(3))}, None)])
+def test_acks_make_offsets_committable_and_release_the_hand_overs() -> None:
+    consumer = FakeConsumer([({USAGE: recs(USAGE, range(3, 6))}, None)])
+    consumer._committed_offset[USAGE] = 4  # offset 3 was committed before: not again
     feed = BatchFeed(100)
     run(consumer, feed)
     handed = drained(feed)
     ack_all(consumer, handed)
-    assert consumer.acked == handed and not consumer._unacked_messages
+    ack_all(consumer, handed)  # a second ack changes nothing
+    assert consumer._acked[USAGE] == [4, 5] and consumer._acked_index[USAGE] == {4, 5}
+    assert consumer._n_acked == 2
+    assert all(h.acked for h in handed) and not consumer._unacked_messages
 
 
 def test_commits_after_commit_every_acknowledgements() -> None:
@@ -188,24 +200,31 @@ def test_commits_after_commit_every_acknowledgements() -> None:
     assert consumer.committed and consumer._n_acked == 0
 
 
-def test_feed_takes_up_to_the_limit_in_order_and_put_waits_for_room() -> None:
+def hand(*offs: int) -> HandOver:
+    return HandOver(USAGE, [SourceMessage("usage", 0, o, None, None, b"") for o in offs])
+
+
+def test_feed_takes_whole_hand_overs_up_to_the_limit_and_put_waits_for_room() -> None:
     async def scenario() -> list[list[int]]:
         feed = BatchFeed(capacity=4)
-        await feed.put([1, 2, 3])
-        await feed.put([4, 5])  # room was left: one fetch may overshoot
-        blocked = asyncio.ensure_future(feed.put([6]))
+        await feed.put(hand(1, 2, 3))
+        await feed.put(hand(4, 5))  # room was left: one hand-over may overshoot
+        blocked = asyncio.ensure_future(feed.put(hand(6)))
         await asyncio.sleep(0.01)
         assert not blocked.done()  # 5 queued >= capacity 4
-        first = await feed.take(3)
+        first = await feed.take(4)  # [1, 2, 3] fits, [4, 5] would not
         await asyncio.wait_for(blocked, 1)
         rest = await feed.take(10)
         waiting = asyncio.ensure_future(feed.take(10))
         await asyncio.sleep(0.01)
         assert not waiting.done()  # an empty feed makes the agent wait
-        await feed.put([7])
-        return [first, rest, await asyncio.wait_for(waiting, 1)]
+        await feed.put(hand(7, 8, 9))
+        big = await asyncio.wait_for(waiting, 1)  # at least one, even beyond the limit
+        await feed.put(hand(10, 11))
+        over = await feed.take(1)
+        return [offsets(first), offsets(rest), offsets(big), offsets(over), [len(feed)]]
 
-    assert asyncio.run(scenario()) == [[1, 2, 3], [4, 5, 6], [7]]
+    assert asyncio.run(scenario()) == [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11], [0]]
 
 
 def test_capacity_must_be_positive() -> None:
