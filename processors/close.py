@@ -287,6 +287,8 @@ def _fold(deps: CloseDeps, opts: CloseOptions, plan: ReadPlan) -> GroupResult:
 def close_period(deps: CloseDeps, opts: CloseOptions) -> CloseReport:
     """Close `opts.month` following the commit order of the module docstring."""
     started = time.monotonic()
+    if not opts.dry_run:
+        deps.log.prepare_writes()  # overlaps the producer's start with the reads below
     history = read_history(deps.log, deps.topics.closes, deps.codec)
     if not opts.dry_run:
         history.check_order(opts.month)

@@ -174,6 +174,11 @@ class KafkaLog:
             )
         return self._producer
 
+    def prepare_writes(self) -> None:
+        # Creating the producer starts its connection and producer-id request in
+        # librdkafka's threads; poll(0) serves any callback without waiting.
+        self._p().poll(0)
+
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
             self._errors.append(f"{msg.topic()}: {err}")

@@ -58,6 +58,12 @@ class LogPort(Protocol):
         key is in it (the others are skipped without being handed out)."""
         ...
 
+    def prepare_writes(self) -> None:
+        """Start whatever writing needs in the background (the Kafka adapter's
+        idempotent producer takes ~0.5 s to get its producer id), so the first
+        `produce` + `flush` does not wait for it. Optional to call; idempotent."""
+        ...
+
     def produce(self, topic: str, key: bytes, value: bytes, timestamp_ms: int) -> None:
         """Queue one record (partitioned by key); `timestamp_ms` 0 means "now"."""
         ...
@@ -117,6 +123,9 @@ class InMemoryLog:
                     batch = [r for r in batch if r.key in keys]
                 if batch:
                     yield batch
+
+    def prepare_writes(self) -> None:
+        return None
 
     def produce(self, topic: str, key: bytes, value: bytes, timestamp_ms: int) -> None:
         parts = self._parts(topic)

@@ -20,7 +20,7 @@ import multiprocessing as mp
 import os
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +29,23 @@ from processors.close_plan import ReadPlan
 from streambill.settings import Settings
 
 
-def partition_groups(partitions: list[int], workers: int) -> list[list[int]]:
-    """Round-robin split into at most `workers` non-empty groups."""
+def partition_groups(
+    partitions: list[int], workers: int, sizes: Mapping[int, int] | None = None
+) -> list[list[int]]:
+    """Split into at most `workers` non-empty groups, each in ascending order. With
+    `sizes` (events to read per partition), largest first into the lightest group,
+    so the workers finish together (the close waits for the slowest); without,
+    round-robin."""
     n = max(1, min(workers, len(partitions)))
-    return [partitions[i::n] for i in range(n)]
+    if sizes is None:
+        return [partitions[i::n] for i in range(n)]
+    groups: list[list[int]] = [[] for _ in range(n)]
+    load = [0] * n
+    for p in sorted(partitions, key=lambda q: (-sizes.get(q, 0), q)):
+        lightest = min(range(n), key=lambda i: (load[i], len(groups[i]), i))
+        groups[lightest].append(p)
+        load[lightest] += sizes.get(p, 0)
+    return [sorted(g) for g in groups]
 
 
 def _worker(
@@ -177,7 +190,9 @@ class ParallelRunner:
     ) -> GroupResult:
         pool, self._pool = self._pool or self._start(), None
         called_at = time.perf_counter()
-        groups = partition_groups(sorted(plan.ends["usage-events"]), len(pool.procs))
+        ends = plan.ends["usage-events"]
+        sizes = {p: end - plan.usage_starts.get(p, 0) for p, end in ends.items()}
+        groups = partition_groups(sorted(ends), len(pool.procs), sizes)
         for i, tasks in enumerate(pool.tasks):
             tasks.put((plan, groups[i], keys) if i < len(groups) else None)
         try:

@@ -22,6 +22,9 @@ def check_log_port(log: LogPort, topic: str) -> None:
     low, high = log.watermarks(topic)
     assert set(high) == set(parts) and all(high[p] == low[p] for p in parts)
     keys = [b"cus_a", b"cus_b", b"cus_c"]
+    log.prepare_writes()
+    log.prepare_writes()  # idempotent, and changes nothing on the topic
+    assert log.watermarks(topic) == (low, high)
     for i in range(30):
         log.produce(topic, keys[i % 3], f"v{i}".encode(), 1_700_000_000_000 + i * 1000)
     log.flush()
