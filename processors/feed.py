@@ -35,6 +35,7 @@ the backlog and stay small when it is small.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -224,9 +225,15 @@ def ack_all(consumer: Any, handed: Sequence[HandOver]) -> None:
     """Acknowledge hand-overs once they are durable: their offsets become
     committable (Faust commits the highest contiguous acknowledged offset above the
     committed one). Faust's `Consumer.ack` bookkeeping, per offset, in bulk."""
+    # Faust's monitor logs "stream is not processing" errors for partitions with lag
+    # whose streams got no event for a while: these events reached the agent here.
+    inbound = getattr(consumer.app.monitor, "stream_inbound_time", None)
+    now = time.monotonic()
     with ack_lock:
         acked_now = 0
         for h in handed:
+            if inbound is not None:
+                inbound[h.tp] = now
             committed = consumer._committed_offset[h.tp]
             index = consumer._acked_index[h.tp]
             acked = consumer._acked[h.tp]

@@ -46,9 +46,17 @@ class Stopped:
         return self.flag
 
 
+class FakeMonitor:
+    def __init__(self) -> None:
+        self.stream_inbound_time: dict[TP, float] = {}
+
+
 class FakeApp:
     consumer_generation_id = 1
     should_stop = False
+
+    def __init__(self) -> None:
+        self.monitor = FakeMonitor()
 
 
 class FakeConsumer:
@@ -187,6 +195,7 @@ def test_acks_make_offsets_committable_and_release_the_hand_overs() -> None:
     assert consumer._acked[USAGE] == [4, 5] and consumer._acked_index[USAGE] == {4, 5}
     assert consumer._n_acked == 2
     assert all(h.acked for h in handed) and not consumer._unacked_messages
+    assert set(consumer.app.monitor.stream_inbound_time) == {USAGE}  # no "idle stream" alarm
 
 
 def test_commits_after_commit_every_acknowledgements() -> None:
