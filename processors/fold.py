@@ -186,7 +186,9 @@ class BatchFolder:
     def _fold_one(self, message: SourceMessage, batch: _Batch, now_ms: int) -> None:
         event = self._decode(message)
         record = batch.customer(event.customer_id, message.partition)
-        if record.applied(message.topic, message.partition, message.offset):
+        position = tp_key(message.topic, message.partition)
+        last = record.offsets.get(position)  # `record.applied`, inlined (per event)
+        if last is not None and message.offset <= last:
             batch.out.counts["redelivered"] += 1
             return
         event_ms = datetime_to_ms(event.timestamp)
@@ -213,7 +215,7 @@ class BatchFolder:
             batch.out.counts["deduplicated"] += 1
             return
         record.state = new_state
-        record.offsets[tp_key(message.topic, message.partition)] = message.offset
+        record.offsets[position] = message.offset
         record.watermark_ms = max(record.watermark_ms or event_ms, event_ms)
         batch.out.customers[event.customer_id] = (message.partition, record)
         entry = SeenEntry(

@@ -187,24 +187,33 @@ class FoldPipeline:
 
     async def _write_seen(self, result: BatchResult) -> None:
         rows = [(p, eid, entry.to_list()) for eid, (p, entry) in result.seen.items()]
-        await self._write_table(self._seen, rows)
+        # One per applied event: SeenEntry's own JSON (5x cheaper than the encoder's).
+        values = [entry.to_json() for _, entry in result.seen.values()]
+        await self._write_table(self._seen, rows, values)
 
     async def _write_customers(self, result: BatchResult) -> None:
         rows = [(p, cid, rec.to_dict()) for cid, (p, rec) in result.customers.items()]
         await self._write_table(self._customers, rows)
 
-    async def _write_table(self, table: Any, rows: list[tuple[int, str, Any]]) -> None:
+    async def _write_table(
+        self,
+        table: Any,
+        rows: list[tuple[int, str, Any]],
+        values: Sequence[bytes | None] | None = None,
+    ) -> None:
         """Changelog first (awaited), then the local store, then (RocksDB) the
         persisted changelog offset, the order Faust itself uses: a crash can make
         recovery re-read a record, never skip one. `value None` deletes the key.
+        `values`, if given, are the rows' values already as JSON.
 
         Produced straight to the changelog topic: Faust's `send_soon` buffer hands
         messages to the client one at a time and throttles the stream (~2k/s); we
         queue whole record batches per partition instead (`processors.batch_send`)."""
         topic = table.changelog_topic.get_topic_name()
+        if values is None:
+            values = [None if value is None else _json(value) for _, _, value in rows]
         encoded = [
-            (topic, p, _json_str(key), None if value is None else _json(value))
-            for p, key, value in rows
+            (topic, p, _json_str(key), data) for (p, key, _), data in zip(rows, values, strict=True)
         ]
         sent = await send_rows(self._aiokafka(), encoded)
         last = await sent.wait()

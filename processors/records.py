@@ -19,11 +19,15 @@ fingerprint, where it was read, its customer and its event time (for the window)
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from billing import ledger
+
+_quote: Callable[[str], str] = json.encoder.encode_basestring  # a JSON string literal
 
 
 def tp_key(topic: str, partition: int) -> str:
@@ -107,6 +111,14 @@ class SeenEntry:
             self.customer_id,
             self.event_ms,
         ]
+
+    def to_json(self) -> bytes:
+        """`to_list()` as compact JSON, byte for byte what `json.dumps(to_list(),
+        separators=(",", ":"), ensure_ascii=False)` gives, without the encoder."""
+        return (
+            f'["{self.fingerprint}",{_quote(self.topic)},{self.partition:d},{self.offset:d},'
+            f"{_quote(self.customer_id)},{self.event_ms:d}]"
+        ).encode()
 
     @classmethod
     def from_list(cls, data: list[Any]) -> SeenEntry:

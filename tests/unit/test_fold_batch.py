@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from billing.events import SubscriptionStarted, UsageRecorded
 from processors.catch_up import OffsetOrder
@@ -206,3 +210,21 @@ def test_offset_order_after_a_rebalance_resumes_from_committed_or_own_progress()
     order.expect({("u", 0): 100})
     # Faust dropped 121..124 (never folded) and hands over 125
     assert order.gap("u", 0, 125) == 121
+
+
+@given(
+    st.text(),
+    st.text(),
+    st.integers(0, 2**31 - 1),
+    st.integers(0, 2**63 - 1),
+    st.text(),
+    st.integers(-(2**62), 2**62),
+)
+def test_seen_entry_json_is_exactly_the_encoders(
+    fp: str, topic: str, partition: int, offset: int, customer: str, event_ms: int
+) -> None:
+    fp = fp.encode().hex()  # fingerprints are hex digests
+    entry = SeenEntry(fp, topic, partition, offset, customer, event_ms)
+    expected = json.dumps(entry.to_list(), separators=(",", ":"), ensure_ascii=False)
+    assert entry.to_json() == expected.encode()
+    assert SeenEntry.from_list(json.loads(entry.to_json())) == entry
