@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,7 +31,7 @@ from processors.fold import (
 )
 from processors.kafka_security import aiokafka_security
 from processors.metrics import WorkerMetrics
-from processors.records import CustomerRecord, RecordCache, SeenEntry
+from processors.records import CustomerRecord, RecordCache, SeenEntry, json_string
 from streambill import settings as names
 from streambill.settings import Settings
 
@@ -76,7 +76,7 @@ class FoldPipeline:
         dropped unacknowledged and come again to whoever owns them)."""
         handed = self._still_assigned(handed)
         messages = [m for h in handed for m in h.messages]
-        self._markers = {m.partition: _Current(m) for m in messages}
+        self._markers = {h.tp.partition: _Current(h.messages[0]) for h in handed}
         await self._account_events_first()
         folded, gaps = await self._with_skipped(messages)
         await self._fold_durably(merge_by_time(folded))
@@ -248,8 +248,7 @@ class FoldPipeline:
         record = self.cache.get(customer_id, partition)
         if record is not None:
             return record
-        with self._partition(partition):
-            raw = self._customers.data.get(customer_id)
+        raw = self._read(self._customers, customer_id, partition)
         if raw is None:
             return None
         record = CustomerRecord.from_dict(raw)
@@ -257,19 +256,21 @@ class FoldPipeline:
         return record
 
     def seen_entry(self, event_id: str, partition: int) -> SeenEntry | None:
-        if self._by_event:
-            with self._partition(partition):
-                raw = self._seen.data.get(event_id)
-        else:  # the memory store's own dict: Mapping.get costs ~3 µs per event
-            raw = self._seen.data.data.get(event_id)
+        raw = self._read(self._seen, event_id, partition)
         return None if raw is None else SeenEntry.from_list(raw)
+
+    def _read(self, table: Any, key: str, partition: int) -> Any:
+        if not self._by_event:  # the memory store's own dict: Mapping.get costs ~3 µs
+            return table.data.data.get(key)
+        with self._partition(partition):
+            return table.data.get(key)
 
     @contextmanager
     def _partition(self, partition: int) -> Iterator[None]:
         """Make Faust's stores (RocksDB picks its per-partition DB from "the
         current event") address `partition`, whatever event the stream saw last.
-        The in-memory store is one dict: nothing to do (twice per event, it costs)."""
-        current = self._markers.get(partition) if self._by_event else None
+        Only for those stores (`_by_event`): the in-memory store is one dict."""
+        current = self._markers.get(partition)
         if current is None:
             yield
             return
@@ -304,13 +305,12 @@ class _TableView:
 
 
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_quote: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def _json_str(key: str) -> bytes:
     """A string key as JSON, exactly what `_json(key)` gives, without the encoder's
     dispatch (one key per event)."""
-    return _quote(key).encode()
+    return json_string(key).encode()
 
 
 def _json(value: Any) -> bytes:

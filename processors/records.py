@@ -27,7 +27,7 @@ from typing import Any
 
 from billing import ledger
 
-_quote: Callable[[str], str] = json.encoder.encode_basestring  # a JSON string literal
+json_string: Callable[[str], str] = json.encoder.encode_basestring  # "…" with JSON escapes
 
 
 def tp_key(topic: str, partition: int) -> str:
@@ -116,8 +116,8 @@ class SeenEntry:
         """`to_list()` as compact JSON, byte for byte what `json.dumps(to_list(),
         separators=(",", ":"), ensure_ascii=False)` gives, without the encoder."""
         return (
-            f'["{self.fingerprint}",{_quote(self.topic)},{self.partition:d},{self.offset:d},'
-            f"{_quote(self.customer_id)},{self.event_ms:d}]"
+            f'["{self.fingerprint}",{json_string(self.topic)},{self.partition:d},{self.offset:d},'
+            f"{json_string(self.customer_id)},{self.event_ms:d}]"
         ).encode()
 
     @classmethod
