@@ -37,6 +37,7 @@ from billing.catalog import Catalog
 from billing.events import (
     AlertRaised,
     AlertResolved,
+    CustomerStateChanged,
     Event,
     EventRejected,
     Invoice,
@@ -53,6 +54,7 @@ from processors.records import (
 )
 from streambill import convert
 from streambill.codec import Codec, DecodeError
+from streambill.state_wire import StateEncoder
 from streambill.usage_decoder import UsageDecoder
 from streambill.usage_wire import USAGE_RECORDED
 
@@ -166,6 +168,7 @@ class BatchFolder:
         self._topics = topics
         self._clock = clock
         self._fast = UsageDecoder(codec).decode
+        self._state_bytes = StateEncoder(codec).encode  # one snapshot per changed customer
 
     def fold(self, messages: Iterable[SourceMessage], view: RecordView) -> BatchResult:
         batch = _Batch(view)
@@ -178,7 +181,8 @@ class BatchFolder:
                 self._dead_letter(message, rej, batch)
         for customer_id, (_, record) in batch.out.customers.items():
             record.state = self._settle(record)
-            self._emit(batch.out, customer_id.encode(), self._snapshot(record))
+            snapshot = self._state_bytes(self._snapshot(record))
+            batch.out.outputs.append(Output(self._topics.state, customer_id.encode(), snapshot))
         return batch.out
 
     # ------------------------------------------------------------------ steps
@@ -289,7 +293,7 @@ class BatchFolder:
 
     # ---------------------------------------------------------------- outputs
 
-    def _snapshot(self, record: CustomerRecord) -> object:
+    def _snapshot(self, record: CustomerRecord) -> CustomerStateChanged:
         as_of = ms_to_datetime(record.watermark_ms or 0)
         return ledger.snapshot(
             record.state, self._catalog, source_offsets=dict(record.offsets), as_of=as_of

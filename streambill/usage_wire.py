@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 from fastavro.schema import to_parsing_canonical_form
 
+from streambill.avro_binary import avro_long as _long
+from streambill.avro_binary import avro_string as _bytes
 from streambill.codec import MAGIC, Codec
 
 USAGE_RECORDED = "streambill.usage.v1.UsageRecorded"
@@ -29,29 +31,9 @@ LAYOUT = (
     '{"name":"properties","type":{"type":"map","values":"string"}}]}'
 )
 
-_SMALL_LENGTHS = [bytes((2 * n,)) for n in range(64)]  # zig-zag varint of 0..63: one byte
 _EMPTY_MAP = b"\x00"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CACHE_SIZE = 65_536
-
-
-def _long(n: int) -> bytes:
-    """Avro `long`: zig-zag, then base-128 varint, least significant group first."""
-    n = (n << 1) ^ (n >> 63)
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _bytes(data: bytes) -> bytes:
-    """Avro `string`/`bytes`: the length as a long, then the bytes."""
-    size = len(data)
-    return (_SMALL_LENGTHS[size] if size < 64 else _long(size)) + data
 
 
 class UsageEncoder:
