@@ -19,7 +19,7 @@ ids: proportional to the retained periods only.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -36,8 +36,22 @@ from billing.state import (
 FORMAT = 1
 
 
+_ISO: dict[datetime, str] = {}  # UTC instants only: equal instants in other zones print differently
+
+
 def _t(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+    """ISO 8601; memoized for UTC values (a state repeats its anchor and period
+    bounds, and the worker writes one state per changed customer per batch)."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        return value.isoformat()
+    text = _ISO.get(value)
+    if text is None:
+        if len(_ISO) >= 4096:
+            _ISO.clear()
+        text = _ISO[value] = value.isoformat()
+    return text
 
 
 def _pt(value: str | None) -> datetime | None:
