@@ -85,7 +85,7 @@ def new_generation_token() -> str:
 
 class ReadModelStore(Protocol):
     """Per-customer read models with source offsets. Implemented by the in-memory and
-    Redis adapters; `tests/unit/test_store_contract.py` holds both to one contract."""
+    Redis adapters; `tests/projections/test_store_contract.py` holds both to one contract."""
 
     def generation(self) -> str | None:
         """The current generation token, or None if the models were lost/never made."""
