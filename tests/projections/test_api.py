@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,17 +12,27 @@ from projections import tokens
 from projections.api import create_app
 from projections.api_models import EntitlementOut
 from projections.store import InMemoryStore
+from tests.projections import samples
 from tests.projections.apphelpers import (
     ADMIN_KEY,
     NOW,
     SECRET,
+    TREND_B,
     RecordingWriter,
     fill,
     settings,
 )
 
 ADMIN = {"x-admin-key": ADMIN_KEY}
-READS = ["usage", "balance", "upcoming-invoice", "alerts", "invoices", "entitlements/tokens"]
+READS = [
+    "usage",
+    "balance",
+    "upcoming-invoice",
+    "alerts",
+    "alerts/recent",
+    "invoices",
+    "entitlements/tokens",
+]
 
 
 def bearer(customer: str, *, ttl: int = 600, now: int = NOW) -> dict[str, str]:
@@ -60,16 +71,43 @@ def test_balance_of_a_credits_customer(client: TestClient) -> None:
     assert body["credits_remaining"] == "640"
     assert body["last_topup"] == "1000" and body["used_since_topup"] == "360"
     assert body["allowed"] is True
+    assert body["trend"] == [
+        {"at": (samples.T0 + timedelta(hours=h)).isoformat(), "value": v} for v, h in TREND_B
+    ]
+    metered = client.get("/v1/customers/cus_a/balance", headers=bearer("cus_a")).json()
+    assert metered["trend"] == [] and metered["credits_remaining"] is None
 
 
 def test_upcoming_invoice_alerts_and_invoices(client: TestClient) -> None:
     up = client.get("/v1/customers/cus_a/upcoming-invoice", headers=bearer("cus_a")).json()
     assert up["invoice"]["total"] == "12.50"
     alerts = client.get("/v1/customers/cus_a/alerts", headers=bearer("cus_a")).json()
-    assert [a["alert_id"] for a in alerts] == ["al-1"]
+    assert [a["alert_id"] for a in alerts] == ["al-1"]  # active only, fields unchanged
+    assert set(alerts[0]) == {
+        "alert_id",
+        "kind",
+        "feature_id",
+        "threshold_percent",
+        "value",
+        "reference",
+        "timestamp",
+    }
     invoices = client.get("/v1/customers/cus_a/invoices", headers=bearer("cus_a")).json()
     assert [i["invoice_id"] for i in invoices] == ["inv-1"]
     assert [line["amount"] for line in invoices[0]["lines"]] == ["10.00", "2.50"]
+
+
+def test_recent_alerts_keep_raised_and_resolved_newest_first(client: TestClient) -> None:
+    body = client.get("/v1/customers/cus_a/alerts/recent", headers=bearer("cus_a")).json()
+    assert body["customer_id"] == "cus_a" and body["limit"] == 20
+    assert [(e["event"], e["alert_id"], e["raised_alert_id"]) for e in body["recent"]] == [
+        ("raised", "al-1", "al-1"),
+        ("resolved", "res-al-0", "al-0"),
+        ("raised", "al-0", "al-0"),
+    ]
+    assert body["recent"][2]["threshold_percent"] == 100
+    empty = client.get("/v1/customers/cus_b/alerts/recent", headers=ADMIN).json()
+    assert empty == {"customer_id": "cus_b", "limit": 20, "recent": []}
 
 
 def test_entitlement_answers_with_freshness(client: TestClient) -> None:
