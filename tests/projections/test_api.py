@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from projections import tokens
 from projections.api import create_app
-from projections.api_models import EntitlementOut
+from projections.api_models import MAX_BATCH, EntitlementOut
+from projections.auth import TOKEN_COOKIE
 from projections.store import InMemoryStore
 from tests.projections import samples
 from tests.projections.apphelpers import (
@@ -157,6 +158,55 @@ def test_bad_tokens_all_get_the_same_401(client: TestClient, route: str) -> None
     assert len({r.text for r in answers.values()}) == 1
 
 
+def raw_token(customer: str, *, ttl: int = 600, now: int = NOW) -> str:
+    return bearer(customer, ttl=ttl, now=now)["authorization"].removeprefix("Bearer ")
+
+
+def test_portal_bad_tokens_all_get_the_same_401_page(client: TestClient) -> None:
+    good = raw_token("cus_a")
+    head, _, sig = good.split(".")
+    # The signature of cus_a's token on a payload that claims cus_b.
+    claims_b = tokens.issue(SECRET.encode(), "cus_b", now=NOW, ttl_seconds=600).split(".")[1]
+    cases = {
+        "expired": raw_token("cus_a", ttl=600, now=NOW - 600),  # expired at NOW, clock NOW+1
+        "tampered": f"{head}.{claims_b}.{sig}",
+        "unknown-signer": tokens.issue(
+            b"another-secret-0123456789", "cus_a", now=NOW, ttl_seconds=60
+        ),
+        "garbage": "garbage-not-a-token",
+        "unknown-version": f"v9.{good.split('.', 1)[1]}",
+    }
+    answers = {}
+    for name, token in cases.items():
+        answers[name] = client.get("/portal", params={"token": token}, follow_redirects=False)
+        client.cookies.clear()
+        client.cookies.set(TOKEN_COOKIE, token)  # the same token replayed from the cookie
+        answers[f"{name}-cookie"] = client.get("/portal", follow_redirects=False)
+        client.cookies.clear()
+    answers["none"] = client.get("/portal", follow_redirects=False)
+    assert {n: r.status_code for n, r in answers.items()} == dict.fromkeys(answers, 401)
+    assert len({r.text for r in answers.values()}) == 1  # byte-identical pages
+    page = answers["expired"].text
+    assert "invalid or has expired" in page and "cus_a" not in page
+    assert all("set-cookie" not in r.headers for r in answers.values())
+    client.cookies.set(TOKEN_COOKIE, good)  # control: the cookie path does read tokens
+    assert client.get("/portal", follow_redirects=False).status_code == 200
+
+
+def test_portal_shows_only_the_token_customers_data(client: TestClient) -> None:
+    first = client.get("/portal", params={"token": raw_token("cus_a")}, follow_redirects=False)
+    assert first.status_code == 303 and first.headers["location"] == "/portal"
+    page_a = client.get("/portal", params={"customer_id": "cus_b"})  # cookie of cus_a
+    assert page_a.status_code == 200
+    assert "<h1>cus_a</h1>" in page_a.text and 'data-testid="used-tokens">600<' in page_a.text
+    # Nothing of cus_b (its plan, credits, trend) appears on cus_a's page.
+    for of_b in ("cus_b", "credits-starter", 'current-balance">640<', "trend-chart"):
+        assert of_b not in page_a.text
+    page_b = client.get("/portal", params={"token": raw_token("cus_b")})
+    assert "<h1>cus_b</h1>" in page_b.text and 'current-balance">640<' in page_b.text
+    assert "cus_a" not in page_b.text and "al-1" not in page_b.text
+
+
 def test_admin_routes_need_the_admin_key(client: TestClient, writer: RecordingWriter) -> None:
     routes: list[tuple[str, dict[str, object]]] = [
         ("/v1/usage", {}),
@@ -220,6 +270,29 @@ def test_ingest_batch_validates_each_item(client: TestClient, writer: RecordingW
         (6, "e4"),
     ]
     assert [c[2]["event_id"] for c in writer.calls] == ["e1", "e5"]
+
+
+def test_ingest_exactly_the_batch_limit_is_accepted(
+    client: TestClient, writer: RecordingWriter
+) -> None:
+    batch = [usage_item(f"e{i}") for i in range(MAX_BATCH)]
+    assert MAX_BATCH == 1000
+    r = client.post("/v1/usage", json=batch, headers=ADMIN)
+    assert r.status_code == 202
+    assert r.json() == {"accepted": [f"e{i}" for i in range(MAX_BATCH)], "errors": []}
+    assert len(writer.calls) == MAX_BATCH
+
+
+def test_ingest_of_the_same_event_twice_answers_the_same_id(
+    client: TestClient, writer: RecordingWriter
+) -> None:
+    # A client retry: the API accepts it again with the same id; the event_id makes the
+    # second copy harmless downstream (the fold worker applies an id once).
+    answers = [client.post("/v1/usage", json=usage_item("e-retry"), headers=ADMIN) for _ in "12"]
+    assert [r.status_code for r in answers] == [202, 202]
+    assert answers[0].json() == answers[1].json() == {"accepted": ["e-retry"], "errors": []}
+    assert [c[2]["event_id"] for c in writer.calls] == ["e-retry", "e-retry"]
+    assert writer.calls[0] == writer.calls[1]  # the same payload both times
 
 
 def test_ingest_nothing_valid_is_422_and_limits(
