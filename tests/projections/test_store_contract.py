@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import timedelta
+from decimal import Decimal
 
 from projections.model import Source, Write, to_write
 from projections.series import ALERT_HISTORY_LIMIT, TREND_LIMIT
@@ -265,3 +267,29 @@ def test_dump_is_the_same_on_every_adapter(store: ReadModelStore, key_prefix: st
         for h, v in [(3, "40"), (4, "35.5")]
     ]
     assert dump[f"{key_prefix}:{{@customer-state/0}}:position"] == {"next": "3"}
+
+
+def test_trend_is_the_same_on_every_adapter_for_random_snapshots(
+    store: ReadModelStore, key_prefix: str
+) -> None:
+    """Many seeded random drains and top-ups: the Redis script's exact decimal
+    comparison and list rules give the in-memory adapter's lists, key for key."""
+    rng = random.Random(20261127)
+    reference = InMemoryStore(Keys(prefix=key_prefix))
+    writes = []
+    for c in range(6):
+        value = Decimal(rng.choice(["100", "0.5", "-3", "1000000000.000000000000000001"]))
+        topup: str | None = "100"
+        for n in range(80):
+            step = Decimal(rng.randrange(0, 10**6)).scaleb(-rng.randrange(0, 20))
+            value += -step if rng.random() < 0.95 else step  # mostly drains, some rises
+            if rng.random() < 0.05:
+                topup = rng.choice(["100", "50.00", "50", None])
+            make = credits_at if c % 2 else balance_at
+            writes.append(make(f"c{c}", n + 1, str(value), topup=topup))
+    for target in (store, reference):
+        gen = target.ensure_generation()
+        for start in range(0, len(writes), 50):
+            target.apply(gen, writes[start : start + 50])
+    assert store.dump() == reference.dump()
+    assert any(len(store.trend(f"c{c}")) > 10 for c in range(6))
