@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from projections import views
 from projections.api_admin import AdminWriter, admin_router
 from projections.api_models import (
+    AlertHistoryOut,
     AlertOut,
     BalanceOut,
     EntitlementOut,
@@ -88,8 +89,10 @@ def create_app(
         "/v1/customers/{customer_id}/balance", response_model=BalanceOut, responses=READ_ERRORS
     )
     def get_balance(customer_id: CustomerId, _: Reader) -> dict[str, Any]:
-        """Credits (credits plans) or wallet balance (balance plans), and the last top-up."""
-        return views.balance(views.state_or_404(read_models, customer_id))
+        """Credits (credits plans) or wallet balance (balance plans), the last top-up and
+        the trend since it."""
+        state = views.state_or_404(read_models, customer_id)
+        return views.balance(state, views.trend(read_models, customer_id))
 
     @app.get(
         "/v1/customers/{customer_id}/upcoming-invoice",
@@ -106,8 +109,18 @@ def create_app(
         responses=READ_ERRORS,
     )
     def get_alerts(customer_id: CustomerId, _: Reader) -> list[dict[str, Any]]:
-        """Active alerts, newest first."""
+        """Active alerts, newest first (the history of raised and resolved alerts is at
+        `/alerts/recent`)."""
         return views.alerts(read_models, customer_id)
+
+    @app.get(
+        "/v1/customers/{customer_id}/alerts/recent",
+        response_model=AlertHistoryOut,
+        responses=READ_ERRORS,
+    )
+    def get_recent_alerts(customer_id: CustomerId, _: Reader) -> dict[str, Any]:
+        """The recent alert events, raised and resolved, newest first (at most `limit`)."""
+        return views.recent_alerts(read_models, customer_id)
 
     @app.get(
         "/v1/customers/{customer_id}/invoices",

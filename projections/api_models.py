@@ -111,6 +111,13 @@ class UsageOut(BaseModel):
     freshness: FreshnessOut
 
 
+class TrendPointOut(BaseModel):
+    """Credits or balance (`value`) after the events folded up to `at` (event time)."""
+
+    at: str | None
+    value: str
+
+
 class BalanceOut(BaseModel):
     customer_id: str
     model: str | None
@@ -119,6 +126,10 @@ class BalanceOut(BaseModel):
     balance: str | None
     last_topup: str | None
     used_since_topup: str | None
+    trend: list[TrendPointOut] = Field(
+        default_factory=list,
+        description="Points since the last top-up, oldest first (at most 50, thinned).",
+    )
     allowed: bool
     freshness: FreshnessOut
 
@@ -161,6 +172,27 @@ class AlertOut(BaseModel):
     value: str
     reference: str
     timestamp: str | None
+
+
+class AlertEventOut(BaseModel):
+    """One entry of the recent alert history. A raise has `raised_alert_id` equal to its
+    own id; a resolution names the alert it resolves and has no `reference`."""
+
+    event: Literal["raised", "resolved"]
+    alert_id: str
+    raised_alert_id: str
+    kind: str
+    feature_id: str | None
+    threshold_percent: int
+    value: str
+    reference: str | None
+    timestamp: str | None
+
+
+class AlertHistoryOut(BaseModel):
+    customer_id: str
+    limit: int = Field(description="How many events the history keeps.")
+    recent: list[AlertEventOut] = Field(description="Newest first (in log order).")
 
 
 class EntitlementOut(BaseModel):

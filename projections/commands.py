@@ -101,15 +101,21 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_token_issue(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a token for `--customer`; a missing or short secret, an empty customer or a
+    bad ttl is one sentence on stderr and exit code 2, never a traceback."""
     if settings.token_secret is None:
-        sys.stderr.write("STREAMBILL_TOKEN_SECRET is not set\n")
+        sys.stderr.write("streambill token: STREAMBILL_TOKEN_SECRET is not set\n")
         return 2
-    ttl = tokens.parse_ttl(args.ttl or settings.token_ttl)
-    token = tokens.issue(
-        settings.token_secret.get_secret_value().encode("utf-8"),
-        args.customer,
-        now=int(time.time()),
-        ttl_seconds=ttl,
-    )
+    try:
+        ttl = tokens.parse_ttl(args.ttl or settings.token_ttl)
+        token = tokens.issue(
+            settings.token_secret.get_secret_value().encode("utf-8"),
+            args.customer,
+            now=int(time.time()),
+            ttl_seconds=ttl,
+        )
+    except ValueError as exc:
+        sys.stderr.write(f"streambill token: {exc}\n")
+        return 2
     sys.stdout.write(token + "\n")
     return 0

@@ -42,21 +42,42 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True)
+class TrendPoint:
+    """What a credits or balance snapshot adds to the trend since the last top-up
+    (rules in `projections.series`). `value` is in plain decimal notation, never with
+    an exponent, so both adapters compare it exactly, digit by digit; `model` and
+    `topup` are the snapshot's `model` and `last_topup` fields ("" when absent)."""
+
+    model: str
+    topup: str
+    value: str
+    payload: str  # canonical JSON {"at": event time, "value": value}
+
+
+@dataclass(frozen=True, slots=True)
 class ReplaceState:
-    """Replace the customer's state hash wholesale (a snapshot is complete)."""
+    """Replace the customer's state hash wholesale (a snapshot is complete), and
+    extend (or restart, or delete when `trend` is None) the trend series."""
 
     fields: Mapping[str, str]
+    trend: TrendPoint | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RaiseAlert:
+    """Store the active alert and push `history` onto the recent alert history."""
+
     alert_id: str
     payload: str
+    history: str
 
 
 @dataclass(frozen=True, slots=True)
 class ResolveAlert:
+    """Drop the active alert and push `history` onto the recent alert history."""
+
     raised_alert_id: str
+    history: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +152,51 @@ def alert_data(alert: AlertRaised) -> dict[str, Any]:
     }
 
 
+def alert_event(record: AlertRaised | AlertResolved) -> dict[str, Any]:
+    """One entry of the recent alert history: the same shape for both events
+    (`event` says which; a raise has no `raised_alert_id` other than its own id, a
+    resolution no `reference`)."""
+    if isinstance(record, AlertRaised):
+        return {**alert_data(record), "event": "raised", "raised_alert_id": record.alert_id}
+    return {
+        "event": "resolved",
+        "alert_id": record.alert_id,
+        "raised_alert_id": record.raised_alert_id,
+        "kind": record.kind,
+        "feature_id": record.feature_id,
+        "threshold_percent": record.threshold_percent,
+        "value": str(record.value),
+        "reference": None,
+        "timestamp": _time(record.timestamp),
+    }
+
+
+def plain(value: Decimal) -> str:
+    """Plain decimal notation (`5E-7` -> `0.0000005`), the form the trend compares;
+    a negative zero loses its sign."""
+    return format(value.copy_abs() if value.is_zero() else value, "f")
+
+
+def trend_point(snap: CustomerStateChanged) -> TrendPoint | None:
+    """The snapshot's trend point: credits for credits plans, money for balance plans;
+    None for anything else (the series is then deleted)."""
+    if snap.model == "credits":
+        value = snap.credits_remaining
+    elif snap.model == "balance":
+        value = snap.balance
+    else:
+        return None
+    if value is None:
+        return None
+    text = plain(value)
+    return TrendPoint(
+        model=snap.model,
+        topup=_dec(snap.last_topup) or "",
+        value=text,
+        payload=dumps({"at": _time(snap.updated_at), "value": text}),
+    )
+
+
 def state_fields(snap: CustomerStateChanged, source: Source) -> dict[str, str]:
     """The state hash of one snapshot. Absent optional values are absent fields.
 
@@ -176,11 +242,12 @@ def to_write(record: object, source: Source) -> Write:
         raise UnexpectedRecord(f"{type(record).__name__} on {source.topic}")
     operation: Operation
     if isinstance(record, CustomerStateChanged):
-        operation = ReplaceState(state_fields(record, source))
+        operation = ReplaceState(state_fields(record, source), trend_point(record))
     elif isinstance(record, AlertRaised):
-        operation = RaiseAlert(record.alert_id, dumps(alert_data(record)))
+        history = dumps(alert_event(record))
+        operation = RaiseAlert(record.alert_id, dumps(alert_data(record)), history)
     elif isinstance(record, AlertResolved):
-        operation = ResolveAlert(record.raised_alert_id)
+        operation = ResolveAlert(record.raised_alert_id, dumps(alert_event(record)))
     elif isinstance(record, Invoice):
         operation = PutInvoice(record.invoice_id, dumps(invoice_data(record)))
     else:

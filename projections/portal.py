@@ -1,7 +1,8 @@
 """The customer portal at `/portal`: server-rendered HTML, no script, no CDN.
 
-Charts are inline SVG bars drawn here. The token comes as `?token=` (then moved to
-an HttpOnly cookie and the URL cleaned by a redirect) or from the cookie.
+Charts are inline SVG: bars drawn here, the trend line in `charts`. The token comes
+as `?token=` (then moved to an HttpOnly cookie and the URL cleaned by a redirect) or
+from the cookie.
 Everything shown is read from the read models only, escaped on output.
 """
 
@@ -19,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from projections import views
 from projections.auth import TOKEN_COOKIE, Authenticator
+from projections.charts import trend_chart
 from projections.errors import Unauthenticated
 from projections.store import ReadModelStore
 
@@ -120,11 +122,29 @@ def _balance_section(bal: dict[str, Any]) -> str:
     return (
         f'<section id="balance"><h2>{title}</h2>'
         f'<div class="big" data-testid="current-balance">{e(current)}</div>'
-        f"{trend}<p>{allowed}</p></section>"
+        f"{trend}{_trend_section(bal)}<p>{allowed}</p></section>"
     )
 
 
-def _alerts_section(alerts: list[dict[str, Any]]) -> str:
+def _trend_section(bal: dict[str, Any]) -> str:
+    """The line of the credits or balance since the last top-up, with a text summary."""
+    points = bal["trend"]
+    if not points:
+        return ""
+    first, last = points[0], points[-1]
+    since = e(first["at"])[:16].replace("T", " ")
+    what = "credits" if bal["model"] == "credits" else "balance"
+    topup = None if bal["last_topup"] is None else Decimal(bal["last_topup"])
+    label = f"{what} since {since}: from {first['value']} to {last['value']}"
+    return (
+        f'<div class="trend">{trend_chart(points, topup, label)}'
+        f'<div class="muted">since <span data-testid="trend-since">{since}</span>: '
+        f'<span data-testid="trend-first">{e(first["value"])}</span> → '
+        f'<span data-testid="trend-last">{e(last["value"])}</span></div></div>'
+    )
+
+
+def _alerts_section(alerts: list[dict[str, Any]], history: list[dict[str, Any]]) -> str:
     items = "".join(
         f'<li data-testid="alert"><b>{e(a["kind"]).replace("_", " ")}</b> '
         f"{e(a['feature_id'] or '')} crossed {e(a['threshold_percent'])}% "
@@ -133,7 +153,27 @@ def _alerts_section(alerts: list[dict[str, Any]]) -> str:
         for a in alerts
     )
     body = f'<ul class="alerts">{items}</ul>' if items else '<p class="muted">No active alerts.</p>'
-    return f'<section id="alerts"><h2>Alerts</h2>{body}</section>'
+    return f'<section id="alerts"><h2>Alerts</h2>{body}{_history_list(history)}</section>'
+
+
+def _history_list(history: list[dict[str, Any]]) -> str:
+    """The recent alert events below the active ones, newest first."""
+    items = "".join(
+        f'<li data-testid="alert-event" data-event="{e(a["event"])}">'
+        f"<b>{'Resolved' if a['event'] == 'resolved' else 'Raised'}</b> "
+        f"{e(a['kind']).replace('_', ' ')} {e(a['feature_id'] or '')} "
+        f"{e(a['threshold_percent'])}% "
+        f'<span class="muted">({e(a["value"])}'
+        f"{'' if a['reference'] is None else ' of ' + e(a['reference'])}, "
+        f"{e(a['timestamp'])[:16].replace('T', ' ')})</span></li>"
+        for a in history
+    )
+    body = (
+        f'<ol class="history" data-testid="alert-history">{items}</ol>'
+        if items
+        else '<p class="muted">No alert history yet.</p>'
+    )
+    return f"<h3>Recent alert history</h3>{body}"
 
 
 def _lines_table(invoice: dict[str, Any]) -> str:
@@ -177,14 +217,17 @@ def render(store: ReadModelStore, customer_id: str) -> str:
     if not state:
         body = '<section class="wide"><p>No billing data yet.</p></section>'
         return _PAGE.substitute(title="Billing", heading=e(customer_id), subheading="", body=body)
-    usage, bal = views.usage(state), views.balance(state)
+    usage = views.usage(state)
+    bal = views.balance(state, views.trend(store, customer_id))
     upcoming = views.upcoming_invoice(state)["invoice"]
     fresh = views.freshness(state)
     body = "".join(
         [
             _usage_section(usage),
             _balance_section(bal),
-            _alerts_section(views.alerts(store, customer_id)),
+            _alerts_section(
+                views.alerts(store, customer_id), views.alert_history(store, customer_id)
+            ),
             _invoice_sections(upcoming, views.invoices(store, customer_id)),
         ]
     )

@@ -1,6 +1,6 @@
 """The Redis adapter of the read-model port (`store.ReadModelStore`).
 
-Each write is one Lua script over the four keys of one customer (one hash tag, so
+Each write is one Lua script over the six keys of one customer (one hash tag, so
 one Cluster slot): it checks the generation and the stored source offset, applies
 the operation and stores the new offset, atomically. A batch is sent as one
 pipeline of script calls (non-transactional: each script is atomic on its own and
@@ -18,14 +18,50 @@ from redis.commands.core import Script
 
 from projections.errors import Unavailable
 from projections.model import PutInvoice, RaiseAlert, ReplaceState, ResolveAlert, Write
+from projections.series import ALERT_HISTORY_LIMIT, TREND_LIMIT
 from projections.store import DumpValue, Keys, new_generation_token, strip_generation
 
-# KEYS: offsets, state, alerts, invoices. ARGV: gen, source field, offset, op, args...
+# KEYS: offsets, state, alerts, invoices, alert_history, trend.
+# ARGV: gen, source field, offset, op, args... The list rules mirror `projections.series`
+# (the contract suite runs both); `dec_cmp` compares plain decimal strings exactly,
+# digit by digit, because Lua numbers are doubles and money must not be rounded.
 _WRITE = """
+local function dec_split(s)
+  local neg = string.sub(s, 1, 1) == '-'
+  if neg then s = string.sub(s, 2) end
+  local int, frac = string.match(s, '^(%d+)%.?(%d*)$')
+  int = (string.gsub(int, '^0+', ''))
+  frac = (string.gsub(frac, '0+$', ''))
+  if int == '' and frac == '' then neg = false end
+  return neg, int, frac
+end
+local function digits_cmp(a, b)
+  for i = 1, #a do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y and -1 or 1 end
+  end
+  return 0
+end
+local function dec_cmp(a, b)
+  local an, ai, af = dec_split(a)
+  local bn, bi, bf = dec_split(b)
+  if an ~= bn then return an and -1 or 1 end
+  local c
+  if #ai ~= #bi then c = #ai < #bi and -1 or 1 else c = digits_cmp(ai, bi) end
+  if c == 0 then
+    local n = math.max(#af, #bf)
+    c = digits_cmp(af .. string.rep('0', n - #af), bf .. string.rep('0', n - #bf))
+  end
+  if an then return -c end
+  return c
+end
+
 local gen = ARGV[1]
 local stored_gen = redis.call('HGET', KEYS[1], '_gen')
 if stored_gen ~= gen then
-  if stored_gen then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) end
+  if stored_gen then
+    redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+  end
   redis.call('HSET', KEYS[1], '_gen', gen)
 else
   local stored = redis.call('HGET', KEYS[1], ARGV[2])
@@ -33,12 +69,42 @@ else
 end
 local op = ARGV[4]
 if op == 'state' then
+  -- ARGV[5] trend limit, [6] model, [7] last top-up, [8] value ('' = no series),
+  -- [9] the point's JSON, [10...] the state fields.
+  local before = redis.call('HMGET', KEYS[2], 'model', 'last_topup')
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+  redis.call('HSET', KEYS[2], unpack(ARGV, 10))
+  if ARGV[8] == '' then
+    redis.call('DEL', KEYS[6])
+  else
+    local restart = (before[1] or '') ~= ARGV[6] or (before[2] or '') ~= ARGV[7]
+    local c = 1
+    local last = redis.call('LINDEX', KEYS[6], -1)
+    if last and not restart then c = dec_cmp(ARGV[8], cjson.decode(last)['value']) end
+    if restart or c > 0 then
+      redis.call('DEL', KEYS[6])
+      redis.call('RPUSH', KEYS[6], ARGV[9])
+    elseif c < 0 then
+      redis.call('RPUSH', KEYS[6], ARGV[9])
+      if redis.call('LLEN', KEYS[6]) > tonumber(ARGV[5]) then
+        local all = redis.call('LRANGE', KEYS[6], 0, -1)
+        local kept = {}
+        for i = 1, #all, 2 do kept[#kept + 1] = all[i] end
+        redis.call('DEL', KEYS[6])
+        redis.call('RPUSH', KEYS[6], unpack(kept))
+      end
+    end
+  end
 elseif op == 'raise' then
+  -- ARGV[5] alert id, [6] its JSON, [7] the history entry, [8] history limit
   redis.call('HSET', KEYS[3], ARGV[5], ARGV[6])
+  redis.call('LPUSH', KEYS[5], ARGV[7])
+  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[8]) - 1)
 elseif op == 'resolve' then
+  -- ARGV[5] the raised alert's id, [6] the history entry, [7] history limit
   redis.call('HDEL', KEYS[3], ARGV[5])
+  redis.call('LPUSH', KEYS[5], ARGV[6])
+  redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[7]) - 1)
 elseif op == 'invoice' then
   redis.call('HSET', KEYS[4], ARGV[5], ARGV[6])
 else
@@ -61,11 +127,13 @@ def _op_args(write: Write) -> list[str]:
     op = write.operation
     if isinstance(op, ReplaceState):
         flat = [item for pair in sorted(op.fields.items()) for item in pair]
-        return ["state", *flat]
+        t = op.trend
+        trend = ["", "", "", ""] if t is None else [t.model, t.topup, t.value, t.payload]
+        return ["state", str(TREND_LIMIT), *trend, *flat]
     if isinstance(op, RaiseAlert):
-        return ["raise", op.alert_id, op.payload]
+        return ["raise", op.alert_id, op.payload, op.history, str(ALERT_HISTORY_LIMIT)]
     if isinstance(op, ResolveAlert):
-        return ["resolve", op.raised_alert_id]
+        return ["resolve", op.raised_alert_id, op.history, str(ALERT_HISTORY_LIMIT)]
     if isinstance(op, PutInvoice):
         return ["invoice", op.invoice_id, op.payload]
     raise TypeError(f"unknown operation {op!r}")
@@ -172,6 +240,19 @@ class RedisStore:
     def invoices(self, customer_id: str) -> dict[str, str]:
         return self._hgetall(self.keys.invoices(customer_id))
 
+    def alert_history(self, customer_id: str) -> list[str]:
+        return self._lrange(self.keys.alert_history(customer_id))
+
+    def trend(self, customer_id: str) -> list[str]:
+        return self._lrange(self.keys.trend(customer_id))
+
+    def _lrange(self, key: str) -> list[str]:
+        try:
+            value = cast(list[str], self.client.lrange(key, 0, -1))
+        except redis.RedisError as exc:
+            raise Unavailable(f"redis: {exc}") from exc
+        return value
+
     def _hgetall(self, key: str) -> dict[str, str]:
         try:
             value = cast(dict[str, str], self.client.hgetall(key))
@@ -183,9 +264,12 @@ class RedisStore:
         out: dict[str, DumpValue] = {}
         try:
             for key in self.client.scan_iter(match=self.keys.pattern(), count=1000):
-                if self.client.type(key) == "hash":
+                kind = self.client.type(key)
+                if kind == "hash":
                     value = cast(dict[str, str], self.client.hgetall(key))
                     out[key] = strip_generation(key, value, self.keys)
+                elif kind == "list":
+                    out[key] = cast(list[str], self.client.lrange(key, 0, -1))
         except redis.RedisError as exc:
             raise Unavailable(f"redis: {exc}") from exc
         return dict(sorted(out.items()))

@@ -7,6 +7,10 @@ touch them atomically:
     sb:{cus_1}:state      hash  the latest snapshot (`model.state_fields`)
     sb:{cus_1}:alerts     hash  alert_id -> JSON of each active alert
     sb:{cus_1}:invoices   hash  invoice_id -> JSON of the invoice with its lines
+    sb:{cus_1}:alert_history  list  JSON of the recent alert events, newest first
+                                (raised and resolved, at most 20: `projections.series`)
+    sb:{cus_1}:trend      list  JSON {at, value} of the credits or balance since the last
+                                top-up, oldest first (at most 50: `projections.series`)
     sb:{cus_1}:offsets    hash  "<topic>/<partition>" -> last source offset applied,
                                 plus `_gen`, the generation the data belongs to
     sb:{@<topic>/<p>}:position  hash  {gen, next}: where the projector resumes
@@ -39,9 +43,10 @@ from projections.model import (
     ResolveAlert,
     Write,
 )
+from projections.series import next_trend, push_alert_event
 
 GEN_FIELD = "_gen"
-DumpValue = str | dict[str, str]
+DumpValue = str | dict[str, str] | list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +65,21 @@ class Keys:
     def offsets(self, customer_id: str) -> str:
         return f"{self.prefix}:{{{customer_id}}}:offsets"
 
-    def customer(self, customer_id: str) -> tuple[str, str, str, str]:
+    def alert_history(self, customer_id: str) -> str:
+        return f"{self.prefix}:{{{customer_id}}}:alert_history"
+
+    def trend(self, customer_id: str) -> str:
+        return f"{self.prefix}:{{{customer_id}}}:trend"
+
+    def customer(self, customer_id: str) -> tuple[str, str, str, str, str, str]:
         """All keys of one customer, in the order the write script expects."""
         return (
             self.offsets(customer_id),
             self.state(customer_id),
             self.alerts(customer_id),
             self.invoices(customer_id),
+            self.alert_history(customer_id),
+            self.trend(customer_id),
         )
 
     def position(self, topic: str, partition: int) -> str:
@@ -85,7 +98,7 @@ def new_generation_token() -> str:
 
 class ReadModelStore(Protocol):
     """Per-customer read models with source offsets. Implemented by the in-memory and
-    Redis adapters; `tests/unit/test_store_contract.py` holds both to one contract."""
+    Redis adapters; `tests/projections/test_store_contract.py` holds both to one contract."""
 
     def generation(self) -> str | None:
         """The current generation token, or None if the models were lost/never made."""
@@ -121,6 +134,14 @@ class ReadModelStore(Protocol):
 
     def invoices(self, customer_id: str) -> dict[str, str]: ...
 
+    def alert_history(self, customer_id: str) -> list[str]:
+        """JSON of the recent alert events (raised and resolved), newest first."""
+        ...
+
+    def trend(self, customer_id: str) -> list[str]:
+        """JSON {at, value} points since the last top-up, oldest first."""
+        ...
+
     def dump(self) -> dict[str, DumpValue]:
         """Every read-model key with its value, generation tokens left out, so two
         builds of the same log compare equal key for key."""
@@ -139,6 +160,7 @@ class InMemoryStore:
     def __init__(self, keys: Keys | None = None) -> None:
         self.keys = keys or Keys()
         self._hashes: dict[str, dict[str, str]] = {}
+        self._lists: dict[str, list[str]] = {}
         self._strings: dict[str, str] = {}
 
     def generation(self) -> str | None:
@@ -151,11 +173,13 @@ class InMemoryStore:
         return [self._apply_one(generation, write) for write in writes]
 
     def _apply_one(self, generation: str, write: Write) -> bool:
-        offsets_key, state_key, alerts_key, invoices_key = self.keys.customer(write.customer_id)
+        keys = self.keys.customer(write.customer_id)
+        offsets_key, state_key, alerts_key, invoices_key, history_key, trend_key = keys
         offsets = self._hashes.get(offsets_key)
         if offsets is None or offsets.get(GEN_FIELD) != generation:
-            for key in (offsets_key, state_key, alerts_key, invoices_key):
+            for key in keys:
                 self._hashes.pop(key, None)
+                self._lists.pop(key, None)
             offsets = self._hashes[offsets_key] = {GEN_FIELD: generation}
         else:
             stored = offsets.get(write.source.field)
@@ -163,18 +187,32 @@ class InMemoryStore:
                 return False
         op = write.operation
         if isinstance(op, ReplaceState):
+            before = self._hashes.get(state_key, {})
+            previous = (before.get("model", ""), before.get("last_topup", ""))
             self._hashes[state_key] = dict(op.fields)
+            trend = next_trend(self._lists.get(trend_key, []), previous, op.trend)
+            self._set_list(trend_key, trend)
         elif isinstance(op, RaiseAlert):
             self._hashes.setdefault(alerts_key, {})[op.alert_id] = op.payload
+            history = push_alert_event(self._lists.get(history_key, []), op.history)
+            self._set_list(history_key, history)
         elif isinstance(op, ResolveAlert):
             alerts = self._hashes.get(alerts_key, {})
             alerts.pop(op.raised_alert_id, None)
             if not alerts:
                 self._hashes.pop(alerts_key, None)  # Redis drops empty hashes too
+            history = push_alert_event(self._lists.get(history_key, []), op.history)
+            self._set_list(history_key, history)
         elif isinstance(op, PutInvoice):
             self._hashes.setdefault(invoices_key, {})[op.invoice_id] = op.payload
         offsets[write.source.field] = str(write.source.offset)
         return True
+
+    def _set_list(self, key: str, items: list[str]) -> None:
+        if items:
+            self._lists[key] = items
+        else:
+            self._lists.pop(key, None)  # Redis drops empty lists too
 
     def advance(self, generation: str, topic: str, partition: int, next_offset: int) -> None:
         key = self.keys.position(topic, partition)
@@ -192,13 +230,13 @@ class InMemoryStore:
         return found
 
     def clear(self) -> str:
-        self._hashes.clear()
-        self._strings.clear()
+        self.lose_everything()
         return self.ensure_generation()
 
     def lose_everything(self) -> None:
         """What a FLUSHALL does to Redis (used by tests of loss detection)."""
         self._hashes.clear()
+        self._lists.clear()
         self._strings.clear()
 
     def state(self, customer_id: str) -> dict[str, str]:
@@ -214,8 +252,15 @@ class InMemoryStore:
     def invoices(self, customer_id: str) -> dict[str, str]:
         return dict(self._hashes.get(self.keys.invoices(customer_id), {}))
 
+    def alert_history(self, customer_id: str) -> list[str]:
+        return list(self._lists.get(self.keys.alert_history(customer_id), []))
+
+    def trend(self, customer_id: str) -> list[str]:
+        return list(self._lists.get(self.keys.trend(customer_id), []))
+
     def dump(self) -> dict[str, DumpValue]:
         out: dict[str, DumpValue] = {
             key: strip_generation(key, value, self.keys) for key, value in self._hashes.items()
         }
+        out.update((key, list(items)) for key, items in self._lists.items())
         return dict(sorted(out.items()))

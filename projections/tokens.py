@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 
 from projections.errors import Unauthenticated
@@ -89,14 +90,14 @@ def verify(secret: bytes, token: str, *, now: int) -> CustomerToken:
     return token_value
 
 
+_TTL = re.compile(r"([0-9]+)([smhd]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
 def parse_ttl(text: str) -> int:
-    """`90`, `90s`, `15m`, `12h`, `7d` -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    text = text.strip().lower()
-    factor = units.get(text[-1:], 0)
-    number = text[:-1] if factor else text
-    if not factor:
-        factor = 1
-    if not number.isdigit() or int(number) <= 0:
+    """`90`, `90s`, `15m`, `12h`, `7d` -> seconds (ASCII digits, case and surrounding
+    blanks ignored); anything else, or zero, is a `ValueError` that says what to write."""
+    match = _TTL.fullmatch(text.strip().lower())
+    if match is None or int(match[1]) <= 0:
         raise ValueError(f"invalid ttl {text!r}: use e.g. 3600, 15m, 12h, 7d")
-    return int(number) * factor
+    return int(match[1]) * _UNITS[match[2]]

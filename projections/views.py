@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from projections.errors import NotFound
+from projections.series import ALERT_HISTORY_LIMIT
 from projections.store import ReadModelStore
 
 
@@ -88,7 +89,8 @@ def usage(state: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def balance(state: dict[str, str]) -> dict[str, Any]:
+def balance(state: dict[str, str], trend: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Credits or balance and the last top-up; `trend` is `views.trend` (read apart)."""
     model = state.get("model")
     current = state.get("credits_remaining") if model == "credits" else state.get("balance")
     topup = state.get("last_topup")
@@ -103,6 +105,7 @@ def balance(state: dict[str, str]) -> dict[str, Any]:
         "balance": state.get("balance"),
         "last_topup": topup,
         "used_since_topup": used_since,
+        "trend": trend or [],
         "allowed": state.get("allowed") == "1",
         "freshness": freshness(state).as_dict(),
     }
@@ -120,6 +123,24 @@ def upcoming_invoice(state: dict[str, str]) -> dict[str, Any]:
 def alerts(store: ReadModelStore, customer_id: str) -> list[dict[str, Any]]:
     items = [json.loads(v) for v in store.alerts(customer_id).values()]
     return sorted(items, key=lambda a: (a["timestamp"] or "", a["alert_id"]), reverse=True)
+
+
+def alert_history(store: ReadModelStore, customer_id: str) -> list[dict[str, Any]]:
+    """The recent alert events, raised and resolved, newest first (log order)."""
+    return [json.loads(entry) for entry in store.alert_history(customer_id)]
+
+
+def recent_alerts(store: ReadModelStore, customer_id: str) -> dict[str, Any]:
+    return {
+        "customer_id": customer_id,
+        "limit": ALERT_HISTORY_LIMIT,
+        "recent": alert_history(store, customer_id),
+    }
+
+
+def trend(store: ReadModelStore, customer_id: str) -> list[dict[str, Any]]:
+    """{at, value} points of the credits or balance since the last top-up, oldest first."""
+    return [json.loads(point) for point in store.trend(customer_id)]
 
 
 def invoices(store: ReadModelStore, customer_id: str) -> list[dict[str, Any]]:

@@ -149,7 +149,8 @@ def check_api(settings: Settings, customer_ids: Sequence[str]) -> list[str]:
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             served = json.loads(response.read())
-        expected = json.loads(json.dumps(views.balance(store.state(cid))))
+        state, trend = store.state(cid), views.trend(store, cid)
+        expected = json.loads(json.dumps(views.balance(state, trend)))
         if served != expected:
             differences.append(f"{cid}: API {served} read model {expected}")
     return differences

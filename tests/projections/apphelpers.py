@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -100,14 +100,24 @@ class RecordingWriter:
             raise RuntimeError(f"{self.pending_after_flush} event(s) still pending")
 
 
+TREND_B = [("1000", -2), ("800", -1), ("640", 0)]  # cus_b's credits, hours from T0
+
+
 def fill(store: ReadModelStore) -> None:
-    """cus_a: metered with an alert and an invoice; cus_b: credits plan."""
+    """cus_a: metered with an active alert (al-1), a resolved one (al-0) and an invoice;
+    cus_b: credits plan whose trend since the top-up is `TREND_B`."""
     gen = store.ensure_generation()
+    credits = [
+        samples.credits_state("cus_b", remaining=v, at=samples.T0 + timedelta(hours=h))
+        for v, h in TREND_B
+    ]
     store.apply(
         gen,
         [
             to_write(samples.metered_state("cus_a"), Source(CUSTOMER_STATE, 0, 4)),
-            to_write(samples.credits_state("cus_b"), Source(CUSTOMER_STATE, 1, 9)),
+            *(to_write(c, Source(CUSTOMER_STATE, 1, 7 + n)) for n, c in enumerate(credits)),
+            to_write(samples.alert("cus_a", "al-0", percent=100), Source(BILLING_ALERTS, 0, 0)),
+            to_write(samples.resolved("cus_a", "al-0"), Source(BILLING_ALERTS, 0, 1)),
             to_write(samples.alert("cus_a", "al-1"), Source(BILLING_ALERTS, 0, 2)),
             to_write(samples.invoice("cus_a", "inv-1"), Source(INVOICES, 0, 0)),
         ],

@@ -82,7 +82,12 @@ def metered_state(
 
 
 def credits_state(
-    customer_id: str, *, version: int = 1, remaining: str = "640", topup: str = "1000"
+    customer_id: str,
+    *,
+    version: int = 1,
+    remaining: str = "640",
+    topup: str | None = "1000",
+    at: datetime = T0,
 ) -> CustomerStateChanged:
     return CustomerStateChanged(
         customer_id=customer_id,
@@ -99,11 +104,42 @@ def credits_state(
         allowance_remaining={},
         credits_remaining=Decimal(remaining),
         balance=None,
-        last_topup=Decimal(topup),
+        last_topup=None if topup is None else Decimal(topup),
         allowed=Decimal(remaining) > 0,
         upcoming_invoice=None,
         source_offsets={"usage-events/0": version},
-        updated_at=T0,
+        updated_at=at,
+    )
+
+
+def balance_state(
+    customer_id: str,
+    *,
+    version: int = 1,
+    balance: str = "12.50",
+    topup: str | None = "20.00",
+    at: datetime = T0,
+) -> CustomerStateChanged:
+    return CustomerStateChanged(
+        customer_id=customer_id,
+        version=version,
+        status="active",
+        plan_id="dev-api",
+        plan_version=1,
+        model="balance",
+        currency="USD",
+        period_start=T0,
+        period_end=T1,
+        seats=1,
+        usage={"tokens": Decimal("2300")},
+        allowance_remaining={},
+        credits_remaining=None,
+        balance=Decimal(balance),
+        last_topup=None if topup is None else Decimal(topup),
+        allowed=Decimal(balance) > 0,
+        upcoming_invoice=None,
+        source_offsets={"account-events/0": 0, "usage-events/0": version},
+        updated_at=at,
     )
 
 

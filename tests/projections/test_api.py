@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
 from projections import tokens
 from projections.api import create_app
-from projections.api_models import EntitlementOut
+from projections.api_models import MAX_BATCH, EntitlementOut
+from projections.auth import TOKEN_COOKIE
 from projections.store import InMemoryStore
+from tests.projections import samples
 from tests.projections.apphelpers import (
     ADMIN_KEY,
     NOW,
     SECRET,
+    TREND_B,
     RecordingWriter,
     fill,
     settings,
 )
 
 ADMIN = {"x-admin-key": ADMIN_KEY}
-READS = ["usage", "balance", "upcoming-invoice", "alerts", "invoices", "entitlements/tokens"]
+READS = [
+    "usage",
+    "balance",
+    "upcoming-invoice",
+    "alerts",
+    "alerts/recent",
+    "invoices",
+    "entitlements/tokens",
+]
 
 
 def bearer(customer: str, *, ttl: int = 600, now: int = NOW) -> dict[str, str]:
@@ -60,16 +72,43 @@ def test_balance_of_a_credits_customer(client: TestClient) -> None:
     assert body["credits_remaining"] == "640"
     assert body["last_topup"] == "1000" and body["used_since_topup"] == "360"
     assert body["allowed"] is True
+    assert body["trend"] == [
+        {"at": (samples.T0 + timedelta(hours=h)).isoformat(), "value": v} for v, h in TREND_B
+    ]
+    metered = client.get("/v1/customers/cus_a/balance", headers=bearer("cus_a")).json()
+    assert metered["trend"] == [] and metered["credits_remaining"] is None
 
 
 def test_upcoming_invoice_alerts_and_invoices(client: TestClient) -> None:
     up = client.get("/v1/customers/cus_a/upcoming-invoice", headers=bearer("cus_a")).json()
     assert up["invoice"]["total"] == "12.50"
     alerts = client.get("/v1/customers/cus_a/alerts", headers=bearer("cus_a")).json()
-    assert [a["alert_id"] for a in alerts] == ["al-1"]
+    assert [a["alert_id"] for a in alerts] == ["al-1"]  # active only, fields unchanged
+    assert set(alerts[0]) == {
+        "alert_id",
+        "kind",
+        "feature_id",
+        "threshold_percent",
+        "value",
+        "reference",
+        "timestamp",
+    }
     invoices = client.get("/v1/customers/cus_a/invoices", headers=bearer("cus_a")).json()
     assert [i["invoice_id"] for i in invoices] == ["inv-1"]
     assert [line["amount"] for line in invoices[0]["lines"]] == ["10.00", "2.50"]
+
+
+def test_recent_alerts_keep_raised_and_resolved_newest_first(client: TestClient) -> None:
+    body = client.get("/v1/customers/cus_a/alerts/recent", headers=bearer("cus_a")).json()
+    assert body["customer_id"] == "cus_a" and body["limit"] == 20
+    assert [(e["event"], e["alert_id"], e["raised_alert_id"]) for e in body["recent"]] == [
+        ("raised", "al-1", "al-1"),
+        ("resolved", "res-al-0", "al-0"),
+        ("raised", "al-0", "al-0"),
+    ]
+    assert body["recent"][2]["threshold_percent"] == 100
+    empty = client.get("/v1/customers/cus_b/alerts/recent", headers=ADMIN).json()
+    assert empty == {"customer_id": "cus_b", "limit": 20, "recent": []}
 
 
 def test_entitlement_answers_with_freshness(client: TestClient) -> None:
@@ -117,6 +156,55 @@ def test_bad_tokens_all_get_the_same_401(client: TestClient, route: str) -> None
     }
     assert {name: r.status_code for name, r in answers.items()} == dict.fromkeys(cases, 401)
     assert len({r.text for r in answers.values()}) == 1
+
+
+def raw_token(customer: str, *, ttl: int = 600, now: int = NOW) -> str:
+    return bearer(customer, ttl=ttl, now=now)["authorization"].removeprefix("Bearer ")
+
+
+def test_portal_bad_tokens_all_get_the_same_401_page(client: TestClient) -> None:
+    good = raw_token("cus_a")
+    head, _, sig = good.split(".")
+    # The signature of cus_a's token on a payload that claims cus_b.
+    claims_b = tokens.issue(SECRET.encode(), "cus_b", now=NOW, ttl_seconds=600).split(".")[1]
+    cases = {
+        "expired": raw_token("cus_a", ttl=600, now=NOW - 600),  # expired at NOW, clock NOW+1
+        "tampered": f"{head}.{claims_b}.{sig}",
+        "unknown-signer": tokens.issue(
+            b"another-secret-0123456789", "cus_a", now=NOW, ttl_seconds=60
+        ),
+        "garbage": "garbage-not-a-token",
+        "unknown-version": f"v9.{good.split('.', 1)[1]}",
+    }
+    answers = {}
+    for name, token in cases.items():
+        answers[name] = client.get("/portal", params={"token": token}, follow_redirects=False)
+        client.cookies.clear()
+        client.cookies.set(TOKEN_COOKIE, token)  # the same token replayed from the cookie
+        answers[f"{name}-cookie"] = client.get("/portal", follow_redirects=False)
+        client.cookies.clear()
+    answers["none"] = client.get("/portal", follow_redirects=False)
+    assert {n: r.status_code for n, r in answers.items()} == dict.fromkeys(answers, 401)
+    assert len({r.text for r in answers.values()}) == 1  # byte-identical pages
+    page = answers["expired"].text
+    assert "invalid or has expired" in page and "cus_a" not in page
+    assert all("set-cookie" not in r.headers for r in answers.values())
+    client.cookies.set(TOKEN_COOKIE, good)  # control: the cookie path does read tokens
+    assert client.get("/portal", follow_redirects=False).status_code == 200
+
+
+def test_portal_shows_only_the_token_customers_data(client: TestClient) -> None:
+    first = client.get("/portal", params={"token": raw_token("cus_a")}, follow_redirects=False)
+    assert first.status_code == 303 and first.headers["location"] == "/portal"
+    page_a = client.get("/portal", params={"customer_id": "cus_b"})  # cookie of cus_a
+    assert page_a.status_code == 200
+    assert "<h1>cus_a</h1>" in page_a.text and 'data-testid="used-tokens">600<' in page_a.text
+    # Nothing of cus_b (its plan, credits, trend) appears on cus_a's page.
+    for of_b in ("cus_b", "credits-starter", 'current-balance">640<', "trend-chart"):
+        assert of_b not in page_a.text
+    page_b = client.get("/portal", params={"token": raw_token("cus_b")})
+    assert "<h1>cus_b</h1>" in page_b.text and 'current-balance">640<' in page_b.text
+    assert "cus_a" not in page_b.text and "al-1" not in page_b.text
 
 
 def test_admin_routes_need_the_admin_key(client: TestClient, writer: RecordingWriter) -> None:
@@ -182,6 +270,29 @@ def test_ingest_batch_validates_each_item(client: TestClient, writer: RecordingW
         (6, "e4"),
     ]
     assert [c[2]["event_id"] for c in writer.calls] == ["e1", "e5"]
+
+
+def test_ingest_exactly_the_batch_limit_is_accepted(
+    client: TestClient, writer: RecordingWriter
+) -> None:
+    batch = [usage_item(f"e{i}") for i in range(MAX_BATCH)]
+    assert MAX_BATCH == 1000
+    r = client.post("/v1/usage", json=batch, headers=ADMIN)
+    assert r.status_code == 202
+    assert r.json() == {"accepted": [f"e{i}" for i in range(MAX_BATCH)], "errors": []}
+    assert len(writer.calls) == MAX_BATCH
+
+
+def test_ingest_of_the_same_event_twice_answers_the_same_id(
+    client: TestClient, writer: RecordingWriter
+) -> None:
+    # A client retry: the API accepts it again with the same id; the event_id makes the
+    # second copy harmless downstream (the fold worker applies an id once).
+    answers = [client.post("/v1/usage", json=usage_item("e-retry"), headers=ADMIN) for _ in "12"]
+    assert [r.status_code for r in answers] == [202, 202]
+    assert answers[0].json() == answers[1].json() == {"accepted": ["e-retry"], "errors": []}
+    assert [c[2]["event_id"] for c in writer.calls] == ["e-retry", "e-retry"]
+    assert writer.calls[0] == writer.calls[1]  # the same payload both times
 
 
 def test_ingest_nothing_valid_is_422_and_limits(

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -50,13 +51,19 @@ def store() -> Iterator[RedisStore]:
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     s = RedisStore(client, Keys(prefix=prefix))
     gen = s.ensure_generation()
+    drain = [
+        samples.credits_state("cus_c", remaining=v, at=samples.T0 + timedelta(hours=h))
+        for v, h in [("1000", -30), ("-40", -20), ("960", -12), ("600", -5), ("250", 0)]
+    ]  # a top-up of the same size at -12 h (the value rose): the trend restarts there
     s.apply(
         gen,
         [
             to_write(samples.metered_state("cus_m", used="850"), Source(CUSTOMER_STATE, 0, 3)),
+            to_write(samples.alert("cus_m", "m-old", percent=100), Source(BILLING_ALERTS, 0, 0)),
             to_write(samples.alert("cus_m", "m-80"), Source(BILLING_ALERTS, 0, 1)),
+            to_write(samples.resolved("cus_m", "m-old"), Source(BILLING_ALERTS, 0, 2)),
             to_write(samples.invoice("cus_m", "inv-oct"), Source(INVOICES, 0, 0)),
-            to_write(samples.credits_state("cus_c", remaining="250"), Source(CUSTOMER_STATE, 1, 7)),
+            *(to_write(d, Source(CUSTOMER_STATE, 1, 4 + n)) for n, d in enumerate(drain)),
         ],
     )
     yield s
@@ -103,6 +110,14 @@ def test_portal_shows_the_read_model_at_phone_size(store: RedisStore, base_url: 
             upcoming = json.loads(state_m["upcoming_invoice"])
             assert text("upcoming-total").inner_text() == upcoming["total"]
             assert text("alert").count() == len(store.alerts("cus_m")) == 1
+            # The recent history below the active alerts: raised and resolved, newest first.
+            history = [json.loads(entry) for entry in store.alert_history("cus_m")]
+            events = text("alert-event")
+            assert events.count() == len(history) == 3
+            shown = [events.nth(n).get_attribute("data-event") for n in range(events.count())]
+            assert shown == [h["event"] for h in history] == ["resolved", "raised", "raised"]
+            assert events.nth(0).inner_text().startswith("Resolved")
+            assert page.locator("#alerts [data-testid=alert-history]").is_visible()
             invoice = json.loads(store.invoices("cus_m")["inv-oct"])
             assert text("invoice-total").inner_text() == f"{invoice['total']} EUR"
             assert page.locator("#usage svg").count() == 2
@@ -116,6 +131,20 @@ def test_portal_shows_the_read_model_at_phone_size(store: RedisStore, base_url: 
             assert c("current-balance").inner_text() == state_c["credits_remaining"] == "250"
             assert c("last-topup").inner_text() == state_c["last_topup"]
             assert c("used-since-topup").inner_text() == "750"
+            # The trend since the last top-up, drawn from the read model's series.
+            trend = [json.loads(p) for p in store.trend("cus_c")]
+            assert [p["value"] for p in trend] == ["960", "600", "250"]
+            chart = c("trend-chart")
+            assert chart.get_attribute("data-points") == str(len(trend))
+            drawn = (c("trend-line").get_attribute("points") or "").split()
+            assert len(drawn) == len(trend)
+            assert c("trend-first").inner_text() == trend[0]["value"]
+            assert (
+                c("trend-last").inner_text() == trend[-1]["value"] == state_c["credits_remaining"]
+            )
+            box = chart.bounding_box()
+            assert box is not None and 0 < box["width"] <= 390 and box["height"] > 20
+            assert credits.evaluate("document.documentElement.scrollWidth") <= 390
             credits.screenshot(path=str(ARTIFACTS / "portal-credits-phone.png"), full_page=True)
 
             stranger = browser.new_page()

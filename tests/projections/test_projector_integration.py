@@ -3,14 +3,17 @@ ever flushed): Redis loss, redelivery, skipped records, rebuild equals live."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 import redis
 
 from projections.rebuild import rebuild
 from projections.redis_store import RedisStore
+from projections.series import TREND_LIMIT
 from projections.store import InMemoryStore, Keys
 from projections.wiring import build_applier, build_projector, build_rebuild_consumer
 from streambill.codec import Codec
@@ -24,7 +27,8 @@ pytestmark = pytest.mark.integration
 
 
 def stream(round_: int) -> list[tuple[str, WireValue | bytes]]:
-    """Snapshots, alerts and invoices for 6 customers, with duplicates and junk."""
+    """Snapshots, alerts and invoices for 6 customers, with duplicates and junk; cus_1
+    tops up by the same size and drains past the trend's cap, cus_3 by another size."""
     items: list[tuple[str, WireValue | bytes]] = []
     for i in range(6):
         cid = f"cus_{i}"
@@ -38,6 +42,20 @@ def stream(round_: int) -> list[tuple[str, WireValue | bytes]]:
                 snap = samples.metered_state(cid, version=version, used=str(100 * v + i))
             items.append((CUSTOMER_STATE, snap))
         items.append((CUSTOMER_STATE, snap))  # a duplicate (producer retry)
+        if i == 1:
+            for n in range(TREND_LIMIT + 5):
+                drain = samples.credits_state(
+                    cid,
+                    version=round_ * 100 + 10 + n,
+                    remaining=str(2000 - 10 * n),
+                    at=samples.T0 + timedelta(hours=round_ * 100 + n),
+                )
+                items.append((CUSTOMER_STATE, drain))
+        if i == 3:
+            topped = samples.credits_state(
+                cid, version=round_ * 10 + 5, remaining="400", topup="500"
+            )
+            items.append((CUSTOMER_STATE, topped))
         items.append((BILLING_ALERTS, samples.alert(cid, f"{cid}-a{round_}-80")))
         items.append((BILLING_ALERTS, samples.alert(cid, f"{cid}-a{round_}-100", percent=100)))
         if i % 3 == 0:
@@ -120,6 +138,16 @@ def test_rebuild_equals_live_after_redelivery_and_junk(
     live = store.dump()
     alerts = store.alerts("cus_0")
     assert "cus_0-a2-80" not in alerts and "cus_0-a2-100" in alerts
+    history = [json.loads(e) for e in store.alert_history("cus_0")]
+    assert [(e["event"], e["raised_alert_id"]) for e in history[:3]] == [
+        ("resolved", "cus_0-a2-80"),
+        ("raised", "cus_0-a2-100"),
+        ("raised", "cus_0-a2-80"),
+    ]
+    drained = [json.loads(p)["value"] for p in store.trend("cus_1")]
+    assert drained[0] == "2000" and drained[-1] == str(2000 - 10 * (TREND_LIMIT + 4))
+    assert len(drained) < TREND_LIMIT  # thinned
+    assert [json.loads(p)["value"] for p in store.trend("cus_3")] == ["400"]
 
     consumer = build_rebuild_consumer(session)
     progress: list[tuple[int, int]] = []

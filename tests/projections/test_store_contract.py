@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
+from datetime import timedelta
+from decimal import Decimal
 
 from projections.model import Source, Write, to_write
+from projections.series import ALERT_HISTORY_LIMIT, TREND_LIMIT
 from projections.store import InMemoryStore, Keys, ReadModelStore
 from streambill.settings import BILLING_ALERTS, CUSTOMER_STATE, INVOICES
 from tests.projections import samples
@@ -72,6 +76,122 @@ def test_alerts_raise_and_resolve(store: ReadModelStore) -> None:
     assert store.alerts("c1") == {}
 
 
+def test_alert_history_keeps_raised_and_resolved_newest_first(store: ReadModelStore) -> None:
+    gen = store.ensure_generation()
+    writes = [
+        to_write(samples.alert("c1", "a1"), at(BILLING_ALERTS, 0)),
+        to_write(samples.alert("c1", "a2", percent=100), at(BILLING_ALERTS, 1)),
+        to_write(samples.resolved("c1", "a1"), at(BILLING_ALERTS, 2)),
+    ]
+    store.apply(gen, writes)
+    history = [json.loads(e) for e in store.alert_history("c1")]
+    assert [(e["event"], e["alert_id"], e["raised_alert_id"]) for e in history] == [
+        ("resolved", "res-a1", "a1"),
+        ("raised", "a2", "a2"),
+        ("raised", "a1", "a1"),
+    ]
+    assert history[1]["threshold_percent"] == 100 and history[1]["reference"] == "1000"
+    assert history[0]["reference"] is None and history[0]["timestamp"] == samples.T1.isoformat()
+    assert list(store.alerts("c1")) == ["a2"]  # the active alerts are unchanged
+    # Redelivery (offsets already applied) adds nothing to the history.
+    before = store.dump()
+    assert store.apply(gen, writes) == [False, False, False]
+    assert store.dump() == before
+
+
+def test_alert_history_is_capped_keeping_the_newest(store: ReadModelStore) -> None:
+    gen = store.ensure_generation()
+    count = ALERT_HISTORY_LIMIT + 5
+    store.apply(
+        gen,
+        [to_write(samples.alert("c1", f"a{n}"), at(BILLING_ALERTS, n)) for n in range(count)],
+    )
+    ids = [json.loads(e)["alert_id"] for e in store.alert_history("c1")]
+    assert ids == [f"a{n}" for n in reversed(range(5, count))]
+    assert len(store.alerts("c1")) == count  # the cap is on the history only
+
+
+def credits_at(customer: str, offset: int, remaining: str, topup: str | None = "1000") -> Write:
+    when = samples.T0 + timedelta(hours=offset)
+    snap = samples.credits_state(
+        customer, version=offset, remaining=remaining, topup=topup, at=when
+    )
+    return to_write(snap, at(CUSTOMER_STATE, offset))
+
+
+def balance_at(customer: str, offset: int, balance: str, topup: str | None = "20.00") -> Write:
+    when = samples.T0 + timedelta(hours=offset)
+    snap = samples.balance_state(customer, version=offset, balance=balance, topup=topup, at=when)
+    return to_write(snap, at(CUSTOMER_STATE, offset))
+
+
+def trend(store: ReadModelStore, customer: str) -> list[str]:
+    return [json.loads(point)["value"] for point in store.trend(customer)]
+
+
+def test_trend_follows_the_value_and_restarts_at_a_top_up(store: ReadModelStore) -> None:
+    gen = store.ensure_generation()
+    store.apply(gen, [credits_at("c1", 1, "1000"), credits_at("c1", 2, "900")])
+    store.apply(gen, [credits_at("c1", 3, "900"), credits_at("c1", 4, "850")])
+    points = [json.loads(p) for p in store.trend("c1")]
+    assert points == [  # an unchanged value (offset 3) adds no point
+        {"at": (samples.T0 + timedelta(hours=h)).isoformat(), "value": v}
+        for h, v in [(1, "1000"), (2, "900"), (4, "850")]
+    ]
+    # A redelivered snapshot changes nothing.
+    assert store.apply(gen, [credits_at("c1", 4, "850"), credits_at("c1", 2, "1")]) == [
+        False,
+        False,
+    ]
+    assert trend(store, "c1") == ["1000", "900", "850"]
+    # A top-up of the same size: the value rises, a new series starts.
+    store.apply(gen, [credits_at("c1", 5, "1850"), credits_at("c1", 6, "1700")])
+    assert trend(store, "c1") == ["1850", "1700"]
+    # A top-up of another size starts one even if the value did not rise.
+    store.apply(gen, [credits_at("c1", 7, "1600", topup="500")])
+    assert trend(store, "c1") == ["1600"]
+    # A balance plan (another model) starts its own series; metered deletes it.
+    store.apply(gen, [balance_at("c1", 8, "3.00"), balance_at("c1", 9, "-1.25")])
+    assert trend(store, "c1") == ["3.00", "-1.25"]
+    store.apply(gen, [state_write("c1", 10)])
+    assert store.trend("c1") == []
+    assert not [key for key in store.dump() if key.endswith(":{c1}:trend")]
+
+
+def test_trend_compares_decimals_exactly(store: ReadModelStore) -> None:
+    gen = store.ensure_generation()
+    # Beyond a double's precision: 10.000000000000000002 > ...001 (a rise restarts).
+    store.apply(gen, [balance_at("c1", 1, "10.000000000000000001")])
+    store.apply(gen, [balance_at("c1", 2, "10.000000000000000002")])
+    assert trend(store, "c1") == ["10.000000000000000002"]
+    store.apply(gen, [balance_at("c1", 3, "10.000000000000000001")])
+    store.apply(gen, [balance_at("c1", 4, "10.0000000000000000010")])  # equal: no point
+    store.apply(gen, [balance_at("c1", 5, "9.99")])
+    assert trend(store, "c1") == ["10.000000000000000002", "10.000000000000000001", "9.99"]
+    # Signs and the exponent form str(Decimal) uses for tiny amounts.
+    store.apply(gen, [balance_at("c1", 6, "-0.5"), balance_at("c1", 7, "-0.75")])
+    assert trend(store, "c1")[-3:] == ["9.99", "-0.5", "-0.75"]
+    store.apply(gen, [balance_at("c1", 8, "-0.25")])  # rose: restart
+    assert trend(store, "c1") == ["-0.25"]
+    store.apply(gen, [balance_at("c1", 9, "0.0000005"), balance_at("c1", 10, "-0.0")])
+    assert store.state("c1")["balance"] == "-0.0"  # the state keeps str(Decimal)
+    store.apply(gen, [balance_at("c1", 11, "0"), balance_at("c1", 12, "-0.00000001")])
+    assert trend(store, "c1") == ["0.0000005", "0.0", "-0.00000001"]
+
+
+def test_trend_is_thinned_at_the_cap_keeping_the_top_up_and_the_newest(
+    store: ReadModelStore,
+) -> None:
+    gen = store.ensure_generation()
+    values = [str(1000 - n) for n in range(TREND_LIMIT + 11)]
+    store.apply(gen, [credits_at("c1", n + 1, v) for n, v in enumerate(values)])
+    # 51 points thin to the even positions (26), then ten more are appended.
+    expected = values[: TREND_LIMIT + 1][::2] + values[TREND_LIMIT + 1 :]
+    assert trend(store, "c1") == expected
+    assert expected[0] == "1000" and expected[-1] == values[-1]
+    assert len(expected) == 36
+
+
 def test_invoices_keep_their_lines(store: ReadModelStore) -> None:
     gen = store.ensure_generation()
     store.apply(gen, [to_write(samples.invoice("c1", "inv-1"), at(INVOICES, 0))])
@@ -106,13 +226,14 @@ def test_data_of_a_stale_generation_is_wiped_on_first_touch(store: ReadModelStor
     # Writes that landed under an old generation (e.g. after a FLUSHALL, before the
     # projector noticed) must not block the replay of older offsets.
     store.apply("old", [to_write(samples.alert("c1", "late"), at(BILLING_ALERTS, 50))])
-    store.apply("old", [state_write("c1", 40)])
+    store.apply("old", [credits_at("c1", 40, "5")])
     new = store.ensure_generation()
     assert store.apply(new, [to_write(samples.alert("c1", "early"), at(BILLING_ALERTS, 3))]) == [
         True
     ]
     assert list(store.alerts("c1")) == ["early"]
-    assert store.state("c1") == {}
+    assert [json.loads(e)["alert_id"] for e in store.alert_history("c1")] == ["early"]
+    assert store.state("c1") == {} and store.trend("c1") == []
 
 
 def test_dump_is_the_same_on_every_adapter(store: ReadModelStore, key_prefix: str) -> None:
@@ -121,7 +242,12 @@ def test_dump_is_the_same_on_every_adapter(store: ReadModelStore, key_prefix: st
         state_write("c1", 1),
         state_write("c2", 2, used="5"),
         to_write(samples.alert("c1", "a1"), at(BILLING_ALERTS, 0)),
+        to_write(samples.alert("c1", "a2"), at(BILLING_ALERTS, 1)),
+        to_write(samples.resolved("c1", "a1"), at(BILLING_ALERTS, 2)),
         to_write(samples.invoice("c2", "inv-9"), at(INVOICES, 0)),
+        credits_at("c3", 3, "40"),
+        credits_at("c3", 4, "35.5"),
+        credits_at("c3", 5, "35.50"),
     ]
     for target in (store, reference):
         gen = target.ensure_generation()
@@ -132,6 +258,38 @@ def test_dump_is_the_same_on_every_adapter(store: ReadModelStore, key_prefix: st
     assert f"{key_prefix}:{{c1}}:state" in dump
     assert dump[f"{key_prefix}:{{c1}}:offsets"] == {
         "customer-state/0": "1",
-        "billing-alerts/0": "0",
+        "billing-alerts/0": "2",
     }
+    history = dump[f"{key_prefix}:{{c1}}:alert_history"]
+    assert isinstance(history, list) and len(history) == 3
+    assert dump[f"{key_prefix}:{{c3}}:trend"] == [
+        f'{{"at":"{(samples.T0 + timedelta(hours=h)).isoformat()}","value":"{v}"}}'
+        for h, v in [(3, "40"), (4, "35.5")]
+    ]
     assert dump[f"{key_prefix}:{{@customer-state/0}}:position"] == {"next": "3"}
+
+
+def test_trend_is_the_same_on_every_adapter_for_random_snapshots(
+    store: ReadModelStore, key_prefix: str
+) -> None:
+    """Many seeded random drains and top-ups: the Redis script's exact decimal
+    comparison and list rules give the in-memory adapter's lists, key for key."""
+    rng = random.Random(20261127)
+    reference = InMemoryStore(Keys(prefix=key_prefix))
+    writes = []
+    for c in range(6):
+        value = Decimal(rng.choice(["100", "0.5", "-3", "1000000000.000000000000000001"]))
+        topup: str | None = "100"
+        for n in range(80):
+            step = Decimal(rng.randrange(0, 10**6)).scaleb(-rng.randrange(0, 20))
+            value += -step if rng.random() < 0.95 else step  # mostly drains, some rises
+            if rng.random() < 0.05:
+                topup = rng.choice(["100", "50.00", "50", None])
+            make = credits_at if c % 2 else balance_at
+            writes.append(make(f"c{c}", n + 1, str(value), topup=topup))
+    for target in (store, reference):
+        gen = target.ensure_generation()
+        for start in range(0, len(writes), 50):
+            target.apply(gen, writes[start : start + 50])
+    assert store.dump() == reference.dump()
+    assert any(len(store.trend(f"c{c}")) > 10 for c in range(6))
