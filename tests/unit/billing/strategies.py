@@ -80,12 +80,14 @@ def account_of(draw: st.DrawFn, plan: str, j: int, at: datetime) -> Event | None
 
 @st.composite
 def histories(draw: st.DrawFn, plan: str, max_usage: int = 20) -> list[Event]:
-    """The subscription, then usage and account events in event-time order."""
+    """The subscription, then usage and account events in event-time order, over
+    a few days to about three periods."""
+    span = draw(st.sampled_from([3 * 24 * 3600, 40 * 24 * 3600, SPAN]))
     events: list[Event] = []
     for i in range(draw(st.integers(0, max_usage))):
-        events.append(draw(usage_of(plan, i, draw(instants()))))
+        events.append(draw(usage_of(plan, i, draw(instants(span)))))
     for j in range(draw(st.integers(0, 4))):
-        account = draw(account_of(plan, j, draw(instants())))
+        account = draw(account_of(plan, j, draw(instants(span))))
         if account is not None:
             events.append(account)
     events.sort(key=lambda e: e.timestamp)
