@@ -30,6 +30,7 @@ from billing.fold import DUPLICATE, Effects, rejection, wallet_closes
 from billing.invoicing import period_invoice
 from billing.periods import period_of
 from billing.rating import Unrateable
+from billing.rollover import advance
 from billing.state import CustomerState, SeenLog, new_state, same_payload
 from billing.state_codec import state_from_dict, state_to_dict
 from billing.usage_fold import fold_usage
@@ -37,6 +38,7 @@ from billing.usage_fold import fold_usage
 __all__ = [
     "CustomerState",
     "Effects",
+    "advance",
     "apply",
     "forget_ids",
     "new_state",

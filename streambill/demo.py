@@ -11,7 +11,9 @@
    until the worker applied the account events and the API serves a balance.
 4. Publishes a day of usage with the SDK (progress on stderr), paced so the worker
    stays within a window behind, showing a few balances draining (through the API)
-   and the low-balance alerts raised (read from billing-alerts).
+   and the low-balance alerts raised (read from billing-alerts). Then reads a handful
+   of the published events back from Kafka with a consumer of its own, prints them
+   decoded (one JSON line each) and fails unless they equal what was sent.
 5. Waits until the worker's committed offsets reach the end of both inputs, closes
    the month with the period-close job, prints the invoices per plan and the portal
    address with a token for one customer.
@@ -44,6 +46,7 @@ from streambill.catalog_file import load_catalog
 from streambill.codec import Codec
 from streambill.demo_load import DemoCustomer, population, usage_day
 from streambill.demo_procs import Child, Children, DemoError, get_json, wait_http
+from streambill.demo_readback import read_back
 from streambill.demo_steps import (
     PlanSummary,
     closable_month,
@@ -174,8 +177,10 @@ class Demo:
                 f"(watching {', '.join(watched)})"
             )
             events = usage_day(customers, opts.events, day, opts.seed, opts.run_id)
-            self._publish(events, progress, alerts, watched)
+            first_chunk = self._publish(events, progress, alerts, watched)
             self._phase("publish", t2)
+            for line in read_back(s, self.codec, first_chunk, customers, limit=opts.events):
+                self.say(line)
             self._wait_applied(progress, None, "usage", 900.0, alerts, watched)
             self._phase("publish+apply", t2)
         finally:
@@ -255,13 +260,16 @@ class Demo:
         progress: WorkerProgress,
         alerts: AlertCounter,
         watched: list[str],
-    ) -> None:
-        """Publish in chunks; hold back while the worker is more than `window` behind."""
+    ) -> list[UsageRecorded]:
+        """Publish in chunks; hold back while the worker is more than `window` behind.
+        Returns the first chunk (delivered: the client flushed on exit)."""
         it = iter(events)
         total, sent, next_show = self.opts.events, 0, 0.0
+        first: list[UsageRecorded] = []
         with UsageClient(self.settings) as client:
             while chunk := list(islice(it, CHUNK)):
                 client.report_many(chunk)
+                first = first or chunk
                 sent += len(chunk)
                 while True:  # hold back while the worker is more than `window` behind
                     self.children.check()
@@ -274,6 +282,7 @@ class Demo:
                     time.sleep(0.5)
             client.flush()
         self.status.show(f"published {sent:,} usage events", final=True)
+        return first
 
     def _show(
         self,

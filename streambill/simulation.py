@@ -6,9 +6,16 @@ reported as rejected with a reason code, like everything the fold rejects.
 
 Order: events are folded by event time; at equal times account events come first
 (a subscription before its first usage), then file order. Only events before
-`end` are folded; the reported customer state is the state at the end of the range.
-Invoiced: every period that ends in (start, end], so `--from 2026-01-01 --to
-2026-02-01` bills the periods anchored on the 1st for January.
+`end` are folded. Invoiced: every period that ends in (start, end], so `--from
+2026-01-01 --to 2026-02-01` bills the periods anchored on the 1st for January.
+
+The reported customer state is the state as of `end`: plan and usage are those of
+the last period in the range (the one containing the instant before `end`); credits
+and balance are those after every period that ended by `end` was rolled over
+(`billing.ledger.advance`, the rollover the first event at `end` would make). So a
+wallet period that closed below zero, whose invoice bills the amount owed, leaves a
+balance of zero, not the negative amount billed; and credit grants that expire at
+or before `end` are no longer counted.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from billing.events import (
     WalletDeposited,
 )
 from billing.invoicing import period_invoice, periods_ending_in
-from billing.ledger import CustomerState, apply, new_state, snapshot
+from billing.ledger import CustomerState, advance, apply, new_state, snapshot
 
 
 class LineError(Exception):
@@ -225,22 +232,27 @@ def simulate(
             rej = effects.rejection
             result.rejected.append(Rejected(event.event_id, rej.reason.value, rej.detail))
         result.invoices += [inv for inv in effects.invoices if start <= inv.issued_at < end]
-    tick = timedelta(microseconds=1)
     for cid in sorted(states):
         state = states[cid]
         for p_start, _ in periods_ending_in(state, start, end):
             inv = period_invoice(state, catalog, p_start)
             if inv is not None:
                 result.invoices.append(inv)
-        snap = snapshot(state, catalog, source_offsets={}, as_of=end - tick)
-        result.customers.append(
-            CustomerSummary(
-                cid, snap.plan_id, dict(snap.usage), snap.credits_remaining, snap.balance
-            )
-        )
+        result.customers.append(final_summary(state, catalog, end))
     kinds = {"purchase": 0, "period": 1, "adjustment": 2}
     result.invoices.sort(key=lambda i: (i.customer_id, i.issued_at, kinds[i.kind], i.invoice_id))
     return result
+
+
+def final_summary(state: CustomerState, catalog: Catalog, end: datetime) -> CustomerSummary:
+    """The customer as of `end` (see the module docstring)."""
+    settled, _ = advance(state, end, catalog)
+    last = snapshot(settled, catalog, source_offsets={}, as_of=end - timedelta(microseconds=1))
+    credits = last.credits_remaining
+    if credits is not None:  # grants expiring at `end` have expired by then
+        at_end = snapshot(settled, catalog, source_offsets={}, as_of=end).credits_remaining
+        credits = credits if at_end is None else at_end
+    return CustomerSummary(state.customer_id, last.plan_id, dict(last.usage), credits, last.balance)
 
 
 def revenue(result: SimulationResult) -> dict[tuple[str, str], Decimal]:

@@ -11,7 +11,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -99,12 +99,13 @@ def read(
     start_offsets: Mapping[int, int] | None = None,
     max_messages: int | None = None,
     idle_timeout: float | None = None,
-) -> Iterator[Message]:
+) -> Generator[Message, None, None]:
     """Messages of `logical_topic`, per partition in offset order.
 
     Starts at the end (new messages only), at the beginning, or at `start_offsets`
     ({partition: offset}); stops after `max_messages`, or after `idle_timeout` seconds
-    without a new message (None: follow for ever).
+    without a new message (None: follow for ever). Closing the generator early
+    closes the consumer.
     """
     topic = settings.topic(logical_topic)
     consumer = Consumer(

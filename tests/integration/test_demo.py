@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from collections.abc import Iterator
 from decimal import Decimal
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -21,10 +23,12 @@ from processors.reconcile_run import reconcile, render
 from streambill import convert
 from streambill.catalog_file import load_catalog
 from streambill.codec import Codec
-from streambill.demo import DemoOptions, DemoResult, PlanSummary, run_demo, usage_day_start
+from streambill.demo import CHUNK, DemoOptions, DemoResult, PlanSummary, run_demo, usage_day_start
 from streambill.demo_load import PLAN_MIX, population, usage_day
+from streambill.demo_readback import SAMPLE_SIZE
 from streambill.settings import ALL_TOPICS, USAGE_EVENTS, USAGE_REJECTED, Settings
 from streambill.simulation import simulate
+from streambill.tail import json_safe, rfc3339
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +82,33 @@ def test_demo_prints_the_summary_and_a_portal_link_and_stops_its_children(
         assert any(line.startswith(name) for line in text.splitlines())
     assert [c.name for c in demo.children] == ["worker", "projector", "api"]
     assert not any(c.alive() for c in demo.children)
+
+
+def test_demo_prints_published_events_read_back_from_kafka(demo: DemoResult) -> None:
+    """Right after publishing, a handful of the published events (several plans) come
+    back from usage-events decoded, one JSON line each, equal to what was sent."""
+    lines = (Path(demo.settings.state_dir) / "stdout.txt").read_text().splitlines()
+    verdict = f"read back {SAMPLE_SIZE} of {SAMPLE_SIZE} published events from Kafka, "
+    at = lines.index(verdict + "equal to what was sent")
+    assert lines[at - SAMPLE_SIZE - 1].startswith("publishing ")
+    docs = [json.loads(line) for line in lines[at - SAMPLE_SIZE : at]]
+    pop = population(OPTS.customers, demo.anchor, OPTS.seed, OPTS.run_id)
+    day = usage_day_start(demo.month)
+    first_chunk = list(
+        islice(usage_day(pop.customers, OPTS.events, day, OPTS.seed, OPTS.run_id), CHUNK)
+    )
+    published = {e.event_id: e for e in first_chunk}
+    for doc in docs:
+        sent = published[doc["value"]["event_id"]]
+        name, record = convert.to_avro(sent)
+        assert (doc["topic"], doc["schema"], doc["key"]) == ("usage-events", name, sent.customer_id)
+        assert doc["timestamp"] == rfc3339(sent.timestamp)
+        assert doc["value"] == json_safe(record)
+    ids = [doc["value"]["event_id"] for doc in docs]
+    assert ids == sorted(ids, key=list(published).index)  # in publishing order
+    plan_of = {c.customer_id: c.plan_id for c in pop.customers}
+    assert len({plan_of[published[i].customer_id] for i in ids}) == SAMPLE_SIZE
+    assert len({published[i].feature_id for i in ids}) >= 3
 
 
 def test_reconcile_finds_the_demo_clean_then_a_tampered_dead_letter(demo: DemoResult) -> None:

@@ -9,8 +9,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from confluent_kafka import TIMESTAMP_CREATE_TIME
 
-from billing.events import SubscriptionStarted, UsageRecorded, WalletDeposited
+from billing.events import (
+    AccountEvent,
+    CreditsPurchased,
+    SeatsChanged,
+    SubscriptionStarted,
+    UsageRecorded,
+    WalletDeposited,
+)
 from streambill.cli import build_parser
 from streambill.codec import Codec
 from streambill.convert import from_avro
@@ -57,6 +65,12 @@ def test_sdk_publishes_what_a_separate_consumer_reads(env: Settings) -> None:
         )
         sub = client.subscribe("cus_abc123", "starter", seats=2, timestamp=T0)
         dep = client.deposit("cus_dev7", "100.00", "USD", event_id="dep-1", timestamp=T0)
+        seats = client.change_seats(
+            "cus_abc123", 5, timestamp=T0 + timedelta(hours=2, microseconds=7_007)
+        )
+        pack = client.purchase_credits(
+            "cus_img42", "credits-100", 3, event_id="pack-1", timestamp=T0 + timedelta(days=1)
+        )
     assert ids == [e.event_id for e in batch]
 
     codec = Codec()
@@ -78,11 +92,32 @@ def test_sdk_publishes_what_a_separate_consumer_reads(env: Settings) -> None:
         got = [i for i in order[customer] if i != single]
         assert got == sent, f"order of {customer}"
 
-    account = [
-        from_avro(*codec.decode(m.value())) for m in consume_all(settings, ACCOUNT_EVENTS, 2)
-    ]
-    assert SubscriptionStarted(sub, "cus_abc123", T0, "starter", 2) in account
-    assert WalletDeposited(dep, "cus_dev7", T0, Decimal("100.00"), "USD") in account
+    _assert_account_events_read_back(settings, [
+        SubscriptionStarted(sub, "cus_abc123", T0, "starter", 2),
+        WalletDeposited(dep, "cus_dev7", T0, Decimal("100.00"), "USD"),
+        # event times travel in milliseconds: 7.007 ms are floored to 7
+        SeatsChanged(seats, "cus_abc123", T0 + timedelta(hours=2, milliseconds=7), 5),
+        CreditsPurchased(pack, "cus_img42", T0 + timedelta(days=1), "credits-100", 3),
+    ])  # fmt: skip
+
+
+def _assert_account_events_read_back(settings: Settings, sent: list[AccountEvent]) -> None:
+    """A separate consumer reads account-events back equal to what was sent, in order
+    per customer, each keyed by its customer id and stamped with its event time."""
+    codec = Codec()
+    read = consume_all(settings, ACCOUNT_EVENTS, len(sent))
+    assert len(read) == len(sent)
+    received: dict[str, list[AccountEvent]] = defaultdict(list)
+    for msg in read:
+        event = from_avro(*codec.decode(msg.value()))
+        assert isinstance(event, AccountEvent)
+        assert msg.key() == event.customer_id.encode("utf-8")
+        assert msg.timestamp() == (TIMESTAMP_CREATE_TIME, to_millis(event.timestamp))
+        received[event.customer_id].append(event)
+    expected: dict[str, list[AccountEvent]] = defaultdict(list)
+    for event in sent:
+        expected[event.customer_id].append(event)
+    assert received == expected
 
 
 def test_tail_prints_each_value_as_json(

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from billing.events import CreditsGranted, Event, SubscriptionStarted, UsageRecorded
+from streambill.catalog_file import load_catalog
 from streambill.cli import main
+from streambill.simulation import simulate
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "simulate"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "catalog.yaml"
@@ -114,3 +119,68 @@ def test_simulate_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
         str(FIX / "usage.jsonl"),
     ]
     assert main([*bad, "--from", "2026-01-01", "--to", "2026-02-01"]) == 1
+
+
+def _jsonl(path: Path, *lines: dict[str, Any]) -> Path:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+DEV_ACCOUNTS = (
+    {"type": "subscription_started", "event_id": "a1", "customer_id": "cus_dev",
+     "timestamp": "2026-01-01T00:00:00Z", "plan_id": "dev-api"},
+    {"type": "wallet_deposited", "event_id": "a2", "customer_id": "cus_dev",
+     "timestamp": "2026-01-01T00:00:00Z", "amount": "1.00", "currency": "USD"},
+)  # fmt: skip
+
+
+def _tokens(event_id: str, at: str, output: int) -> dict[str, Any]:
+    return {
+        "event_id": event_id, "customer_id": "cus_dev", "feature_id": "tokens", "quantity": output,
+        "timestamp": at, "properties": {"model": "small", "input_tokens": "0",
+                                        "output_tokens": str(output)},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("february_event", [False, True])
+@pytest.mark.parametrize("to", ["2026-02-01", "2026-03-01"])
+def test_simulate_final_balance_after_a_period_that_closed_below_zero(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, february_event: bool, to: str
+) -> None:
+    """January overdraws the wallet by 0.80 and its invoice bills it: as of --to the
+    balance is zero, whether or not an event of February arrived (the defect: -0.80
+    until one did)."""
+    usage = [_tokens("u1", "2026-01-10T00:00:00Z", 1_200_000)]  # 1.80 at 1.50 per million
+    if february_event:
+        usage.append(_tokens("u2", "2026-02-10T00:00:00Z", 0))
+    code = main([
+        "simulate", "--catalog", str(EXAMPLE), "--from", "2026-01-01", "--to", to, "--json",
+        "--events", str(_jsonl(tmp_path / "u.jsonl", *usage)),
+        "--accounts", str(_jsonl(tmp_path / "a.jsonl", *DEV_ACCOUNTS)),
+    ])  # fmt: skip
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    january = next(i for i in doc["invoices"] if i["period_start"] == "2026-01-01T00:00:00Z"
+                   and i["kind"] == "period")  # fmt: skip
+    assert january["total"] == "0.80" and "owed" in january["lines"][-1]["description"]
+    [customer] = doc["customers"]
+    assert customer["balance"] == "0.00"
+    jan_usage = {"tokens": "1200000"}
+    feb_usage = {"tokens": "0"} if february_event else {}
+    assert customer["usage"] == (jan_usage if to == "2026-02-01" else feb_usage)
+
+
+def test_simulate_final_credits_are_as_of_the_end_of_the_range() -> None:
+    """Credits are not settled by periods: a negative count stays negative; a grant
+    expiring exactly at --to no longer counts, one expiring later still does."""
+    catalog = load_catalog(EXAMPLE)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    end = datetime(2026, 3, 1, tzinfo=UTC)
+    events: list[Event] = [
+        SubscriptionStarted("s", "c", at, "image-credits"),
+        UsageRecorded("u", "c", "image_generation", Decimal(3), at, {"complexity": "ultra"}),
+        CreditsGranted("g1", "c", at + timedelta(days=1), Decimal(7), end),
+        CreditsGranted("g2", "c", at + timedelta(days=1), Decimal(5), end + timedelta(days=1)),
+    ]
+    [customer] = simulate(catalog, events, at, end).customers
+    assert customer.credits_remaining == Decimal(-25)  # -30 + 5 (the 7 expired at --to)

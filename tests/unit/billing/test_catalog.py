@@ -8,9 +8,20 @@ from typing import Any
 import pytest
 import yaml
 
-from billing.catalog import Catalog, parse_catalog
+from billing.catalog import Catalog, CreditCost, CreditPack, FeaturePrice, parse_catalog
 from billing.errors import CatalogError
+from billing.money import currency
+from billing.pricing import QuantityPricing
+from billing.pricing.graduated import Graduated
+from billing.pricing.included import WithAllowance
+from billing.pricing.per_minute import PerMinute
+from billing.pricing.per_token import TokenRate
+from billing.pricing.per_unit import PerUnit
+from billing.pricing.tiers import Tier
 from tests.unit.billing.conftest import EXAMPLE
+
+D = Decimal
+USD = currency("USD")
 
 
 def seed() -> dict[str, Any]:
@@ -48,6 +59,99 @@ def test_seed_catalog_has_the_issue_plans(catalog: Catalog) -> None:
     assert catalog.credit_packs["credits-500k"].credits == 500_000
     rates = catalog.plans["dev-api"].prices["tokens"].tokens
     assert rates is not None and rates.rates["large"].output == Decimal("15.00")
+
+
+def test_seed_catalog_numbers_equal_the_issue_table(catalog: Catalog) -> None:
+    """Every number of the issue's table, structurally (frozen values compare by value)
+    and by price at the allowance and tier edges."""
+    plans = catalog.plans
+    for p in plans.values():
+        assert (p.version, p.currency, p.spend_cap) == (1, USD, None)
+    expected = {  # plan: (model, base fee, seat fee)
+        "starter": ("metered", D("29.00"), D(0)), "writer": ("metered", D("19.00"), D(0)),
+        "scale": ("metered", D("99.00"), D(0)), "team": ("metered", D(0), D("20.00")),
+        "voice": ("metered", D(0), D(0)), "image-credits": ("credits", D(0), D(0)),
+        "query-credits": ("credits", D(0), D(0)), "dev-api": ("balance", D(0), D(0)),
+    }  # fmt: skip
+    assert {k: (p.model, p.base_fee, p.seat_fee) for k, p in plans.items()} == expected
+    assert dict(plans["starter"].prices) == {"tokens": _allowance(50_000, "0.03")}
+    assert dict(plans["writer"].prices) == {"tokens": _allowance(100_000, "0.02")}
+    assert dict(plans["team"].prices) == {"tokens": _allowance(200_000, "0.02")}
+    tiers = (Tier(D(0), D(9_000_000), D("0.015")), Tier(D(9_000_000), None, D("0.010")))
+    scale = plans["scale"].prices["tokens"]
+    assert scale == _price("tokens", "graduated", 1_000_000, Graduated(tiers, D(1000)))
+    # 1M included; the next 9M at 0.015 per 1,000 (135.00); beyond 10M at 0.010 per 1,000
+    assert [_amount(scale, q) for q in (1_000_000, 10_000_000, 11_000_000)] == [0, 135, 145]
+    voice = plans["voice"].prices
+    assert dict(voice) == {
+        "transcription": _price("transcription", "per_minute", 0, PerMinute(D("0.006")))
+    }
+    assert _amount(voice["transcription"], 90) == D("0.009")  # pro rata per second
+    assert _amount(plans["starter"].prices["tokens"], 51_001) == D("0.03003")  # per token
+    _assert_credit_plans(catalog)
+    _assert_dev_api(catalog)
+
+
+def _price(feature: str, strategy: str, included: int, pricing: QuantityPricing) -> FeaturePrice:
+    """The value the catalog must hold: allowance wrapped around the strategy, alert
+    levels at the default 80 % and 100 % of the allowance."""
+    levels = tuple((t, D(included) * t / 100) for t in (80, 100)) if included else ()
+    wrapped = WithAllowance(D(included), pricing) if included else pricing
+    return FeaturePrice(feature, strategy, D(included), wrapped, None, False, levels)
+
+
+def _allowance(included: int, per_1000: str) -> FeaturePrice:
+    """`included` tokens free, then `per_1000` per 1,000 tokens, pro rata."""
+    unit = PerUnit(D(per_1000), D(1000), per_started_block=False)
+    return _price("tokens", "per_unit", included, unit)
+
+
+def _amount(price: FeaturePrice, quantity: int) -> Decimal:
+    assert price.pricing is not None
+    return price.pricing.amount(D(quantity))
+
+
+def _assert_credit_plans(catalog: Catalog) -> None:
+    assert dict(catalog.credit_packs) == {
+        "credits-100": CreditPack("credits-100", D(100), D("10.00"), USD),
+        "credits-500k": CreditPack("credits-500k", D(500_000), D("50.00"), USD),
+    }
+    image, query = catalog.plans["image-credits"], catalog.plans["query-credits"]
+    assert (image.credit_packs, query.credit_packs) == (("credits-100",), ("credits-500k",))
+    assert dict(image.prices) == {} and dict(query.prices) == {}
+    assert dict(image.credit_costs) == {
+        "image_generation": CreditCost("complexity", _costs(standard=1, complex=5, ultra=10), None)
+    }
+    assert dict(query.credit_costs) == {
+        "query": CreditCost("kind", _costs(simple=100, complex=1000), None)
+    }
+
+
+def _costs(**per_value: int) -> dict[str, Decimal]:
+    return {k: D(v) for k, v in per_value.items()}
+
+
+def _assert_dev_api(catalog: Catalog) -> None:
+    plan = catalog.plans["dev-api"]
+    assert dict(plan.credit_costs) == {} and plan.credit_packs == ()
+    price = plan.prices["tokens"]
+    assert (price.strategy, price.included, price.pricing, price.alert_levels) == (
+        "per_token",
+        D(0),
+        None,
+        (),
+    )
+    tokens = price.tokens
+    assert tokens is not None
+    assert (tokens.property, tokens.per) == ("model", D(1_000_000))
+    assert dict(tokens.rates) == {
+        "small": TokenRate(D("0.50"), D("1.50"), (D("0.0000005"), D("0.0000015"))),
+        "large": TokenRate(D("3.00"), D("15.00"), (D("0.000003"), D("0.000015"))),
+    }
+    # one million input and one million output tokens of each model
+    million = D(1_000_000)
+    costs = [tokens.cost(tokens.rates[m], million, million) for m in ("small", "large")]
+    assert costs == [D("2.00"), D("18.00")]
 
 
 def test_every_problem_is_listed_with_plan_and_field() -> None:

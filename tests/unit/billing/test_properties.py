@@ -14,16 +14,18 @@ from billing.events import (
     CreditsGranted,
     CreditsPurchased,
     Event,
+    Invoice,
     SeatsChanged,
     SubscriptionStarted,
     UsageRecorded,
     WalletDeposited,
 )
-from billing.invoicing import period_invoice
-from billing.ledger import apply, state_to_dict
+from billing.invoicing import period_invoice, periods_ending_in
+from billing.ledger import Effects, apply, state_to_dict
 from streambill.catalog_file import load_catalog
 from tests.unit.billing.conftest import EXAMPLE, t
 from tests.unit.billing.helpers import fold
+from tests.unit.billing.strategies import EXAMPLE_PLANS, histories
 
 CATALOG = load_catalog(EXAMPLE)
 START = t(2026, 1, 1)
@@ -95,16 +97,23 @@ def test_final_state_does_not_depend_on_event_order_within_a_period(
     assert ia == ib
 
 
-@given(data=st.data(), plan=st.sampled_from(["dev-api", "image-credits"]))
+@given(data=st.data(), plan=st.sampled_from(EXAMPLE_PLANS))
 def test_applying_an_event_twice_changes_nothing(data: st.DataObject, plan: str) -> None:
-    gen = balance_events if plan == "dev-api" else credit_events
-    events = data.draw(st.composite(gen)())
-    sub = SubscriptionStarted("sub", "c", START, plan)
-    state, _ = fold(CATALOG, [sub, *events])
-    again = data.draw(st.sampled_from([sub, *events]))
+    """Every example plan, events over three periods in any order (late ones too): an
+    event delivered again, at once or any number of events later, is a duplicate with
+    no effect, and the final state equals the state without the resend."""
+    history = data.draw(histories(plan))
+    events = [history[0], *data.draw(st.permutations(history[1:]))]
+    state, effects = fold(CATALOG, events)
+    applied = [e for e, eff in zip(events, effects, strict=True) if eff.rejection is None]
+    again = data.draw(st.sampled_from(applied))
     twice, eff = apply(state, again, CATALOG)
-    assert eff.duplicate and twice is state
-    assert state_to_dict(twice) == state_to_dict(state)
+    assert eff == Effects(duplicate=True) and twice is state
+    at = data.draw(st.integers(events.index(again) + 1, len(events)))
+    resent, resent_effects = fold(CATALOG, [*events[:at], again, *events[at:]])
+    assert resent_effects[at] == Effects(duplicate=True)
+    assert resent_effects[:at] + resent_effects[at + 1 :] == effects
+    assert state_to_dict(resent) == state_to_dict(state)
 
 
 def metered_catalog(strategy: dict[str, Any]) -> Catalog:
@@ -148,6 +157,27 @@ def test_invoice_total_is_the_sum_of_its_rounded_lines(
     state, _ = fold(cat, events)
     inv = period_invoice(state, cat, START)
     assert inv is not None
+    assert_rounded_once(inv)
+
+
+@given(data=st.data(), plan=st.sampled_from(["image-credits", "query-credits", "dev-api"]))
+def test_credits_and_wallet_invoice_totals_are_the_sum_of_their_rounded_lines(
+    data: st.DataObject, plan: str
+) -> None:
+    """Purchase invoices (packs, deposits of any precision) and period invoices,
+    including wallet periods that closed below zero and bill the amount owed."""
+    state, effects = fold(CATALOG, data.draw(histories(plan)))
+    invoices = [inv for eff in effects for inv in eff.invoices]
+    for start, _ in periods_ending_in(state, START, START + timedelta(days=120)):
+        inv = period_invoice(state, CATALOG, start)
+        assert inv is not None
+        invoices.append(inv)
+    for inv in invoices:
+        assert_rounded_once(inv)
+
+
+def assert_rounded_once(inv: Invoice) -> None:
+    """Each line rounded once, half-up, to the cent; the total is their sum."""
     assert inv.total == sum((line.amount for line in inv.lines), D(0))
     for line in inv.lines:
         assert line.amount == line.precise_amount.quantize(D("0.01"), rounding="ROUND_HALF_UP")
