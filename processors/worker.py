@@ -79,6 +79,8 @@ from streambill import settings as names
 from streambill.codec import Codec
 from streambill.settings import Settings
 
+WRITE_BATCH_BYTES = 512 * 1024
+
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
@@ -160,6 +162,11 @@ def create_app(
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # aiokafka queues a partition's next batch only once the previous one left
+        # (`add_batch` waits for its drain), one request per broker at a time: with
+        # the 16 KiB default, a batch's few hundred KiB of records and snapshots went
+        # out in dozens of sequential round trips. Far below the broker's 1 MiB limit.
+        producer_max_batch_size=WRITE_BATCH_BYTES,
         processing_guarantee="at_least_once",
         stream_wait_empty=True,
         stream_buffer_maxsize=max(4096, 2 * settings.worker_batch_size),
