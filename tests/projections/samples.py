@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -120,26 +121,17 @@ def balance_state(
     topup: str | None = "20.00",
     at: datetime = T0,
 ) -> CustomerStateChanged:
-    return CustomerStateChanged(
-        customer_id=customer_id,
-        version=version,
-        status="active",
+    """A wallet customer: `credits_state`'s shape with money instead of credits."""
+    return replace(
+        credits_state(customer_id, version=version, at=at),
         plan_id="dev-api",
-        plan_version=1,
         model="balance",
-        currency="USD",
-        period_start=T0,
-        period_end=T1,
-        seats=1,
         usage={"tokens": Decimal("2300")},
-        allowance_remaining={},
         credits_remaining=None,
         balance=Decimal(balance),
         last_topup=None if topup is None else Decimal(topup),
         allowed=Decimal(balance) > 0,
-        upcoming_invoice=None,
         source_offsets={"account-events/0": 0, "usage-events/0": version},
-        updated_at=at,
     )
 
 
