@@ -13,13 +13,14 @@ import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 from faust import streams as faust_streams
 from faust.types import TP
 
-from processors.batch_send import send_rows
+from processors.batch_send import Sent, send_rows
 from processors.catch_up import OffsetOrder, account_backlog, read_range
 from processors.feed import HandOver
 from processors.fold import (
@@ -164,11 +165,24 @@ class FoldPipeline:
             await consumer._add_gap(tp, offsets.start, offsets.stop - 1)
 
     async def _fold_durably(self, messages: Sequence[SourceMessage]) -> None:
-        """Fold, then make durable in the order of the agent's docstring."""
+        """Fold, then make durable in the order of the agent's docstring. The
+        customer records are encoded while the effects and seen entries are in
+        flight (CPU beside the broker's round trip); they are queued only once
+        those are acked, so the order of durability is unchanged."""
         generation = self.cache.generation
         result = self._folder.fold(messages, _TableView(self))
-        await asyncio.gather(self._send_effects(result), self._write_seen(result))
-        await self._write_customers(result)
+        effects = await send_rows(
+            self._aiokafka(), ((o.topic, None, o.key, o.value) for o in result.outputs)
+        )
+        seen_rows = [(p, eid, entry.to_list()) for eid, (p, entry) in result.seen.items()]
+        # One per applied event: SeenEntry's own JSON (5x cheaper than the encoder's).
+        seen_json = [entry.to_json() for _, entry in result.seen.values()]
+        seen = await self._queue_table(self._seen, seen_rows, seen_json)
+        await asyncio.sleep(0)  # let aiokafka's sender put them on the wire first
+        rows = [(p, cid, rec.to_dict()) for cid, (p, rec) in result.customers.items()]
+        values = [_json(value) for _, _, value in rows]
+        await asyncio.gather(effects.wait(), self._finish_table(seen))
+        await self._finish_table(await self._queue_table(self._customers, rows, values))
         if generation == self.cache.generation:
             for cid, (partition, record) in result.customers.items():
                 self.cache.put(cid, partition, record)
@@ -176,24 +190,9 @@ class FoldPipeline:
 
     # ---- durable writes, in the order of the agent's docstring
 
-    async def _send_effects(self, result: BatchResult) -> None:
-        rows = ((out.topic, None, out.key, out.value) for out in result.outputs)
-        sent = await send_rows(self._aiokafka(), rows)
-        await sent.wait()
-
     def _aiokafka(self) -> Any:
         """The underlying aiokafka producer (record batches, see `batch_send`)."""
         return self._app.producer._ensure_producer()  # type: ignore[attr-defined]
-
-    async def _write_seen(self, result: BatchResult) -> None:
-        rows = [(p, eid, entry.to_list()) for eid, (p, entry) in result.seen.items()]
-        # One per applied event: SeenEntry's own JSON (5x cheaper than the encoder's).
-        values = [entry.to_json() for _, entry in result.seen.values()]
-        await self._write_table(self._seen, rows, values)
-
-    async def _write_customers(self, result: BatchResult) -> None:
-        rows = [(p, cid, rec.to_dict()) for cid, (p, rec) in result.customers.items()]
-        await self._write_table(self._customers, rows)
 
     async def _write_table(
         self,
@@ -204,7 +203,16 @@ class FoldPipeline:
         """Changelog first (awaited), then the local store, then (RocksDB) the
         persisted changelog offset, the order Faust itself uses: a crash can make
         recovery re-read a record, never skip one. `value None` deletes the key.
-        `values`, if given, are the rows' values already as JSON.
+        `values`, if given, are the rows' values already as JSON."""
+        await self._finish_table(await self._queue_table(table, rows, values))
+
+    async def _queue_table(
+        self,
+        table: Any,
+        rows: list[tuple[int, str, Any]],
+        values: Sequence[bytes | None] | None = None,
+    ) -> _Queued:
+        """Queue `rows` for the table's changelog; nothing is durable yet.
 
         Produced straight to the changelog topic: Faust's `send_soon` buffer hands
         messages to the client one at a time and throttles the stream (~2k/s); we
@@ -215,17 +223,21 @@ class FoldPipeline:
         encoded = [
             (topic, p, _json_str(key), data) for (p, key, _), data in zip(rows, values, strict=True)
         ]
-        sent = await send_rows(self._aiokafka(), encoded)
-        last = await sent.wait()
-        store = table.data
-        for partition, key, value in rows:
+        return _Queued(table, rows, await send_rows(self._aiokafka(), encoded))
+
+    async def _finish_table(self, queued: _Queued) -> None:
+        """Wait for the changelog's acks, then update the local store and (RocksDB)
+        the persisted changelog offsets (see `_write_table` for why in this order)."""
+        last = await queued.sent.wait()
+        store = queued.table.data
+        for partition, key, value in queued.rows:
             if self._by_event:
                 with self._partition(partition):
                     _store(store, key, value)
             else:
                 _store(store, key, value)
         for (t, p), offset in last.items():
-            table.data.set_persisted_offset(TP(t, p), offset)
+            store.set_persisted_offset(TP(t, p), offset)
 
     async def _prune_seen(self) -> None:
         """Forget event ids older than the window behind their customer's watermark."""
@@ -289,6 +301,15 @@ class FoldPipeline:
         for (topic, partition), offset in last.items():
             highwater = consumer.highwater(TP(topic, partition)) or 0
             self._metrics.record_position(topic, partition, offset, highwater)
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """Rows of one table queued for its changelog, not yet acked."""
+
+    table: Any
+    rows: list[tuple[int, str, Any]]
+    sent: Sent
 
 
 class _TableView:

@@ -227,7 +227,8 @@ def create_app(
           4b. write the `seen` entries to their changelog; WAIT until the broker
               acked both (one round trip: their relative order does not matter,
               see below);
-          4c. write the customer records to their changelog, wait for the acks,
+          4c. write the customer records to their changelog (encoded while 4a and
+              4b were in flight, queued only after their acks), wait for the acks,
               then update the local stores;
           4d. tell Faust the skipped ranges of step 0 are done (`_add_gap`), so its
               commits may pass them;
