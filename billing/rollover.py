@@ -34,18 +34,10 @@ from datetime import datetime
 
 from billing.catalog import Catalog
 from billing.events import AlertRaised, AlertResolved
-from billing.fold import (
-    NO_EFFECTS,
-    Effects,
-    live_balance,
-    locate,
-    plan_of,
-    put_record,
-    value_alerts,
-)
+from billing.fold import NO_EFFECTS, Effects, locate, plan_of, put_record
 from billing.rating import Unrateable
 from billing.state import CustomerState
-from billing.usage_fold import rollover_resolutions
+from billing.usage_fold import rollover_resolutions, settle_wallet
 
 __all__ = ["advance"]
 
@@ -73,9 +65,5 @@ def advance(state: CustomerState, at: datetime, catalog: Catalog) -> tuple[Custo
     if plan.model == "metered":
         alerts = tuple(rollover_resolutions(state, catalog, at))
     elif plan.model == "balance":
-        new.balance = live_balance(new)
-        # as `usage_fold._balance` does for the first event of a new period
-        nxt = state.acct.alert_next
-        if (nxt is not None and new.balance <= nxt) or new.last_topup is not None:
-            alerts = value_alerts(new, plan, new.balance, at)
+        alerts = settle_wallet(state, new, plan, at)  # as the first event of the period
     return new, (Effects(alerts=alerts) if alerts else NO_EFFECTS)

@@ -244,12 +244,18 @@ def _balance(
         if nxt is None or balance > nxt:  # no threshold reached: the common case
             return new, deducted(ZERO, cost, ()), new_rec
         return new, deducted(ZERO, cost, value_alerts(new, plan, balance, event.timestamp)), new_rec
-    # An earlier period or a new one: settle through the period chain; settlement
-    # may have raised the balance, so alerts are always re-evaluated.
     put_record(new, new_rec)
+    return new, deducted(ZERO, cost, settle_wallet(state, new, plan, event.timestamp)), new_rec
+
+
+def settle_wallet(
+    state: CustomerState, new: CustomerState, plan: Plan, at: datetime
+) -> tuple[Alert, ...]:
+    """`new` (`state` with a record of an earlier or a new period put in) gets its
+    balance settled through the period chain; settlement may have raised the
+    balance, so the thresholds are re-evaluated. Returns the alerts at `at`."""
     new.balance = live_balance(new)
-    alerts: tuple[Alert, ...] = ()
     nxt = state.acct.alert_next
     if (nxt is not None and new.balance <= nxt) or new.last_topup is not None:
-        alerts = value_alerts(new, plan, new.balance, event.timestamp)
-    return new, deducted(ZERO, cost, alerts), new_rec
+        return value_alerts(new, plan, new.balance, at)
+    return ()
