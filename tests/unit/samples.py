@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from billing.events import (
     AlertRaised,
@@ -24,6 +26,7 @@ from billing.events import (
     UsageRecorded,
     WalletDeposited,
 )
+from streambill.codec import Codec
 from streambill.convert import WireValue
 
 T0 = datetime(2025, 3, 14, 9, 26, 53, 589000, tzinfo=UTC)
@@ -194,3 +197,15 @@ SAMPLES: dict[str, WireValue] = {
         original=b"\x00junk",
     ),
 }
+
+
+def codec_with_added_field(directory: Path, schema_name: str) -> Codec:
+    """A codec over copies of `schemas/` in which `schema_name` gained an optional
+    `region` field: a schema change the direct encoders and decoders must notice."""
+    schemas = Path(__file__).resolve().parents[2] / "schemas"
+    for path in schemas.glob("*.avsc"):
+        (directory / path.name).write_text(path.read_text())
+    schema = json.loads((schemas / f"{schema_name}.avsc").read_text())
+    schema["fields"].append({"name": "region", "type": ["null", "string"], "default": None})
+    (directory / f"{schema_name}.avsc").write_text(json.dumps(schema))
+    return Codec(directory)

@@ -3,7 +3,6 @@ exactly what the generic conversion refuses."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -18,7 +17,7 @@ from streambill import convert
 from streambill.codec import Codec
 from streambill.state_wire import CUSTOMER_STATE_CHANGED, StateEncoder
 from streambill.wire import InvalidField
-from tests.unit.samples import SAMPLES
+from tests.unit.samples import SAMPLES, codec_with_added_field
 
 CODEC = Codec()
 ENCODER = StateEncoder(CODEC)
@@ -139,13 +138,7 @@ def test_a_refused_value_is_an_invalid_field() -> None:
 
 
 def test_changed_schema_falls_back_to_fastavro(tmp_path: Path) -> None:
-    schemas = Path(__file__).resolve().parents[2] / "schemas"
-    for path in schemas.glob("*.avsc"):
-        (tmp_path / path.name).write_text(path.read_text())
-    schema = json.loads((schemas / f"{CUSTOMER_STATE_CHANGED}.avsc").read_text())
-    schema["fields"].append({"name": "region", "type": ["null", "string"], "default": None})
-    (tmp_path / f"{CUSTOMER_STATE_CHANGED}.avsc").write_text(json.dumps(schema))
-    codec = Codec(tmp_path)
+    codec = codec_with_added_field(tmp_path, CUSTOMER_STATE_CHANGED)
     encoder = StateEncoder(codec)
     assert not encoder.direct
     name, record = codec.decode(encoder.encode(SAMPLE))

@@ -21,6 +21,7 @@ from streambill.convert import decode_value
 from streambill.usage_decoder import UsageDecoder
 from streambill.usage_wire import USAGE_RECORDED
 from streambill.wire import InvalidField
+from tests.unit.samples import codec_with_added_field
 
 CODEC = Codec()
 DECODER = UsageDecoder(CODEC)
@@ -210,13 +211,7 @@ def test_bad_fields_raise_invalid_field_through_the_close_decoder() -> None:
 
 
 def test_changed_schema_switches_the_fast_path_off(tmp_path: Path) -> None:
-    schemas = Path(__file__).resolve().parents[2] / "schemas"
-    for path in schemas.glob("*.avsc"):
-        (tmp_path / path.name).write_text(path.read_text())
-    schema = json.loads((schemas / f"{USAGE_RECORDED}.avsc").read_text())
-    schema["fields"].append({"name": "region", "type": ["null", "string"], "default": None})
-    (tmp_path / f"{USAGE_RECORDED}.avsc").write_text(json.dumps(schema))
-    decoder = UsageDecoder(Codec(tmp_path))
+    decoder = UsageDecoder(codec_with_added_field(tmp_path, USAGE_RECORDED))
     assert not decoder.direct
     assert decoder.decode(_encode("e", "c", "f", "1", 5, {})) is None
 

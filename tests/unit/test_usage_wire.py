@@ -3,7 +3,6 @@ unique and time-ordered."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 
 from streambill.codec import Codec
 from streambill.usage_wire import USAGE_RECORDED, EventIds, UsageEncoder
+from tests.unit.samples import codec_with_added_field
 
 CODEC = Codec()
 ENCODER = UsageEncoder(CODEC)
@@ -55,13 +55,7 @@ def test_direct_bytes_equal_fastavro_bytes(
 
 
 def test_changed_schema_falls_back_to_fastavro(tmp_path: Path) -> None:
-    schemas = Path(__file__).resolve().parents[2] / "schemas"
-    for path in schemas.glob("*.avsc"):
-        (tmp_path / path.name).write_text(path.read_text())
-    schema = json.loads((schemas / f"{USAGE_RECORDED}.avsc").read_text())
-    schema["fields"].append({"name": "region", "type": ["null", "string"], "default": None})
-    (tmp_path / f"{USAGE_RECORDED}.avsc").write_text(json.dumps(schema))
-    codec = Codec(tmp_path)
+    codec = codec_with_added_field(tmp_path, USAGE_RECORDED)
     encoder = UsageEncoder(codec)
     assert not encoder.direct
     data = encoder.encode("e1", "cus_1", "tokens", "5", 1_700_000_000_123, {"a": "b"})
