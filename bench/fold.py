@@ -7,8 +7,8 @@
    `streambill worker` starts and the clock runs until every customer's snapshot on
    customer-state reflects its last event (startup included; printed separately).
 2. Latency: at each rate, events are published at that pace for `--latency-seconds`;
-   for each event, the time from publish to the first snapshot of its customer whose
-   source offset covers it.
+   for each event, the time from publish (librdkafka's CreateTime) to the broker's
+   append of the first snapshot of its customer whose source offset covers it.
 Uses STREAMBILL_BOOTSTRAP_SERVERS (default 127.0.0.1:29092) and a fresh topic prefix.
 Each figure is also printed as one `RESULT {json}` line, read by `bench/run`.
 """
@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from streambill.codec import Codec
 from streambill.settings import Settings
@@ -136,10 +137,24 @@ def _applied(watcher: StateWatcher, topic: str) -> int:
     return sum(o + 1 for o in per_partition.values())
 
 
+def _stamp_on_append(settings: Settings, topic: str) -> None:
+    """Let the broker stamp customer-state records with their append time: the
+    worker's producer would stamp them when it queues them, before the broker has
+    them (let alone acked them), which would flatter the latency."""
+    admin = AdminClient(settings.kafka_config())
+    entry = ConfigEntry(
+        "message.timestamp.type", "LogAppendTime", incremental_operation=AlterConfigOpType.SET
+    )
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=30)
+
+
 def latency(
     rate: int, seconds: float, customers: int, partitions: int, profile: Path | None = None
 ) -> None:
     settings, codec = _settings(partitions), Codec()
+    _stamp_on_append(settings, settings.topic("customer-state"))
     people = scenarios.customers(customers)
     start = _open(settings, codec, people)
     worker = WorkerProcess(settings, f"lat{rate}", profile)
@@ -174,7 +189,7 @@ def latency(
     deadline = time.monotonic() + 60
     while len(seen_at) < len(sent) and time.monotonic() < deadline:
         for msg, snap in watcher.reader.poll(0.2):
-            now = msg.timestamp()[1] / 1000  # broker-side append time of the snapshot
+            now = msg.timestamp()[1] / 1000  # the broker's append time (_stamp_on_append)
             for key, offset in snap.source_offsets.items():
                 if key.startswith(topic):
                     p = int(key.rsplit("/", 1)[1])
