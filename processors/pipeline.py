@@ -11,16 +11,16 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 from faust import streams as faust_streams
 from faust.types import TP
 
-from processors.batch_send import Sent, send_rows
+from processors.batch_send import Placed, Row, Sent, Writer, group_rows
 from processors.catch_up import OffsetOrder, account_backlog, read_range
 from processors.feed import HandOver
 from processors.fold import (
@@ -38,11 +38,14 @@ from streambill.settings import Settings
 
 log = logging.getLogger("processors.worker")
 
+Done = Callable[[Sequence[HandOver]], None]  # acknowledges durable hand-overs
+
 
 class FoldPipeline:
     """Moves one batch through `BatchFolder` and makes its result durable in order."""
 
     prune_interval_s = 300.0  # O(seen entries) per run: keep it rare
+    max_in_flight = 2  # batches folded but not yet durable
 
     def __init__(
         self,
@@ -53,6 +56,7 @@ class FoldPipeline:
         metrics: WorkerMetrics,
         policy: FoldPolicy,
         settings: Settings,
+        on_fatal: Callable[[BaseException], object],
     ) -> None:
         self._app = app
         self._folder = folder
@@ -70,23 +74,59 @@ class FoldPipeline:
         self._next_prune = time.monotonic() + self.prune_interval_s
         self.folded = 0  # messages of completed batches (the watchdog's progress)
         self.client = aiokafka_security(settings)  # the worker's own readers and watchdog
+        self._on_fatal = on_fatal
+        self._writer: Writer | None = None  # created on the app's loop, at first use
+        self._placed: Placed = {}  # partitions of keyed effects (see `group_rows`)
+        self._pending_seen: dict[str, SeenEntry] = {}  # of batches in flight
+        self._flights: set[asyncio.Task[None]] = set()
+        self._last: asyncio.Task[None] | None = None  # the newest flight
+        self._fold_generation = self.cache.generation
 
-    async def process(self, handed: Sequence[HandOver]) -> list[HandOver]:
-        """Fold one batch of hand-overs durably; returns those the caller must
-        acknowledge (all but those of partitions no longer assigned, which are
-        dropped unacknowledged and come again to whoever owns them)."""
+    async def process(self, handed: Sequence[HandOver], durable: Done) -> None:
+        """Fold one batch of hand-overs now and make it durable in the background
+        (`_complete`); `durable` gets the hand-overs to acknowledge once they are (all
+        but those of partitions no longer assigned, which are dropped unacknowledged
+        and come again to whoever owns them). Returns as soon as the batch's effects
+        are queued, so the next batch folds while this one's writes are in flight."""
+        await self._room()
         handed = self._still_assigned(handed)
         messages = [m for h in handed for m in h.messages]
-        self._markers = {h.tp.partition: _Current(h.messages[0]) for h in handed}
+        for h in handed:  # any message of the partition will do (see `_Current`)
+            self._markers.setdefault(h.tp.partition, _Current(h.messages[0]))
         await self._account_events_first()
         folded, gaps = await self._with_skipped(messages)
-        await self._fold_durably(merge_by_time(folded))
-        await self._gaps_done(gaps)
-        self.folded += len(folded)
+        await self._same_generation()
+        flight = await self._start(merge_by_time(folded))
+        flight.gaps, flight.handed, flight.durable = gaps, list(handed), durable
+        self._launch(flight)
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + self.prune_interval_s
+            await self.drain()
             await self._prune_seen()
-        return list(handed)
+
+    async def drain(self) -> None:
+        """Wait until every batch in flight is durable and acknowledged."""
+        while self._flights:
+            await asyncio.wait(self._flights)
+
+    async def _room(self) -> None:
+        while len(self._flights) >= self.max_in_flight:
+            await asyncio.wait(self._flights, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _same_generation(self) -> None:
+        """A batch folds on top of batches still in flight (their records are cached
+        at fold time), but never across a rebalance: the cache of a revoked or newly
+        assigned partition was dropped and its store may lag the flights, so drain
+        them first (their writes then reached the stores)."""
+        while self._fold_generation != self.cache.generation:
+            self._fold_generation = self.cache.generation
+            await self.drain()
+
+    def _launch(self, flight: _Flight) -> None:
+        task = asyncio.get_running_loop().create_task(self._complete(flight))
+        self._flights.add(task)
+        task.add_done_callback(self._flights.discard)
+        self._last = task
 
     def _still_assigned(self, handed: Sequence[HandOver]) -> Sequence[HandOver]:
         consumer: Any = self._app.consumer
@@ -165,34 +205,71 @@ class FoldPipeline:
             await consumer._add_gap(tp, offsets.start, offsets.stop - 1)
 
     async def _fold_durably(self, messages: Sequence[SourceMessage]) -> None:
-        """Fold, then make durable in the order of the agent's docstring. The
-        customer records are encoded while the effects and seen entries are in
-        flight (CPU beside the broker's round trip); they are queued only once
-        those are acked, so the order of durability is unchanged."""
-        generation = self.cache.generation
+        """Fold and make durable before returning (account backlogs, see above)."""
+        await self.drain()
+        await self._same_generation()
+        await self._complete(await self._start(messages))
+
+    async def _start(self, messages: Sequence[SourceMessage]) -> _Flight:
+        """Fold; queue the effects and the `seen` entries (steps 3, 4a, 4b).
+
+        The batch's records are cached and its `seen` entries overlaid at once, so
+        the next batch folds on top of them before they are durable. Nothing of it
+        can be acknowledged before it is (a failed write exits the process), and a
+        rebalance drains the flights before the next fold (`_same_generation`)."""
         result = self._folder.fold(messages, _TableView(self))
-        effects = await send_rows(
-            self._aiokafka(), ((o.topic, None, o.key, o.value) for o in result.outputs)
-        )
+        for cid, (partition, record) in result.customers.items():
+            self.cache.put(cid, partition, record)
+        for eid, (_, entry) in result.seen.items():
+            self._pending_seen[eid] = entry
+        effects = await self._send((o.topic, None, o.key, o.value) for o in result.outputs)
         seen_rows = [(p, eid, entry.to_list()) for eid, (p, entry) in result.seen.items()]
         # One per applied event: SeenEntry's own JSON (5x cheaper than the encoder's).
         seen_json = [entry.to_json() for _, entry in result.seen.values()]
         seen = await self._queue_table(self._seen, seen_rows, seen_json)
-        await asyncio.sleep(0)  # let aiokafka's sender put them on the wire first
-        rows = [(p, cid, rec.to_dict()) for cid, (p, rec) in result.customers.items()]
-        values = [_json(value) for _, _, value in rows]
-        await asyncio.gather(effects.wait(), self._finish_table(seen))
-        await self._finish_table(await self._queue_table(self._customers, rows, values))
-        if generation == self.cache.generation:
-            for cid, (partition, record) in result.customers.items():
-                self.cache.put(cid, partition, record)
-        self._record_metrics(messages, result)
+        await asyncio.sleep(0)  # let aiokafka's sender put them on the wire now
+        return _Flight(messages, result, effects, seen, previous=self._last)
+
+    async def _complete(self, flight: _Flight) -> None:
+        """Steps 4b to 5 of the agent's docstring, in that order, for one flight.
+        The customer records are encoded while the effects and seen entries are in
+        flight, and queued only once those are acked AND the previous flight's
+        records are durable (stores updated in log order, acks in offset order)."""
+        try:
+            result = flight.result
+            rows = [(p, cid, rec.to_dict()) for cid, (p, rec) in result.customers.items()]
+            values = [_json(value) for _, _, value in rows]
+            await asyncio.gather(flight.effects.wait(), self._finish_table(flight.seen))
+            for eid, (_, entry) in result.seen.items():
+                if self._pending_seen.get(eid) is entry:
+                    del self._pending_seen[eid]
+            previous = flight.previous
+            if previous is not None:
+                await asyncio.wait([previous])
+                if previous.cancelled() or previous.exception() is not None:
+                    raise RuntimeError("an earlier batch did not become durable")
+            await self._finish_table(await self._queue_table(self._customers, rows, values))
+            await self._gaps_done(flight.gaps)
+            self.folded += len(flight.messages)
+            self._record_metrics(flight.messages, result)
+            if flight.durable is not None:
+                flight.durable(flight.handed)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._on_fatal(exc)
+            raise
 
     # ---- durable writes, in the order of the agent's docstring
 
-    def _aiokafka(self) -> Any:
-        """The underlying aiokafka producer (record batches, see `batch_send`)."""
-        return self._app.producer._ensure_producer()  # type: ignore[attr-defined]
+    async def _send(self, rows: Iterable[Row]) -> Sent:
+        """Queue `rows` on the worker's own producer (see `processors.batch_send`),
+        placed as Faust's producer would place them."""
+        aiokafka = self._app.producer._ensure_producer()  # type: ignore[attr-defined]
+        groups = await group_rows(aiokafka, rows, self._placed)
+        if self._writer is None:
+            self._writer = Writer(self._settings.kafka_config(), asyncio.get_running_loop())
+        return self._writer.queue(groups)
 
     async def _write_table(
         self,
@@ -223,7 +300,7 @@ class FoldPipeline:
         encoded = [
             (topic, p, _json_str(key), data) for (p, key, _), data in zip(rows, values, strict=True)
         ]
-        return _Queued(table, rows, await send_rows(self._aiokafka(), encoded))
+        return _Queued(table, rows, await self._send(encoded))
 
     async def _finish_table(self, queued: _Queued) -> None:
         """Wait for the changelog's acks, then update the local store and (RocksDB)
@@ -268,6 +345,9 @@ class FoldPipeline:
         return record
 
     def seen_entry(self, event_id: str, partition: int) -> SeenEntry | None:
+        pending = self._pending_seen.get(event_id)
+        if pending is not None:  # of a batch in flight
+            return pending
         raw = self._read(self._seen, event_id, partition)
         return None if raw is None else SeenEntry.from_list(raw)
 
@@ -301,6 +381,20 @@ class FoldPipeline:
         for (topic, partition), offset in last.items():
             highwater = consumer.highwater(TP(topic, partition)) or 0
             self._metrics.record_position(topic, partition, offset, highwater)
+
+
+@dataclass(slots=True)
+class _Flight:
+    """A folded batch whose writes are in flight (see `FoldPipeline._complete`)."""
+
+    messages: Sequence[SourceMessage]
+    result: BatchResult
+    effects: Sent
+    seen: _Queued
+    previous: asyncio.Task[None] | None
+    gaps: list[tuple[TP, range]] = field(default_factory=list)
+    handed: list[HandOver] = field(default_factory=list)
+    durable: Done | None = None
 
 
 @dataclass(frozen=True, slots=True)

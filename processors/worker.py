@@ -25,8 +25,8 @@ Table writes bypass Faust's `table[key] = value` on purpose: that path picks the
 changelog partition from "the current event" (wrong inside a multi-partition batch)
 and sends without giving us the delivery future, so we could not wait for
 durability before acknowledging. We produce to the changelog topic ourselves, on
-the customer's partition, as whole record batches (`processors.batch_send`), await
-the acks, then update the local store.
+the customer's partition, with a librdkafka producer of our own
+(`processors.batch_send`), await the acks, then update the local store.
 
 The customer record holds the ledger state WITHOUT the core's memory of event ids
 (`ledger.forget_ids` after each batch, `state_to_dict(remember_ids=False)`): the
@@ -36,10 +36,12 @@ watermark - max_lateness) instead of growing with every event applied.
 
 Records are kept deserialized between batches (`RecordCache`): a customer's record
 is read from the table (JSON -> `CustomerRecord`) on its first touch only, and
-replaced in the cache once the batch that changed it is durable. Entries of
-revoked partitions are dropped on rebalance (another worker may change them), and
-a batch that straddles a rebalance does not refill the cache. The table's store
-stays up to date too, so a dropped entry reloads exactly what the cache held.
+replaced in the cache as soon as a batch changed it, so the next batch folds on top
+of it while it is being made durable (a failed write ends the process, cache and
+all). Entries of revoked partitions are dropped on rebalance (another worker may
+change them); batches in flight are made durable before the next fold then, and
+the table's store is updated once a record is durable, so a dropped entry reloads
+exactly what the cache held.
 
 Liveness (`processors.watchdog`, started by `streambill worker` through
 `create_app(..., starters=...)`): a thread with its own event loop (Faust starts
@@ -61,7 +63,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -69,7 +71,7 @@ import faust
 from aiokafka import TopicPartition
 
 from billing.catalog import Catalog
-from processors.feed import BatchFeed, ack_all, install_batch_drain
+from processors.feed import BatchFeed, HandOver, ack_all, install_batch_drain
 from processors.fold import BatchFolder, FoldPolicy, Topics
 from processors.kafka_security import faust_credentials
 from processors.metrics import WorkerMetrics
@@ -78,8 +80,6 @@ from processors.watchdog import GroupLag, RebalanceLimit, StallWatchdog, start_t
 from streambill import settings as names
 from streambill.codec import Codec
 from streambill.settings import Settings
-
-WRITE_BATCH_BYTES = 512 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +162,6 @@ def create_app(
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        # aiokafka queues a partition's next batch only once the previous one left
-        # (`add_batch` waits for its drain), one request per broker at a time: with
-        # the 16 KiB default, a batch's few hundred KiB of records and snapshots went
-        # out in dozens of sequential round trips. Far below the broker's 1 MiB limit.
-        producer_max_batch_size=WRITE_BATCH_BYTES,
         processing_guarantee="at_least_once",
         stream_wait_empty=True,
         stream_buffer_maxsize=max(4096, 2 * settings.worker_batch_size),
@@ -190,7 +185,9 @@ def create_app(
     customers = app.Table("customers", **table_args)
     seen = app.Table("seen", **table_args)
     folder = BatchFolder(catalog, codec, policy_from(settings), topics, clock)
-    pipeline = FoldPipeline(app, folder, customers, seen, metrics, policy_from(settings), settings)
+    pipeline = FoldPipeline(
+        app, folder, customers, seen, metrics, policy_from(settings), settings, on_fatal
+    )
 
     # Faust calls receivers as receiver(app, set_of_tps, signal=...).
     @app.on_partitions_revoked.connect
@@ -212,37 +209,44 @@ def create_app(
         fetched, up to `worker_batch_size` messages, so they grow with the backlog.
         A rebalance waits (`wait_empty`) until every handed-over message is acked.
 
-        Commit order, per batch (the first
-        batch of a partition after a rebalance is preceded by that partition's
-        account-events backlog, folded and made durable the same way, see
-        `processors.catch_up`):
+        Commit order, per batch (the first batch of a partition after a rebalance
+        is preceded by that partition's account-events backlog, folded and made
+        durable the same way before anything else, see `processors.catch_up`):
           0. messages Faust skipped before this batch's (a range per partition, see
              `processors.catch_up.OffsetOrder`) are read from the log and go first;
           1. decode and validate every message (bad ones become dead letters);
           2. skip what is already applied (offset <= the customer's recorded offset
              for that topic-partition; or a known event_id seen at another position);
-          3. `billing.ledger.apply` (pure);
-          4a. send the effects (alerts, purchase invoices, dead letters, one full
+          3. `billing.ledger.apply` (pure), on top of the batches still in flight
+             (their customer records are cached and their seen entries overlaid as
+             soon as they are folded);
+          4a. queue the effects (alerts, purchase invoices, dead letters, one full
               snapshot per changed customer) and, at the same time,
-          4b. write the `seen` entries to their changelog; WAIT until the broker
-              acked both (one round trip: their relative order does not matter,
-              see below);
-          4c. write the customer records to their changelog (encoded while 4a and
-              4b were in flight, queued only after their acks), wait for the acks,
+          4b. queue the `seen` entries for their changelog. librdkafka's threads put
+              them on the wire at once (`processors.batch_send`); the loop goes on
+              to fold the next batch, while at most `FoldPipeline.max_in_flight`
+              batches are not durable. The rest runs per batch, in batch order:
+          4c. WAIT until the broker acked 4a and 4b (their relative order does not
+              matter, see below) and the previous batch's records are durable;
+              write the customer records to their changelog, wait for the acks,
               then update the local stores;
           4d. tell Faust the skipped ranges of step 0 are done (`_add_gap`), so its
               commits may pass them;
           5. acknowledge the batch's messages; Faust commits acknowledged offsets
              only (on its timer, every `broker_commit_every` acks, on rebalance).
+        Before folding across a rebalance, every batch in flight is made durable
+        first (the dropped cache must not hide their records from the store).
 
-        A crash (SIGKILL) between any two steps:
-          - before 4c: nothing of the state durable, but maybe some effects and
-            seen entries; the batch is redelivered and folded again from the same
-            state, producing the same outputs with the same deterministic ids
-            (harmless resends); a seen entry of an event whose state was lost names
-            the very same message and is ignored on redelivery, so the event is
-            applied once; a later copy at another position is still caught as a
-            duplicate;
+        A crash (SIGKILL) between any two steps loses the cache with the process;
+        for every batch not yet acknowledged, it is one of:
+          - before 4c's record write: nothing of its state durable, but maybe some
+            effects and seen entries; the batch is redelivered and folded again
+            from the same state, producing the same outputs with the same
+            deterministic ids (harmless resends); a seen entry of an event whose
+            state was lost names the very same message and is ignored on
+            redelivery, so the event is applied once; a later copy at another
+            position is still caught as a duplicate. A later batch's records are
+            never written before this one's are durable;
           - between 4c and 4d: the skipped ranges are not committable; the
             restart re-reads them from the committed offset, a redelivery;
           - between 4c and 5 (or before Faust's commit): state durable, offsets not
@@ -252,15 +256,19 @@ def create_app(
         instead of continuing, because continuing would acknowledge the batch.
         """
         aiter(stream.channel)  # subscribes to the sources; their messages come by `feed`
+        consumer = app.consumer
+
+        def durable(done: Sequence[HandOver]) -> None:
+            ack_all(consumer, done)
+
         while True:
             handed = await feed.take(batch_size)
             try:
-                done = await pipeline.process(handed)
+                await pipeline.process(handed, durable)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
                 on_fatal(exc)
-            ack_all(app.consumer, done)
 
     del fold  # registered on the app; kept only there
     if settings.worker_stall_timeout > 0 and starters is not None:
