@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal as D
 
@@ -15,11 +16,13 @@ from billing import ledger
 from billing.events import Event, SubscriptionStarted, UsageRecorded
 from billing.state import CustomerState, PeriodRecord, new_record, new_state
 from processors.fold import BatchFolder, FoldPolicy, SourceMessage, Topics
+from processors.pipeline import FoldPipeline
 from processors.record_json import RecordJson
 from processors.records import CustomerRecord
 from streambill import convert
 from streambill.catalog_file import load_catalog
 from streambill.codec import Codec
+from streambill.settings import Settings
 from tests.unit.billing.conftest import EXAMPLE, t
 from tests.unit.billing.strategies import EXAMPLE_PLANS, START, histories
 
@@ -242,3 +245,27 @@ def test_cache_is_bounded_and_survives_being_cleared() -> None:
     for rec in recs * 2:
         assert_exact(writer, rec)
         assert len(writer) <= 2
+
+
+class _Table:
+    """The memory store's shape as `FoldPipeline._read` sees it: `table.data.data`."""
+
+    def __init__(self, stored: dict[str, object]) -> None:
+        self.data = types.SimpleNamespace(data=stored)
+
+
+def test_pipeline_reads_back_kept_records_and_recovered_changelog_values() -> None:
+    """The memory store holds the record the pipeline wrote, or after table recovery
+    the changelog value JSON-decoded: `customer()` reads both as the same record."""
+    state = ledger.new_state("cus")
+    for event in histories_of_team():
+        state, _ = ledger.apply(state, event, catalog)
+    kept = CustomerRecord("cus", ledger.forget_ids(state), {"u/0": 4, "a/0": 0}, 77)
+    recovered = json.loads(RecordJson().encode(kept))  # what Faust's json codec decodes
+    config = Settings(worker_store="memory://")
+    store = _Table({"cus": kept, "other": recovered})
+    pipeline = FoldPipeline(None, None, store, None, None, None, config)  # type: ignore[arg-type]
+    assert pipeline.customer("cus", 0) is kept
+    read = pipeline.customer("other", 0)
+    assert isinstance(read, CustomerRecord) and read.to_dict() == kept.to_dict()
+    assert RecordJson().encode(read) == reference(kept)
