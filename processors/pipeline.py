@@ -32,6 +32,7 @@ from processors.fold import (
 )
 from processors.kafka_security import aiokafka_security
 from processors.metrics import WorkerMetrics
+from processors.record_json import RecordJson
 from processors.records import CustomerRecord, RecordCache, SeenEntry, json_string
 from streambill import settings as names
 from streambill.settings import Settings
@@ -67,6 +68,7 @@ class FoldPipeline:
         self._markers: dict[int, _Current] = {}
         self._by_event = not settings.worker_store.startswith("memory:")
         self.cache = RecordCache()
+        self._record_json = RecordJson()  # customer records as JSON, parts reused
         self._settings = settings
         self._caught_up: set[int] = set()  # partitions whose account backlog is folded
         self._caught_up_generation = -1
@@ -227,7 +229,6 @@ class FoldPipeline:
         # One per applied event: SeenEntry's own JSON (5x cheaper than the encoder's).
         seen_json = [entry.to_json() for _, entry in result.seen.values()]
         seen = await self._queue_table(self._seen, seen_rows, seen_json)
-        await asyncio.sleep(0)  # let aiokafka's sender put them on the wire now
         return _Flight(messages, result, effects, seen, previous=self._last)
 
     async def _complete(self, flight: _Flight) -> None:
@@ -237,8 +238,14 @@ class FoldPipeline:
         records are durable (stores updated in log order, acks in offset order)."""
         try:
             result = flight.result
-            rows = [(p, cid, rec.to_dict()) for cid, (p, rec) in result.customers.items()]
-            values = [_json(value) for _, _, value in rows]
+            # Changelog values from `RecordJson` (the bytes of `_json(rec.to_dict())`).
+            # The memory store keeps the record itself, as the cache does (`customer()`
+            # takes it as is, and decodes the dicts that recovery from the changelog
+            # puts there); RocksDB serializes what it stores, so it gets the dict.
+            changed = result.customers.items()
+            by_event = self._by_event
+            rows = [(p, cid, rec.to_dict() if by_event else rec) for cid, (p, rec) in changed]
+            values = [self._record_json.encode(rec) for _, (_, rec) in changed]
             await asyncio.gather(flight.effects.wait(), self._finish_table(flight.seen))
             for eid, (_, entry) in result.seen.items():
                 if self._pending_seen.get(eid) is entry:
@@ -340,7 +347,7 @@ class FoldPipeline:
         raw = self._read(self._customers, customer_id, partition)
         if raw is None:
             return None
-        record = CustomerRecord.from_dict(raw)
+        record = raw if isinstance(raw, CustomerRecord) else CustomerRecord.from_dict(raw)
         self.cache.put(customer_id, partition, record)
         return record
 

@@ -50,7 +50,8 @@ def datetime_to_ms(value: datetime) -> int:
 
 @dataclass(slots=True)
 class CustomerRecord:
-    """Mutable within one batch only; stored as a dict via `to_dict`."""
+    """Mutable within one batch only; its JSON is `to_dict` (`processors.record_json`
+    writes the same bytes directly)."""
 
     customer_id: str
     state: ledger.CustomerState
