@@ -264,7 +264,7 @@ def test_pipeline_reads_back_kept_records_and_recovered_changelog_values() -> No
     recovered = json.loads(RecordJson().encode(kept))  # what Faust's json codec decodes
     config = Settings(worker_store="memory://")
     store = _Table({"cus": kept, "other": recovered})
-    pipeline = FoldPipeline(None, None, store, None, None, None, config)  # type: ignore[arg-type]
+    pipeline = FoldPipeline(None, None, store, None, None, None, config, print)  # type: ignore[arg-type]
     assert pipeline.customer("cus", 0) is kept
     read = pipeline.customer("other", 0)
     assert isinstance(read, CustomerRecord) and read.to_dict() == kept.to_dict()
