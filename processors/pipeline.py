@@ -12,6 +12,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,7 @@ class FoldPipeline:
         self._on_fatal = on_fatal
         self._writer: Writer | None = None  # created on the app's loop, at first use
         self._placed: Placed = {}  # partitions of keyed effects (see `group_rows`)
+        self._fold_thread = ThreadPoolExecutor(1, thread_name_prefix="fold")
         self._pending_seen: dict[str, SeenEntry] = {}  # of batches in flight
         self._flights: set[asyncio.Task[None]] = set()
         self._last: asyncio.Task[None] | None = None  # the newest flight
@@ -219,7 +221,7 @@ class FoldPipeline:
         the next batch folds on top of them before they are durable. Nothing of it
         can be acknowledged before it is (a failed write exits the process), and a
         rebalance drains the flights before the next fold (`_same_generation`)."""
-        result = self._folder.fold(messages, _TableView(self))
+        result = await self._fold(messages)
         for cid, (partition, record) in result.customers.items():
             self.cache.put(cid, partition, record)
         for eid, (_, entry) in result.seen.items():
@@ -230,6 +232,22 @@ class FoldPipeline:
         seen_json = [entry.to_json() for _, entry in result.seen.values()]
         seen = await self._queue_table(self._seen, seen_rows, seen_json)
         return _Flight(messages, result, effects, seen, previous=self._last)
+
+    async def _fold(self, messages: Sequence[SourceMessage]) -> BatchResult:
+        """`BatchFolder.fold` on the fold thread, so the loop goes on fetching (the
+        next batch is then what arrived meanwhile, not what a fetch started after
+        this fold brings) and serving the flights. Folded again if a rebalance
+        dropped cache entries meanwhile (the result may mix them with stale store
+        reads): nothing of a fold is used before it returns."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._same_generation()
+            generation = self.cache.generation
+            result = await loop.run_in_executor(
+                self._fold_thread, self._folder.fold, messages, _TableView(self)
+            )
+            if generation == self.cache.generation:
+                return result
 
     async def _complete(self, flight: _Flight) -> None:
         """Steps 4b to 5 of the agent's docstring, in that order, for one flight.
@@ -338,9 +356,11 @@ class FoldPipeline:
 
     # ---- reads (the view the folder uses)
 
-    def customer(self, customer_id: str, partition: int) -> CustomerRecord | None:
-        """The cached record, else the stored one (then cached). Callers must not
-        change it (`processors.fold` copies)."""
+    def customer(
+        self, customer_id: str, partition: int, *, fill: bool = True
+    ) -> CustomerRecord | None:
+        """The cached record, else the stored one (then cached, unless `fill` is
+        false). Callers must not change it (`processors.fold` copies)."""
         record = self.cache.get(customer_id, partition)
         if record is not None:
             return record
@@ -348,7 +368,8 @@ class FoldPipeline:
         if raw is None:
             return None
         record = raw if isinstance(raw, CustomerRecord) else CustomerRecord.from_dict(raw)
-        self.cache.put(customer_id, partition, record)
+        if fill:
+            self.cache.put(customer_id, partition, record)
         return record
 
     def seen_entry(self, event_id: str, partition: int) -> SeenEntry | None:
@@ -414,13 +435,16 @@ class _Queued:
 
 
 class _TableView:
-    """`RecordView` over the pipeline's tables, partition-aware."""
+    """`RecordView` over the pipeline's tables, partition-aware, for the fold
+    thread: it never fills the cache (a rebalance may drop it meanwhile, and a
+    record read from a store that lags the flights must not outlive that fold;
+    `_start` caches what the fold changed once it is known to be valid)."""
 
     def __init__(self, pipeline: FoldPipeline) -> None:
         self._pipeline = pipeline
 
     def customer(self, customer_id: str, partition: int) -> CustomerRecord | None:
-        return self._pipeline.customer(customer_id, partition)
+        return self._pipeline.customer(customer_id, partition, fill=False)
 
     def seen(self, event_id: str, partition: int) -> SeenEntry | None:
         return self._pipeline.seen_entry(event_id, partition)

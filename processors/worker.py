@@ -217,9 +217,10 @@ def create_app(
           1. decode and validate every message (bad ones become dead letters);
           2. skip what is already applied (offset <= the customer's recorded offset
              for that topic-partition; or a known event_id seen at another position);
-          3. `billing.ledger.apply` (pure), on top of the batches still in flight
-             (their customer records are cached and their seen entries overlaid as
-             soon as they are folded);
+          3. `billing.ledger.apply` (pure), on the fold thread while the loop goes on
+             fetching, on top of the batches still in flight (their customer
+             records are cached and their seen entries overlaid once folded; a fold
+             that a rebalance overlapped is discarded and done again);
           4a. queue the effects (alerts, purchase invoices, dead letters, one full
               snapshot per changed customer) and, at the same time,
           4b. queue the `seen` entries for their changelog. librdkafka's threads put
