@@ -7,7 +7,6 @@ customer records, keeping the worker's caches and its view of Faust's tables.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import weakref
@@ -34,7 +33,8 @@ from processors.fold import (
 from processors.kafka_security import aiokafka_security
 from processors.metrics import WorkerMetrics
 from processors.record_json import RecordJson
-from processors.records import CustomerRecord, RecordCache, SeenEntry, json_string
+from processors.records import CustomerRecord, RecordCache, SeenEntry
+from processors.table_io import Current, Queued, json_key, plain_json, store_row
 from streambill import settings as names
 from streambill.settings import Settings
 
@@ -66,7 +66,7 @@ class FoldPipeline:
         self._seen = seen
         self._metrics = metrics
         self._policy = policy
-        self._markers: dict[int, _Current] = {}
+        self._markers: dict[int, Current] = {}
         self._by_event = not settings.worker_store.startswith("memory:")
         self.cache = RecordCache()
         self._record_json = RecordJson()  # customer records as JSON, parts reused
@@ -95,8 +95,8 @@ class FoldPipeline:
         await self._room()
         handed = self._still_assigned(handed)
         messages = [m for h in handed for m in h.messages]
-        for h in handed:  # any message of the partition will do (see `_Current`)
-            self._markers.setdefault(h.tp.partition, _Current(h.messages[0]))
+        for h in handed:  # any message of the partition will do (see `Current`)
+            self._markers.setdefault(h.tp.partition, Current(h.messages[0]))
         await self._account_events_first()
         folded, gaps = await self._with_skipped(messages)
         await self._same_generation()
@@ -256,7 +256,7 @@ class FoldPipeline:
         records are durable (stores updated in log order, acks in offset order)."""
         try:
             result = flight.result
-            # Changelog values from `RecordJson` (the bytes of `_json(rec.to_dict())`).
+            # Changelog values from `RecordJson` (the bytes of `plain_json(rec.to_dict())`).
             # The memory store keeps the record itself, as the cache does (`customer()`
             # takes it as is, and decodes the dicts that recovery from the changelog
             # puts there); RocksDB serializes what it stores, so it gets the dict.
@@ -313,7 +313,7 @@ class FoldPipeline:
         table: Any,
         rows: list[tuple[int, str, Any]],
         values: Sequence[bytes | None] | None = None,
-    ) -> _Queued:
+    ) -> Queued:
         """Queue `rows` for the table's changelog; nothing is durable yet.
 
         Produced straight to the changelog topic: Faust's `send_soon` buffer hands
@@ -321,13 +321,13 @@ class FoldPipeline:
         queue whole record batches per partition instead (`processors.batch_send`)."""
         topic = table.changelog_topic.get_topic_name()
         if values is None:
-            values = [None if value is None else _json(value) for _, _, value in rows]
+            values = [None if value is None else plain_json(value) for _, _, value in rows]
         encoded = [
-            (topic, p, _json_str(key), data) for (p, key, _), data in zip(rows, values, strict=True)
+            (topic, p, json_key(key), data) for (p, key, _), data in zip(rows, values, strict=True)
         ]
-        return _Queued(table, rows, await self._send(encoded))
+        return Queued(table, rows, await self._send(encoded))
 
-    async def _finish_table(self, queued: _Queued) -> None:
+    async def _finish_table(self, queued: Queued) -> None:
         """Wait for the changelog's acks, then update the local store and (RocksDB)
         the persisted changelog offsets (see `_write_table` for why in this order)."""
         last = await queued.sent.wait()
@@ -335,9 +335,9 @@ class FoldPipeline:
         for partition, key, value in queued.rows:
             if self._by_event:
                 with self._partition(partition):
-                    _store(store, key, value)
+                    store_row(store, key, value)
             else:
-                _store(store, key, value)
+                store_row(store, key, value)
         for (t, p), offset in last.items():
             store.set_persisted_offset(TP(t, p), offset)
 
@@ -418,20 +418,11 @@ class _Flight:
     messages: Sequence[SourceMessage]
     result: BatchResult
     effects: Sent
-    seen: _Queued
+    seen: Queued
     previous: asyncio.Task[None] | None
     gaps: list[tuple[TP, range]] = field(default_factory=list)
     handed: list[HandOver] = field(default_factory=list)
     durable: Done | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Queued:
-    """Rows of one table queued for its changelog, not yet acked."""
-
-    table: Any
-    rows: list[tuple[int, str, Any]]
-    sent: Sent
 
 
 class _TableView:
@@ -448,36 +439,3 @@ class _TableView:
 
     def seen(self, event_id: str, partition: int) -> SeenEntry | None:
         return self._pipeline.seen_entry(event_id, partition)
-
-
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def _json_str(key: str) -> bytes:
-    """A string key as JSON, exactly what `_json(key)` gives, without the encoder's
-    dispatch (one key per event)."""
-    return json_string(key).encode()
-
-
-def _json(value: Any) -> bytes:
-    """Plain JSON (str, numbers, lists, dicts only), what Faust's "json" codec
-    decodes on table recovery; the stdlib encoder directly, because Faust's codec
-    stack costs several times more per record and we write one per event."""
-    return _encode_json(value).encode()
-
-
-def _store(store: Any, key: str, value: Any) -> None:
-    if value is None:
-        store.pop(key, None)
-    else:
-        store[key] = value
-
-
-class _Current:
-    """Stands in for "the current event" of Faust's stores: only `.message.partition`
-    is read (RocksDB picks its per-partition database by it)."""
-
-    __slots__ = ("__weakref__", "message")
-
-    def __init__(self, message: SourceMessage) -> None:
-        self.message = message
