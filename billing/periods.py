@@ -46,10 +46,26 @@ def period_index(anchor: datetime, t: datetime) -> int:
     return k
 
 
+# anchor -> the period `period_of` returned last for it (the worker asks about the
+# same few periods of every customer in each batch). Periods partition the time
+# line, so when that period contains `t` it is the answer. Consulted for a UTC `t`
+# only: a naive `t` must still be refused by `_utc`. Anchors equal as instants
+# share an entry, and the instant is all `period_index` uses of an anchor.
+_LATEST: dict[datetime, tuple[datetime, datetime]] = {}
+
+
 def period_of(anchor: datetime, t: datetime) -> tuple[datetime, datetime]:
     """The period [start, end) that contains `t`."""
+    if t.tzinfo is UTC:
+        latest = _LATEST.get(anchor)
+        if latest is not None and latest[0] <= t < latest[1]:
+            return latest
     k = period_index(anchor, t)
-    return add_months(anchor, k), add_months(anchor, k + 1)
+    period = add_months(anchor, k), add_months(anchor, k + 1)
+    if len(_LATEST) >= 65_536:
+        _LATEST.clear()
+    _LATEST[anchor] = period
+    return period
 
 
 def period_after(anchor: datetime, start: datetime) -> tuple[datetime, datetime]:

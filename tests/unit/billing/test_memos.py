@@ -1,0 +1,152 @@
+"""The memos of the snapshot path change no result: each memoized function gives
+what its plain computation gives, after any sequence of earlier calls (a stale or
+too coarse key would show up as a difference here)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from billing import periods
+from billing.catalog import Catalog
+from billing.events import (
+    Event,
+    SeatsChanged,
+    SubscriptionCancelled,
+    SubscriptionChanged,
+    SubscriptionStarted,
+)
+from billing.invoicing import period_invoice
+from billing.ledger import apply, forget_ids, new_state, prune, snapshot
+from billing.periods import add_months, period_index, period_of
+from billing.state import CustomerState
+from tests.unit.billing.conftest import t
+from tests.unit.billing.helpers import usage
+from tests.unit.billing.strategies import EXAMPLE_PLANS, histories, instants
+
+IST = timezone(timedelta(hours=5, minutes=30))
+
+
+def clear_memos() -> None:
+    periods._LATEST.clear()
+
+
+def plain_period_of(anchor: datetime, at: datetime) -> tuple[datetime, datetime]:
+    k = period_index(anchor, at)
+    return add_months(anchor, k), add_months(anchor, k + 1)
+
+
+# ------------------------------------------------------------------ period_of
+
+ANCHORS = [t(2026, 1, 31, 9), t(2026, 1, 15), t(2028, 2, 29, 23, 59), t(2026, 3, 30, 12)]
+
+
+@st.composite
+def queries(draw: st.DrawFn) -> tuple[datetime, datetime]:
+    """An anchor, and a time near one of its period bounds or anywhere."""
+    anchor = draw(st.sampled_from(ANCHORS))
+    k = draw(st.integers(-2, 14))
+    near = add_months(anchor, k) + timedelta(microseconds=draw(st.sampled_from([-1, 0, 1])))
+    at = draw(st.sampled_from([near, anchor + timedelta(seconds=draw(st.integers(0, 4 * 10**7)))]))
+    if draw(st.booleans()):
+        at = at.astimezone(IST)  # the same instant in another zone
+    if draw(st.booleans()):
+        anchor = anchor.astimezone(IST)
+    return anchor, at
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(queries(), min_size=1, max_size=30))
+def test_period_of_is_its_plain_computation_whatever_came_before(
+    asked: list[tuple[datetime, datetime]],
+) -> None:
+    for anchor, at in asked:
+        assert period_of(anchor, at) == plain_period_of(anchor, at)
+
+
+def test_period_of_moves_on_at_the_exact_boundary() -> None:
+    anchor = t(2026, 1, 31, 9)
+    assert period_of(anchor, t(2026, 2, 28, 8, 59)) == (t(2026, 1, 31, 9), t(2026, 2, 28, 9))
+    assert period_of(anchor, t(2026, 2, 28, 9)) == (t(2026, 2, 28, 9), t(2026, 3, 31, 9))
+    assert period_of(anchor, t(2026, 2, 28, 8, 59)) == (t(2026, 1, 31, 9), t(2026, 2, 28, 9))
+
+
+def test_a_naive_time_is_refused_even_when_its_period_is_remembered() -> None:
+    anchor = t(2026, 1, 15)
+    period_of(anchor, t(2026, 1, 20))
+    with pytest.raises(ValueError, match="naive"):
+        period_of(anchor, datetime(2026, 1, 20))  # noqa: DTZ001
+
+
+# -------------------------------------------- the snapshot path, memos or not
+
+CHANGE_TO = {"starter": "scale", "writer": "starter", "scale": "writer", "team": "writer"}
+
+
+@st.composite
+def lives(draw: st.DrawFn) -> list[Event]:
+    """A history of one customer, with a plan change and a cancellation sometimes."""
+    plan = draw(st.sampled_from(EXAMPLE_PLANS))
+    events = draw(histories(plan, max_usage=12))
+    if plan in CHANGE_TO and draw(st.booleans()):
+        events.append(SubscriptionChanged("chg", "c", draw(instants()), CHANGE_TO[plan]))
+    if draw(st.booleans()):
+        events.append(SubscriptionCancelled("bye", "c", draw(instants())))
+    head, *rest = events
+    return [head, *sorted(rest, key=lambda e: e.timestamp)]
+
+
+def views(state: CustomerState, catalog: Catalog, at: datetime) -> list[object]:
+    """Everything the worker derives from a state after a batch, as of `at`."""
+    settled = forget_ids(prune(state, at - timedelta(days=3)))
+    out: list[object] = [settled.horizon]
+    for as_of in (at, at.astimezone(IST), at + timedelta(days=40)):
+        out.append(snapshot(settled, catalog, source_offsets={"u/0": 1}, as_of=as_of))
+    for start in settled.records():
+        out.append(period_invoice(settled, catalog, start))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(lives())
+def test_snapshots_and_invoices_equal_their_computation_without_memos(
+    catalog: Catalog, events: list[Event]
+) -> None:
+    state = new_state("c")
+    for event in events:
+        state, effects = apply(state, event, catalog)
+        if effects.rejection is not None:
+            continue
+        warm = views(state, catalog, event.timestamp)
+        clear_memos()
+        assert views(state, catalog, event.timestamp) == warm
+
+
+def test_previews_follow_seat_changes(catalog: Catalog) -> None:
+    state = new_state("c")
+    seats = []
+    for event in [
+        SubscriptionStarted("sub", "c", t(2026, 1, 1), "team", seats=3),
+        usage("c", "tokens", 1_000, t(2026, 1, 10)),
+        SeatsChanged("more", "c", t(2026, 1, 16), 5),
+        usage("c", "tokens", 1_000, t(2026, 1, 20)),
+        usage("c", "tokens", 1_000, t(2026, 2, 2)),
+    ]:
+        state, _ = apply(state, event, catalog)
+        preview = snapshot(state, catalog, source_offsets={}, as_of=event.timestamp)
+        assert preview.upcoming_invoice is not None
+        seats.append(
+            [x.description for x in preview.upcoming_invoice.lines if "seat" in x.description]
+        )
+    assert seats == [
+        ["3 seat(s)"],
+        ["3 seat(s)"],
+        ["3 seat(s) from 2026-01-01T00:00:00+00:00 to 2026-01-16T00:00:00+00:00",
+         "5 seat(s) from 2026-01-16T00:00:00+00:00 to 2026-02-01T00:00:00+00:00"],
+        ["3 seat(s) from 2026-01-01T00:00:00+00:00 to 2026-01-16T00:00:00+00:00",
+         "5 seat(s) from 2026-01-16T00:00:00+00:00 to 2026-02-01T00:00:00+00:00"],
+        ["5 seat(s)"],
+    ]  # fmt: skip
