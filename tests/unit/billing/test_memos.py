@@ -5,6 +5,7 @@ too coarse key would show up as a difference here)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -21,6 +22,7 @@ from billing.events import (
 )
 from billing.invoicing import period_invoice
 from billing.ledger import apply, forget_ids, new_state, prune, snapshot
+from billing.money import CURRENCIES, Currency
 from billing.periods import add_months, period_index, period_of
 from billing.state import CustomerState
 from tests.unit.billing.conftest import t
@@ -79,6 +81,26 @@ def test_a_naive_time_is_refused_even_when_its_period_is_remembered() -> None:
     period_of(anchor, t(2026, 1, 20))
     with pytest.raises(ValueError, match="naive"):
         period_of(anchor, datetime(2026, 1, 20))  # noqa: DTZ001
+
+
+# ------------------------------------------------------------------- money
+
+
+@pytest.mark.parametrize("minor_unit", range(9))
+def test_quantum_is_one_scaled_to_the_minor_unit(minor_unit: int) -> None:
+    quantum = Currency("XXX", minor_unit).quantum
+    assert quantum.as_tuple() == Decimal(1).scaleb(-minor_unit).as_tuple()
+
+
+def test_rounding_is_half_up_to_the_minor_unit() -> None:
+    for cur, amount, rounded in [
+        (CURRENCIES["USD"], "2.345", "2.35"),
+        (CURRENCIES["USD"], "-2.345", "-2.35"),
+        (CURRENCIES["JPY"], "2.5", "3"),
+        (CURRENCIES["KWD"], "0.0005", "0.001"),
+        (Currency("XXX", 8), "1", "1.00000000"),
+    ]:
+        assert cur.round(Decimal(amount)).as_tuple() == Decimal(rounded).as_tuple()
 
 
 # -------------------------------------------- the snapshot path, memos or not
