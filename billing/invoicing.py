@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from billing.catalog import Catalog, Plan
@@ -36,10 +36,26 @@ def _digest(*parts: str) -> str:
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
 
 
+# (customer, period start, plan id, plan version) -> period invoice id: every
+# preview of a period (one per changed customer per batch) asks for the same one.
+_PERIOD_IDS: dict[tuple[str, datetime, str, int], str] = {}
+
+
 def period_invoice_id(customer_id: str, period_start: datetime, plan: Plan) -> str:
-    return "inv_" + _digest(
+    # Memoized only where equal keys print alike: a UTC start (an equal instant in
+    # another zone has another isoformat) and an int version (True == 1 prints "True").
+    memo = period_start.tzinfo is UTC and type(plan.version) is int
+    key = (customer_id, period_start, plan.id, plan.version)
+    if memo and (known := _PERIOD_IDS.get(key)) is not None:
+        return known
+    invoice_id = "inv_" + _digest(
         customer_id, "period", period_start.isoformat(), plan.id, str(plan.version)
     )
+    if memo:
+        if len(_PERIOD_IDS) >= 65_536:
+            _PERIOD_IDS.clear()
+        _PERIOD_IDS[key] = invoice_id
+    return invoice_id
 
 
 def purchase_invoice_id(event_id: str) -> str:

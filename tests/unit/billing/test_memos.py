@@ -4,6 +4,8 @@ too coarse key would show up as a difference here)."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -11,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing import periods
+from billing import invoicing, periods
 from billing.catalog import Catalog
 from billing.events import (
     Event,
@@ -20,7 +22,7 @@ from billing.events import (
     SubscriptionChanged,
     SubscriptionStarted,
 )
-from billing.invoicing import period_invoice
+from billing.invoicing import period_invoice, period_invoice_id
 from billing.ledger import apply, forget_ids, new_state, prune, snapshot
 from billing.money import CURRENCIES, Currency
 from billing.periods import add_months, period_index, period_of
@@ -34,6 +36,7 @@ IST = timezone(timedelta(hours=5, minutes=30))
 
 def clear_memos() -> None:
     periods._LATEST.clear()
+    invoicing._PERIOD_IDS.clear()
 
 
 def plain_period_of(anchor: datetime, at: datetime) -> tuple[datetime, datetime]:
@@ -103,6 +106,35 @@ def test_rounding_is_half_up_to_the_minor_unit() -> None:
         assert cur.round(Decimal(amount)).as_tuple() == Decimal(rounded).as_tuple()
 
 
+# ---------------------------------------------------------- period invoice id
+
+
+def plain_invoice_id(customer: str, start: datetime, plan_id: str, version: object) -> str:
+    text = "\x1f".join([customer, "period", start.isoformat(), plan_id, str(version)])
+    return "inv_" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def test_period_invoice_id_is_its_digest_for_every_input(catalog: Catalog) -> None:
+    writer, starter = catalog.plans["writer"], catalog.plans["starter"]
+    start = t(2026, 1, 1)
+    cases = [
+        ("c", start, writer),
+        ("c", start, writer),  # remembered
+        ("c", start.astimezone(IST), writer),  # same instant, another isoformat
+        ("c", start + timedelta(days=31), writer),
+        ("d", start, writer),
+        ("c", start, starter),
+        ("c", start, replace(writer, version=2)),
+        ("c", start, replace(writer, version=True)),  # equal to 1, prints "True"
+        ("c", start, replace(writer, version=1)),
+    ]
+    for customer, at, plan in cases:
+        expected = plain_invoice_id(customer, at, plan.id, plan.version)
+        assert period_invoice_id(customer, at, plan) == expected
+    ist = period_invoice_id("c", start.astimezone(IST), writer)
+    assert ist != period_invoice_id("c", start, writer)
+
+
 # -------------------------------------------- the snapshot path, memos or not
 
 CHANGE_TO = {"starter": "scale", "writer": "starter", "scale": "writer", "team": "writer"}
@@ -145,6 +177,31 @@ def test_snapshots_and_invoices_equal_their_computation_without_memos(
         warm = views(state, catalog, event.timestamp)
         clear_memos()
         assert views(state, catalog, event.timestamp) == warm
+
+
+def test_previews_follow_plan_changes_new_periods_and_cancellation(catalog: Catalog) -> None:
+    state = new_state("c")
+    previews = []
+    for event in [
+        SubscriptionStarted("sub", "c", t(2026, 1, 1), "writer"),
+        usage("c", "tokens", 1_000, t(2026, 1, 10)),
+        SubscriptionChanged("up", "c", t(2026, 1, 15), "starter"),
+        usage("c", "tokens", 2_000, t(2026, 1, 20)),
+        usage("c", "tokens", 3_000, t(2026, 2, 2)),
+        SubscriptionCancelled("bye", "c", t(2026, 2, 3)),
+        usage("c", "tokens", 4_000, t(2026, 2, 4)),
+    ]:
+        state, effects = apply(state, event, catalog)
+        assert effects.rejection is None
+        preview = snapshot(state, catalog, source_offsets={}, as_of=event.timestamp)
+        assert preview.upcoming_invoice is not None
+        previews.append(preview.upcoming_invoice)
+    assert [(p.plan_id, p.period_start) for p in previews] == [
+        ("writer", t(2026, 1, 1))] * 4 + [("starter", t(2026, 2, 1))] * 3  # fmt: skip
+    for p in previews:
+        assert p.invoice_id == plain_invoice_id("c", p.period_start, p.plan_id, 1)
+    ended = snapshot(state, catalog, source_offsets={}, as_of=t(2026, 3, 1))
+    assert ended.upcoming_invoice is None
 
 
 def test_previews_follow_seat_changes(catalog: Catalog) -> None:
