@@ -99,15 +99,16 @@ def purchase_invoice(
 
 
 def _billable_record(state: CustomerState, period_start: datetime) -> PeriodRecord | None:
-    anchor = state.anchor
+    acct = state.acct  # read once: a preview per changed customer per batch
+    anchor = acct.anchor
     if anchor is None or period_start < anchor:
         return None
     start, end = period_of(anchor, period_start)
     if start != period_start:
         return None
-    if state.cancel_at is not None and start >= state.cancel_at:
+    if acct.cancel_at is not None and start >= acct.cancel_at:
         return None
-    if state.horizon is not None and start < state.horizon:
+    if acct.horizon is not None and start < acct.horizon:
         return None  # pruned: its data is gone, it cannot be (re)computed
     rec = state.record(start)
     if rec is not None:
@@ -175,7 +176,7 @@ def period_invoice(
     if plan.base_fee:
         items.append(LineItem("Base fee", ONE, plan.base_fee, plan.base_fee))
         feats.append(None)
-    seats = seat_line_items(plan.seat_fee, state.seats, rec.start, rec.end)
+    seats = seat_line_items(plan.seat_fee, state.acct.seats, rec.start, rec.end)
     items += seats
     feats += [None] * len(seats)
     usage_items, usage_feats = _usage_items(state, rec, plan)
