@@ -66,11 +66,13 @@ def finalize(items: Sequence[LineItem], cur: Currency, features: Sequence[str | 
     tuple[InvoiceLine, ...], Decimal
 ]:  # fmt: skip
     """Round each line once (half-up, minor unit); total = sum of rounded lines."""
-    lines = tuple(
-        InvoiceLine(i.description, i.quantity, i.unit_price, i.amount, cur.round(i.amount), f)
-        for i, f in zip(items, features, strict=True)
-    )
-    return lines, sum((line.amount for line in lines), cur.round(ZERO))
+    lines: list[InvoiceLine] = []
+    total = cur.round(ZERO)
+    for i, f in zip(items, features, strict=True):
+        amount = cur.round(i.amount)
+        lines.append(InvoiceLine(i.description, i.quantity, i.unit_price, i.amount, amount, f))
+        total += amount  # the same additions, in the same order, as sum(amounts, total)
+    return tuple(lines), total
 
 
 def purchase_invoice(
