@@ -86,6 +86,8 @@ class StateEncoder:
         self.direct = to_parsing_canonical_form(codec.schema(CUSTOMER_STATE_CHANGED)) == LAYOUT
         self._strings: dict[str, bytes] = {}
         self._times: dict[datetime, bytes] = {}
+        self._prefixes: dict[tuple[object, ...], bytes] = {}
+        self._headers: dict[tuple[object, ...], bytes] = {}
 
     def encode(self, snapshot: CustomerStateChanged) -> bytes:
         if self.direct:
@@ -99,15 +101,7 @@ class StateEncoder:
     # ---------------------------------------------------------------- records
 
     def _state(self, s: CustomerStateChanged) -> list[bytes]:
-        out = [self._header, self._str(s.customer_id), _int(s.version, _INT64)]
-        out.append(self._str(s.status))
-        self._opt_str(out, s.plan_id)
-        out.append(_NULL if s.plan_version is None else _SOME + _int(s.plan_version, _INT32))
-        self._opt_str(out, s.model)
-        self._opt_str(out, s.currency)
-        self._opt_time(out, s.period_start)
-        self._opt_time(out, s.period_end)
-        out.append(_int(s.seats, _INT32))
+        out = [self._header, self._str(s.customer_id), _int(s.version, _INT64), self._prefix(s)]
         self._decimals(out, s.usage)
         self._decimals(out, s.allowance_remaining)
         for value in (s.credits_remaining, s.balance, s.last_topup):
@@ -128,13 +122,38 @@ class StateEncoder:
         self._opt_time(out, s.updated_at)
         return out
 
+    def _prefix(self, s: CustomerStateChanged) -> bytes:
+        """status .. seats, the same in every snapshot of a customer's period: cached
+        by their values. The int fields' types are checked first (the direct path
+        refuses any other type, and True == 1 would find the bytes of 1); any other
+        value equal to a cached one encodes alike (a datetime: the same instant)."""
+        version, seats = s.plan_version, s.seats
+        if type(seats) is not int or (version is not None and type(version) is not int):
+            raise _Unfit
+        key = (
+            s.status, s.plan_id, version, s.model, s.currency, s.period_start, s.period_end, seats,
+        )  # fmt: skip
+        try:
+            return self._prefixes[key]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable: certainly not a string or a datetime
+            raise _Unfit from None
+        out = [self._str(s.status)]
+        self._opt_str(out, s.plan_id)
+        out.append(_NULL if version is None else _SOME + _int(version, _INT32))
+        self._opt_str(out, s.model)
+        self._opt_str(out, s.currency)
+        self._opt_time(out, s.period_start)
+        self._opt_time(out, s.period_end)
+        out.append(_int(seats, _INT32))
+        if len(self._prefixes) >= _CACHE_SIZE:
+            self._prefixes.clear()
+        encoded = self._prefixes[key] = b"".join(out)
+        return encoded
+
     def _invoice(self, out: list[bytes], inv: Invoice) -> None:
-        for text in (inv.invoice_id, inv.kind, inv.customer_id, inv.plan_id):
-            out.append(self._str(text))
-        out.append(_int(inv.plan_version, _INT32))
-        out.append(self._time(inv.period_start))
-        out.append(self._time(inv.period_end))
-        out.append(self._str(inv.currency))
+        out.append(self._invoice_header(inv))
         if inv.lines:
             out.append(avro_long(len(inv.lines)))
             for line in inv.lines:
@@ -146,6 +165,32 @@ class StateEncoder:
         out.append(_dec(inv.total))
         out.append(self._time(inv.issued_at))
         self._opt_str(out, inv.adjusts_invoice_id)
+
+    def _invoice_header(self, inv: Invoice) -> bytes:
+        """invoice_id .. currency, the same in every preview of a period: cached by
+        their values, as in `_prefix`."""
+        version = inv.plan_version
+        if type(version) is not int:
+            raise _Unfit
+        key = (
+            inv.invoice_id, inv.kind, inv.customer_id, inv.plan_id, version,
+            inv.period_start, inv.period_end, inv.currency,
+        )  # fmt: skip
+        try:
+            return self._headers[key]
+        except KeyError:
+            pass
+        except TypeError:
+            raise _Unfit from None
+        out = [self._str(text) for text in (inv.invoice_id, inv.kind, inv.customer_id, inv.plan_id)]
+        out.append(_int(version, _INT32))
+        out.append(self._time(inv.period_start))
+        out.append(self._time(inv.period_end))
+        out.append(self._str(inv.currency))
+        if len(self._headers) >= _CACHE_SIZE:
+            self._headers.clear()
+        encoded = self._headers[key] = b"".join(out)
+        return encoded
 
     # ---------------------------------------------------------------- values
 
