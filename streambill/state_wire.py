@@ -70,6 +70,7 @@ _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CACHE_SIZE = 65_536
+_LENGTHS = [avro_long(n) for n in range(MAX_DECIMAL_CHARS + 1)]  # a decimal string's length
 
 
 class _Unfit(Exception):
@@ -254,10 +255,17 @@ def _bool(value: bool) -> bytes:
 
 
 def _dec(value: Decimal) -> bytes:
-    """The wire string of `wire.dec_to` (plain notation, scale kept) as Avro bytes."""
+    """The wire string of `wire.dec_to` (plain notation, scale kept) as Avro bytes.
+
+    `str` writes that same plain notation, about four times faster, whenever it
+    writes no exponent (exponent <= 0 and adjusted exponent >= -6, the usual case);
+    otherwise `format(value, "f")` does."""
     if type(value) is not Decimal or not value.is_finite():
         raise _Unfit
-    text = format(value, "f")
-    if len(text) > MAX_DECIMAL_CHARS:
-        raise _Unfit
-    return avro_string(text.encode("ascii"))
+    text = str(value)
+    if "E" in text or "e" in text:  # "e" under a context with capitals=0
+        text = format(value, "f")
+    try:  # ASCII: as many bytes as characters
+        return _LENGTHS[len(text)] + text.encode("ascii")
+    except IndexError:  # longer than MAX_DECIMAL_CHARS
+        raise _Unfit from None

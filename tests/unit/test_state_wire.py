@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 
 import pytest
@@ -263,3 +263,13 @@ def test_a_cached_prefix_is_used_only_for_alike_values(
             encoder.encode(after)
     else:
         assert encoder.encode(after) == expected
+
+
+@pytest.mark.parametrize("capitals", [0, 1])
+@pytest.mark.parametrize(
+    "text", ["0", "-0", "0E+2", "1E+2", "1.50", "0.000001", "1E-7", "-1.2E-9", "123456789.000"]
+)
+def test_decimals_are_written_in_plain_notation(text: str, capitals: int) -> None:
+    snapshot = replace(SAMPLE, balance=Decimal(text), usage={"tokens": Decimal(text)})
+    with localcontext(capitals=capitals):
+        assert ENCODER.encode(snapshot) == _reference(snapshot)
