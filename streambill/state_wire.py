@@ -120,7 +120,8 @@ class StateEncoder:
                 out.append(self._str(key))
                 out.append(_int(offset, _INT64))
         out.append(_NULL)
-        self._opt_time(out, s.updated_at)
+        updated = s.updated_at  # the latest event time: new in nearly every snapshot
+        out.append(_NULL if updated is None else _SOME + _millis(updated))
         return out
 
     def _prefix(self, s: CustomerStateChanged) -> bytes:
@@ -225,18 +226,13 @@ class StateEncoder:
         out.append(_NULL if value is None else _SOME + self._time(value))
 
     def _time(self, value: datetime) -> bytes:
-        """timestamp-millis of an aware datetime, floored to the millisecond as
-        `wire.time_to` does. Cached by instant (period bounds repeat)."""
+        """`_millis`, cached by instant (period bounds repeat)."""
         try:
             return self._times[value]
         except KeyError:
-            if not isinstance(value, datetime) or value.utcoffset() is None:
-                raise _Unfit from None
-            delta = value - _EPOCH
-            millis = (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
             if len(self._times) >= _CACHE_SIZE:
                 self._times.clear()
-            encoded = self._times[value] = _int(millis, _INT64)
+            encoded = self._times[value] = _millis(value)
             return encoded
         except TypeError:
             raise _Unfit from None
@@ -246,6 +242,15 @@ def _int(value: int, bounds: tuple[int, int]) -> bytes:
     if type(value) is not int or not bounds[0] <= value <= bounds[1]:
         raise _Unfit
     return avro_long(value)
+
+
+def _millis(value: datetime) -> bytes:
+    """timestamp-millis of an aware datetime, floored to the millisecond as
+    `wire.time_to` does."""
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise _Unfit
+    delta = value - _EPOCH
+    return _int((delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000, _INT64)
 
 
 def _bool(value: bool) -> bytes:
