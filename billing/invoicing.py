@@ -62,17 +62,42 @@ def purchase_invoice_id(event_id: str) -> str:
     return "inv_" + _digest("purchase", event_id)
 
 
-def finalize(items: Sequence[LineItem], cur: Currency, features: Sequence[str | None]) -> tuple[
-    tuple[InvoiceLine, ...], Decimal
-]:  # fmt: skip
-    """Round each line once (half-up, minor unit); total = sum of rounded lines."""
-    lines: list[InvoiceLine] = []
+def finalize(
+    items: Sequence[LineItem],
+    cur: Currency,
+    features: Sequence[str | None],
+    first: Sequence[InvoiceLine] = (),
+) -> tuple[tuple[InvoiceLine, ...], Decimal]:
+    """Round each line once (half-up, minor unit); total = sum of rounded lines.
+    `first`: lines rounded already, placed (and added) before `items`."""
+    lines = list(first)
     total = cur.round(ZERO)
+    for line in lines:
+        total += line.amount
     for i, f in zip(items, features, strict=True):
         amount = cur.round(i.amount)
         lines.append(InvoiceLine(i.description, i.quantity, i.unit_price, i.amount, amount, f))
         total += amount  # the same additions, in the same order, as sum(amounts, total)
     return tuple(lines), total
+
+
+# id(plan) -> (plan, its base fee line). The entry keeps its plan alive, so no
+# other object can have that id while it is there.
+_BASE_FEE_LINES: dict[int, tuple[Plan, InvoiceLine]] = {}
+
+
+def _base_fee_line(plan: Plan) -> InvoiceLine:
+    """The plan's base fee line, rounded: the same (frozen) value in every invoice of
+    the plan, so it is built once per plan (the fee and currency of a frozen plan)."""
+    known = _BASE_FEE_LINES.get(id(plan))
+    if known is not None and known[0] is plan:
+        return known[1]
+    fee = plan.base_fee
+    (line,), _ = finalize([LineItem("Base fee", ONE, fee, fee)], plan.currency, [None])
+    if len(_BASE_FEE_LINES) >= 4096:
+        _BASE_FEE_LINES.clear()
+    _BASE_FEE_LINES[id(plan)] = (plan, line)
+    return line
 
 
 def purchase_invoice(
@@ -173,18 +198,14 @@ def period_invoice(
     plan = catalog.plans.get(rec.plan_id)
     if plan is None:
         raise BillingError(f"plan {rec.plan_id!r} of {state.customer_id!r} is not in the catalog")
-    items: list[LineItem] = []
-    feats: list[str | None] = []
-    if plan.base_fee:
-        items.append(LineItem("Base fee", ONE, plan.base_fee, plan.base_fee))
-        feats.append(None)
-    seats = seat_line_items(plan.seat_fee, state.acct.seats, rec.start, rec.end)
-    items += seats
-    feats += [None] * len(seats)
+    # Lines in order: the base fee, the seats, the usage.
+    first = (_base_fee_line(plan),) if plan.base_fee else ()
+    items = seat_line_items(plan.seat_fee, state.acct.seats, rec.start, rec.end)
+    feats: list[str | None] = [None] * len(items)
     usage_items, usage_feats = _usage_items(state, rec, plan)
     items += usage_items
     feats += usage_feats
-    lines, total = finalize(items, plan.currency, feats)
+    lines, total = finalize(items, plan.currency, feats, first)
     return Invoice(
         invoice_id=period_invoice_id(state.customer_id, rec.start, plan),
         kind="period",

@@ -17,6 +17,7 @@ from billing import invoicing, periods
 from billing.catalog import Catalog
 from billing.events import (
     Event,
+    InvoiceLine,
     SeatsChanged,
     SubscriptionCancelled,
     SubscriptionChanged,
@@ -37,6 +38,7 @@ IST = timezone(timedelta(hours=5, minutes=30))
 def clear_memos() -> None:
     periods._LATEST.clear()
     invoicing._PERIOD_IDS.clear()
+    invoicing._BASE_FEE_LINES.clear()
 
 
 def plain_period_of(anchor: datetime, at: datetime) -> tuple[datetime, datetime]:
@@ -133,6 +135,32 @@ def test_period_invoice_id_is_its_digest_for_every_input(catalog: Catalog) -> No
         assert period_invoice_id(customer, at, plan) == expected
     ist = period_invoice_id("c", start.astimezone(IST), writer)
     assert ist != period_invoice_id("c", start, writer)
+
+
+# ------------------------------------------------------------ base fee line
+
+
+def test_each_plan_gets_its_own_base_fee_line(catalog: Catalog) -> None:
+    starter = catalog.plans["starter"]
+    state, _ = apply(
+        new_state("c"), SubscriptionStarted("s", "c", t(2026, 1, 1), "starter"), catalog
+    )
+    variants = [
+        starter,
+        replace(starter, base_fee=Decimal("29")),  # equal fee, another scale
+        replace(starter, base_fee=Decimal("29.005")),
+        replace(starter, base_fee=Decimal("29.005"), currency=CURRENCIES["JPY"]),
+        replace(starter, base_fee=Decimal("0.50"), currency=CURRENCIES["KWD"]),
+        starter,
+    ]
+    for plan in variants * 2:
+        priced = Catalog(catalog.features, {**catalog.plans, "starter": plan}, catalog.credit_packs)
+        invoice = period_invoice(state, priced, t(2026, 1, 1))
+        assert invoice is not None
+        fee, cur = plan.base_fee, plan.currency
+        expected = InvoiceLine("Base fee", Decimal(1), fee, fee, cur.round(fee))
+        assert repr(invoice.lines[0]) == repr(expected)  # repr: the scales too
+        assert invoice.total == cur.round(Decimal(0)) + cur.round(fee)  # no usage yet
 
 
 # -------------------------------------------- the snapshot path, memos or not
