@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing import invoicing, periods
+from billing import invoicing, periods, pricing
 from billing.catalog import Catalog
 from billing.events import (
     Event,
@@ -27,6 +27,7 @@ from billing.invoicing import period_invoice, period_invoice_id
 from billing.ledger import apply, forget_ids, new_state, prune, snapshot
 from billing.money import CURRENCIES, Currency
 from billing.periods import add_months, period_index, period_of
+from billing.pricing import _fmt_qty, fmt_qty
 from billing.state import CustomerState
 from tests.unit.billing.conftest import t
 from tests.unit.billing.helpers import usage
@@ -39,6 +40,7 @@ def clear_memos() -> None:
     periods._LATEST.clear()
     invoicing._PERIOD_IDS.clear()
     invoicing._BASE_FEE_LINES.clear()
+    pricing._QTY_TEXTS.clear()
 
 
 def plain_period_of(anchor: datetime, at: datetime) -> tuple[datetime, datetime]:
@@ -257,3 +259,34 @@ def test_previews_follow_seat_changes(catalog: Catalog) -> None:
          "5 seat(s) from 2026-01-16T00:00:00+00:00 to 2026-02-01T00:00:00+00:00"],
         ["5 seat(s)"],
     ]  # fmt: skip
+
+
+# ----------------------------------------------------------------- fmt_qty
+
+
+@st.composite
+def equal_quantities(draw: st.DrawFn) -> tuple[Decimal, Decimal]:
+    """Two decimals of one value: the second with more trailing zeros."""
+    coefficient = draw(st.integers(-(10**30), 10**30))
+    exponent = draw(st.integers(-12, 6))
+    zeros = draw(st.integers(0, 4))
+    first = Decimal(coefficient).scaleb(exponent)
+    second = Decimal(coefficient * 10**zeros).scaleb(exponent - zeros)
+    assert first == second
+    return first, second
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(equal_quantities(), min_size=1, max_size=5))
+def test_fmt_qty_is_its_plain_computation_for_equal_values_of_any_scale(
+    pairs: list[tuple[Decimal, Decimal]],
+) -> None:
+    for first, second in pairs:
+        assert fmt_qty(first) == _fmt_qty(first)
+        assert fmt_qty(second) == _fmt_qty(second) == _fmt_qty(first)
+
+
+def test_fmt_qty_prints_thousands_and_no_exponent() -> None:
+    for value, text in [("1E+3", "1,000"), ("1000.00", "1,000"), ("2.50", "2.5"), ("-0", "0")]:
+        assert fmt_qty(Decimal(value)) == text
+    assert fmt_qty(Decimal("NaN")) == "NaN"
