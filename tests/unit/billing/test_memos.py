@@ -37,7 +37,7 @@ IST = timezone(timedelta(hours=5, minutes=30))
 
 
 def clear_memos() -> None:
-    periods._LATEST.clear()
+    periods._RECENT.clear()
     invoicing._PERIOD_IDS.clear()
     invoicing._BASE_FEE_LINES.clear()
     pricing._QTY_TEXTS.clear()
