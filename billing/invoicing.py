@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from billing.catalog import Catalog, Plan
@@ -36,25 +36,68 @@ def _digest(*parts: str) -> str:
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
 
 
+# (customer, period start, plan id, plan version) -> period invoice id: every
+# preview of a period (one per changed customer per batch) asks for the same one.
+_PERIOD_IDS: dict[tuple[str, datetime, str, int], str] = {}
+
+
 def period_invoice_id(customer_id: str, period_start: datetime, plan: Plan) -> str:
-    return "inv_" + _digest(
+    # Memoized only where equal keys print alike: a UTC start (an equal instant in
+    # another zone has another isoformat) and an int version (True == 1 prints "True").
+    memo = period_start.tzinfo is UTC and type(plan.version) is int
+    key = (customer_id, period_start, plan.id, plan.version)
+    if memo and (known := _PERIOD_IDS.get(key)) is not None:
+        return known
+    invoice_id = "inv_" + _digest(
         customer_id, "period", period_start.isoformat(), plan.id, str(plan.version)
     )
+    if memo:
+        if len(_PERIOD_IDS) >= 65_536:
+            _PERIOD_IDS.clear()
+        _PERIOD_IDS[key] = invoice_id
+    return invoice_id
 
 
 def purchase_invoice_id(event_id: str) -> str:
     return "inv_" + _digest("purchase", event_id)
 
 
-def finalize(items: Sequence[LineItem], cur: Currency, features: Sequence[str | None]) -> tuple[
-    tuple[InvoiceLine, ...], Decimal
-]:  # fmt: skip
-    """Round each line once (half-up, minor unit); total = sum of rounded lines."""
-    lines = tuple(
-        InvoiceLine(i.description, i.quantity, i.unit_price, i.amount, cur.round(i.amount), f)
-        for i, f in zip(items, features, strict=True)
-    )
-    return lines, sum((line.amount for line in lines), cur.round(ZERO))
+def finalize(
+    items: Sequence[LineItem],
+    cur: Currency,
+    features: Sequence[str | None],
+    first: Sequence[InvoiceLine] = (),
+) -> tuple[tuple[InvoiceLine, ...], Decimal]:
+    """Round each line once (half-up, minor unit); total = sum of rounded lines.
+    `first`: lines rounded already, placed (and added) before `items`."""
+    lines = list(first)
+    total = cur.round(ZERO)
+    for line in lines:
+        total += line.amount
+    for i, f in zip(items, features, strict=True):
+        amount = cur.round(i.amount)
+        lines.append(InvoiceLine(i.description, i.quantity, i.unit_price, i.amount, amount, f))
+        total += amount  # the same additions, in the same order, as sum(amounts, total)
+    return tuple(lines), total
+
+
+# id(plan) -> (plan, its base fee line). The entry keeps its plan alive, so no
+# other object can have that id while it is there.
+_BASE_FEE_LINES: dict[int, tuple[Plan, InvoiceLine]] = {}
+
+
+def _base_fee_line(plan: Plan) -> InvoiceLine:
+    """The plan's base fee line, rounded: the same (frozen) value in every invoice of
+    the plan, so it is built once per plan (the fee and currency of a frozen plan)."""
+    known = _BASE_FEE_LINES.get(id(plan))
+    if known is not None and known[0] is plan:
+        return known[1]
+    fee = plan.base_fee
+    (line,), _ = finalize([LineItem("Base fee", ONE, fee, fee)], plan.currency, [None])
+    if len(_BASE_FEE_LINES) >= 4096:
+        _BASE_FEE_LINES.clear()
+    _BASE_FEE_LINES[id(plan)] = (plan, line)
+    return line
 
 
 def purchase_invoice(
@@ -83,15 +126,16 @@ def purchase_invoice(
 
 
 def _billable_record(state: CustomerState, period_start: datetime) -> PeriodRecord | None:
-    anchor = state.anchor
+    acct = state.acct  # read once: a preview per changed customer per batch
+    anchor = acct.anchor
     if anchor is None or period_start < anchor:
         return None
     start, end = period_of(anchor, period_start)
     if start != period_start:
         return None
-    if state.cancel_at is not None and start >= state.cancel_at:
+    if acct.cancel_at is not None and start >= acct.cancel_at:
         return None
-    if state.horizon is not None and start < state.horizon:
+    if acct.horizon is not None and start < acct.horizon:
         return None  # pruned: its data is gone, it cannot be (re)computed
     rec = state.record(start)
     if rec is not None:
@@ -154,18 +198,14 @@ def period_invoice(
     plan = catalog.plans.get(rec.plan_id)
     if plan is None:
         raise BillingError(f"plan {rec.plan_id!r} of {state.customer_id!r} is not in the catalog")
-    items: list[LineItem] = []
-    feats: list[str | None] = []
-    if plan.base_fee:
-        items.append(LineItem("Base fee", ONE, plan.base_fee, plan.base_fee))
-        feats.append(None)
-    seats = seat_line_items(plan.seat_fee, state.seats, rec.start, rec.end)
-    items += seats
-    feats += [None] * len(seats)
+    # Lines in order: the base fee, the seats, the usage.
+    first = (_base_fee_line(plan),) if plan.base_fee else ()
+    items = seat_line_items(plan.seat_fee, state.acct.seats, rec.start, rec.end)
+    feats: list[str | None] = [None] * len(items)
     usage_items, usage_feats = _usage_items(state, rec, plan)
     items += usage_items
     feats += usage_feats
-    lines, total = finalize(items, plan.currency, feats)
+    lines, total = finalize(items, plan.currency, feats, first)
     return Invoice(
         invoice_id=period_invoice_id(state.customer_id, rec.start, plan),
         kind="period",

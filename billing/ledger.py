@@ -109,10 +109,12 @@ def prune(state: CustomerState, before: datetime) -> CustomerState:
     and no adjustment will be computed for them any more). Events older than the
     first retained period are then rejected as `too_late`; the wallet carries the
     settled balance forward. Returns a new state; `state` is unchanged."""
-    if state.anchor is None:
+    acct = state.acct  # read once: the worker prunes every changed customer per batch
+    anchor = acct.anchor
+    if anchor is None:
         return state
-    horizon = period_of(state.anchor, max(before, state.anchor))[0]
-    if state.horizon is not None and horizon <= state.horizon:
+    horizon = period_of(anchor, max(before, anchor))[0]
+    if acct.horizon is not None and horizon <= acct.horizon:
         return state
     new = state.copy()
     closes = wallet_closes(state)
@@ -164,8 +166,9 @@ def snapshot(
 ) -> CustomerStateChanged:
     """The customer's live state as of `as_of`, with the current period's
     upcoming-invoice preview (the period containing `as_of`)."""
-    anchor = state.anchor
-    if anchor is None or state.status == "none":
+    acct = state.acct  # read once: one snapshot per changed customer per batch
+    anchor = acct.anchor
+    if anchor is None or acct.status == "none":
         return CustomerStateChanged(
             customer_id=state.customer_id, version=state.seq, status="none", plan_id=None,
             plan_version=None, model=None, currency=None, period_start=None, period_end=None,
@@ -177,7 +180,7 @@ def snapshot(
     rec = state.record(start)
     plan_id = rec.plan_id if rec is not None else state.plan_at(start)
     plan = catalog.plans.get(plan_id) if plan_id is not None else None
-    ended = state.cancel_at is not None and as_of >= state.cancel_at
+    ended = acct.cancel_at is not None and as_of >= acct.cancel_at
     usage = dict(rec.usage) if rec is not None else {}
     allowance: dict[str, Decimal] = {}
     credits = balance = None
@@ -195,14 +198,14 @@ def snapshot(
         else:
             allowed = allowed and not (rec is not None and rec.capped)
     seats = 0
-    for at, count in state.seats:
+    for at, count in acct.seats:
         if at <= as_of:
             seats = count
     preview = None if ended or plan is None else period_invoice(state, catalog, start)
     return CustomerStateChanged(
         customer_id=state.customer_id,
         version=state.seq,
-        status=state.status,
+        status=acct.status,
         plan_id=plan_id,
         plan_version=plan.version if plan is not None else None,
         model=plan.model if plan is not None else None,
@@ -214,7 +217,7 @@ def snapshot(
         allowance_remaining=allowance,
         credits_remaining=credits,
         balance=balance,
-        last_topup=state.last_topup,
+        last_topup=acct.last_topup,
         allowed=allowed,
         upcoming_invoice=preview,
         source_offsets=dict(source_offsets),

@@ -46,10 +46,28 @@ def period_index(anchor: datetime, t: datetime) -> int:
     return k
 
 
+# anchor -> the last two periods `period_of` returned for it: for each changed
+# customer in each batch the worker asks about the current period and about the
+# one its lateness limit reaches back into. Periods partition the time line, so a
+# remembered period that contains `t` is the answer. Consulted for a UTC `t` only:
+# a naive `t` must still be refused by `_utc`. Anchors equal as instants share an
+# entry, and the instant is all `period_index` uses of an anchor.
+_RECENT: dict[datetime, tuple[tuple[datetime, datetime], ...]] = {}
+
+
 def period_of(anchor: datetime, t: datetime) -> tuple[datetime, datetime]:
     """The period [start, end) that contains `t`."""
+    recent = _RECENT.get(anchor, ())
+    if t.tzinfo is UTC:
+        for period in recent:
+            if period[0] <= t < period[1]:
+                return period
     k = period_index(anchor, t)
-    return add_months(anchor, k), add_months(anchor, k + 1)
+    period = add_months(anchor, k), add_months(anchor, k + 1)
+    if len(_RECENT) >= 65_536:
+        _RECENT.clear()
+    _RECENT[anchor] = (period, *recent[:1])
+    return period
 
 
 def period_after(anchor: datetime, start: datetime) -> tuple[datetime, datetime]:

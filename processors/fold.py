@@ -296,7 +296,7 @@ class BatchFolder:
     def _snapshot(self, record: CustomerRecord) -> CustomerStateChanged:
         as_of = ms_to_datetime(record.watermark_ms or 0)
         return ledger.snapshot(
-            record.state, self._catalog, source_offsets=dict(record.offsets), as_of=as_of
+            record.state, self._catalog, source_offsets=record.offsets, as_of=as_of
         )
 
     def _dead_letter(self, message: SourceMessage, rej: Rejection, batch: _Batch) -> None:

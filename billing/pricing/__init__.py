@@ -39,8 +39,25 @@ class QuantityPricing(Protocol):
         ...
 
 
+# Finite quantity -> its text. The quantities printed are a catalog's allowances,
+# block sizes and tier bounds, printed again for every invoice preview.
+_QTY_TEXTS: dict[Decimal, str] = {}
+
+
 def fmt_qty(q: Decimal) -> str:
-    """A quantity for descriptions: 1,000 or 2.5 (no exponent, thousands separators)."""
+    """A quantity for descriptions: 1,000 or 2.5 (no exponent, thousands separators).
+    A function of the value alone (1.50 and 1.5 both print 1.5), so memoized by it."""
+    if not q.is_finite():
+        return _fmt_qty(q)
+    text = _QTY_TEXTS.get(q)
+    if text is None:
+        if len(_QTY_TEXTS) >= 4096:
+            _QTY_TEXTS.clear()
+        text = _QTY_TEXTS[q] = _fmt_qty(q)
+    return text
+
+
+def _fmt_qty(q: Decimal) -> str:
     if q == q.to_integral_value():
         return f"{int(q):,}"
     return f"{q.normalize():,f}"

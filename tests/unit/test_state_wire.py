@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 
 import pytest
@@ -147,3 +147,129 @@ def test_changed_schema_falls_back_to_fastavro(tmp_path: Path) -> None:
         None,
         SAMPLE.customer_id,
     )
+
+
+# Consecutive snapshots of one customer: the encoder caches the fields that repeat
+# (status .. seats, the invoice header) by value. Each field below draws from a few
+# values, some equal but not alike: True == 1, the same instant in two zones, a
+# naive time, decimals equal in value but not in scale or sign.
+IST = timezone(timedelta(hours=5, minutes=30))
+START, END = SAMPLE.period_start, SAMPLE.period_end
+assert START is not None and END is not None
+NEXT = END + timedelta(days=31)
+INVOICE = SAMPLE.upcoming_invoice
+assert INVOICE is not None
+instants = st.sampled_from(
+    [
+        START,
+        START.astimezone(IST),
+        END,
+        NEXT,
+        START.replace(tzinfo=None),
+        START + timedelta(0, 0, 999),
+    ]
+)
+amounts = st.sampled_from(
+    [Decimal(x) for x in ("0", "-0", "0.00", "1", "1.0", "1E+3", "1000", "1E-7", "-2.50", "1E+70")]
+)
+customer_changes = st.fixed_dictionaries(
+    {},
+    optional={
+        "version": st.sampled_from([1, 2, 2**63]),
+        "status": st.sampled_from(["active", "cancelled"]),
+        "plan_id": st.sampled_from([None, "starter", "scale"]),
+        "plan_version": st.sampled_from([None, 1, 2, True, 2**31]),
+        "model": st.sampled_from([None, "metered", "credits"]),
+        "currency": st.sampled_from([None, "USD", "EUR"]),
+        "period_start": st.none() | instants,
+        "period_end": st.none() | instants,
+        "seats": st.sampled_from([0, 1, 3, True, 2**31]),
+        "usage": st.dictionaries(st.sampled_from(["tokens", "query"]), amounts, max_size=2),
+        "balance": st.none() | amounts,
+        "updated_at": st.none() | instants,
+    },
+)
+invoice_changes = st.fixed_dictionaries(
+    {},
+    optional={
+        "invoice_id": st.sampled_from(["inv_a", "inv_b"]),
+        "plan_id": st.sampled_from(["starter", "scale"]),
+        "plan_version": st.sampled_from([1, 2, True]),
+        "period_start": instants,
+        "period_end": instants,
+        "currency": st.sampled_from(["USD", "EUR"]),
+        "total": amounts,
+        "issued_at": instants,
+    },
+)
+
+
+@st.composite
+def one_customer(draw: st.DrawFn) -> CustomerStateChanged:
+    change = draw(customer_changes)
+    if draw(st.booleans()):
+        change["upcoming_invoice"] = replace(INVOICE, **draw(invoice_changes))
+    return replace(SAMPLE, **change)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(one_customer(), min_size=2, max_size=12))
+def test_consecutive_snapshots_of_a_customer_encode_like_the_codec(
+    history: list[CustomerStateChanged],
+) -> None:
+    encoder = StateEncoder(CODEC)  # caches filled by this history only
+    for snapshot in history:
+        try:
+            expected = _reference(snapshot)
+        except Exception as refused:
+            with pytest.raises(type(refused)) as direct:
+                encoder.encode(snapshot)
+            assert str(direct.value) == str(refused)
+        else:
+            assert encoder.encode(snapshot) == expected
+
+
+@pytest.mark.parametrize(
+    "first, then",
+    [
+        ({"seats": 1}, {"seats": True}),
+        ({"plan_version": 1}, {"plan_version": True}),
+        ({"seats": 1}, {"seats": 2}),
+        ({"period_start": START}, {"period_start": START.astimezone(IST)}),
+        ({"period_start": START}, {"period_start": START.replace(tzinfo=None)}),
+        ({"status": "active"}, {"status": "cancelled"}),
+        ({"plan_id": "starter"}, {"plan_id": None}),
+        (
+            {"upcoming_invoice": replace(INVOICE, plan_version=1)},
+            {"upcoming_invoice": replace(INVOICE, plan_version=True)},
+        ),
+        (
+            {"upcoming_invoice": INVOICE},
+            {"upcoming_invoice": replace(INVOICE, period_end=NEXT)},
+        ),
+    ],
+)
+def test_a_cached_prefix_is_used_only_for_alike_values(
+    first: dict[str, object], then: dict[str, object]
+) -> None:
+    encoder = StateEncoder(CODEC)
+    before = replace(SAMPLE, **first)  # type: ignore[arg-type]
+    assert encoder.encode(before) == _reference(before)
+    after = replace(SAMPLE, **then)  # type: ignore[arg-type]
+    try:
+        expected = _reference(after)
+    except Exception as refused:
+        with pytest.raises(type(refused)):
+            encoder.encode(after)
+    else:
+        assert encoder.encode(after) == expected
+
+
+@pytest.mark.parametrize("capitals", [0, 1])
+@pytest.mark.parametrize(
+    "text", ["0", "-0", "0E+2", "1E+2", "1.50", "0.000001", "1E-7", "-1.2E-9", "123456789.000"]
+)
+def test_decimals_are_written_in_plain_notation(text: str, capitals: int) -> None:
+    snapshot = replace(SAMPLE, balance=Decimal(text), usage={"tokens": Decimal(text)})
+    with localcontext(capitals=capitals):
+        assert ENCODER.encode(snapshot) == _reference(snapshot)
