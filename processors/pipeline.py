@@ -332,12 +332,13 @@ class FoldPipeline:
         the persisted changelog offsets (see `_write_table` for why in this order)."""
         last = await queued.sent.wait()
         store = queued.table.data
-        for partition, key, value in queued.rows:
-            if self._by_event:
+        if self._by_event:
+            for partition, key, value in queued.rows:
                 with self._partition(partition):
                     store_row(store, key, value)
-            else:
-                store_row(store, key, value)
+        else:  # the memory store's own dict, as `_read` reads it (one row per event)
+            for _, key, value in queued.rows:
+                store_row(store.data, key, value)
         for (t, p), offset in last.items():
             store.set_persisted_offset(TP(t, p), offset)
 
