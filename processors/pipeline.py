@@ -318,7 +318,7 @@ class FoldPipeline:
 
         Produced straight to the changelog topic: Faust's `send_soon` buffer hands
         messages to the client one at a time and throttles the stream (~2k/s); we
-        queue whole record batches per partition instead (`processors.batch_send`)."""
+        hand them all to the worker's own producer (`processors.batch_send`)."""
         topic = table.changelog_topic.get_topic_name()
         if values is None:
             values = [None if value is None else plain_json(value) for _, _, value in rows]
