@@ -50,24 +50,30 @@ def period_index(anchor: datetime, t: datetime) -> int:
 # customer in each batch the worker asks about the current period and about the
 # one its lateness limit reaches back into. Periods partition the time line, so a
 # remembered period that contains `t` is the answer. Consulted for a UTC `t` only:
-# a naive `t` must still be refused by `_utc`. Anchors equal as instants share an
-# entry, and the instant is all `period_index` uses of an anchor.
+# a naive `t` must still be refused by `_utc`. UTC anchors only: equal instants in
+# other zones would share an entry, and the bounds carry the anchor's zone.
 _RECENT: dict[datetime, tuple[tuple[datetime, datetime], ...]] = {}
 
 
 def period_of(anchor: datetime, t: datetime) -> tuple[datetime, datetime]:
     """The period [start, end) that contains `t`."""
+    if anchor.tzinfo is not UTC:  # not memoized (see `_RECENT`)
+        return _period_of(anchor, t)
     recent = _RECENT.get(anchor, ())
     if t.tzinfo is UTC:
         for period in recent:
             if period[0] <= t < period[1]:
                 return period
-    k = period_index(anchor, t)
-    period = add_months(anchor, k), add_months(anchor, k + 1)
+    period = _period_of(anchor, t)
     if len(_RECENT) >= 65_536:
         _RECENT.clear()
     _RECENT[anchor] = (period, *recent[:1])
     return period
+
+
+def _period_of(anchor: datetime, t: datetime) -> tuple[datetime, datetime]:
+    k = period_index(anchor, t)
+    return add_months(anchor, k), add_months(anchor, k + 1)
 
 
 def period_after(anchor: datetime, start: datetime) -> tuple[datetime, datetime]:

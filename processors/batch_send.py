@@ -51,6 +51,10 @@ class Sent:
         return last
 
 
+Placed = dict[tuple[str, bytes | None], int]
+PLACED_MAX = 200_000  # entries; then forgotten at once (a bounded memo)
+
+
 async def group_rows(producer: Any, rows: Iterable[Row], placed: Placed) -> Groups:
     """`rows` by topic-partition, in order; `producer` is Faust's aiokafka producer
     (its partition metadata and partitioner place rows without a partition).
@@ -64,10 +68,6 @@ async def group_rows(producer: Any, rows: Iterable[Row], placed: Placed) -> Grou
                 partition = await _place(producer, topic, key, placed)
         groups.setdefault((topic, partition), []).append((key, value))
     return groups
-
-
-Placed = dict[tuple[str, bytes | None], int]
-PLACED_MAX = 200_000  # entries; then forgotten at once (a bounded memo)
 
 
 async def _place(producer: Any, topic: str, key: bytes | None, placed: Placed) -> int:

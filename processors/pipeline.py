@@ -99,7 +99,6 @@ class FoldPipeline:
             self._markers.setdefault(h.tp.partition, Current(h.messages[0]))
         await self._account_events_first()
         folded, gaps = await self._with_skipped(messages)
-        await self._same_generation()
         flight = await self._start(merge_by_time(folded))
         flight.gaps, flight.handed, flight.durable = gaps, list(handed), durable
         self._launch(flight)
@@ -211,7 +210,6 @@ class FoldPipeline:
     async def _fold_durably(self, messages: Sequence[SourceMessage]) -> None:
         """Fold and make durable before returning (account backlogs, see above)."""
         await self.drain()
-        await self._same_generation()
         await self._complete(await self._start(messages))
 
     async def _start(self, messages: Sequence[SourceMessage]) -> _Flight:
