@@ -225,7 +225,7 @@ class FoldPipeline:
         for eid, (_, entry) in result.seen.items():
             self._pending_seen[eid] = entry
         effects = await self._send((o.topic, None, o.key, o.value) for o in result.outputs)
-        seen_rows = [(p, eid, entry.to_list()) for eid, (p, entry) in result.seen.items()]
+        seen_rows = [(p, eid, entry.to_row()) for eid, (p, entry) in result.seen.items()]
         # One per applied event: SeenEntry's own JSON (5x cheaper than the encoder's).
         seen_json = [entry.to_json() for _, entry in result.seen.values()]
         seen = await self._queue_table(self._seen, seen_rows, seen_json)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -225,6 +226,15 @@ def test_seen_entry_json_is_exactly_the_encoders(
 ) -> None:
     fp = fp.encode().hex()  # fingerprints are hex digests
     entry = SeenEntry(fp, topic, partition, offset, customer, event_ms)
-    expected = json.dumps(entry.to_list(), separators=(",", ":"), ensure_ascii=False)
+    expected = json.dumps(entry.to_row(), separators=(",", ":"), ensure_ascii=False)
     assert entry.to_json() == expected.encode()
     assert SeenEntry.from_list(json.loads(entry.to_json())) == entry
+    assert SeenEntry.from_list(entry.to_row()) == entry
+
+
+def test_stored_seen_rows_drop_out_of_the_collectors_sight() -> None:
+    """The `seen` store holds a row per event of the window: rows the collector
+    keeps tracking would make every full collection scan all of them."""
+    row = SeenEntry("ab" * 16, "usage-events", 2, 41, "cus_1", 1_700_000_000_000).to_row()
+    gc.collect()
+    assert not gc.is_tracked(row)
