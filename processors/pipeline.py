@@ -83,7 +83,7 @@ class FoldPipeline:
         self._fold_thread = ThreadPoolExecutor(1, thread_name_prefix="fold")
         self._pending_seen: dict[str, SeenEntry] = {}  # of batches in flight
         self._flights: set[asyncio.Task[None]] = set()
-        self._last: asyncio.Task[None] | None = None  # the newest flight
+        self._last: _Flight | None = None  # the newest flight
         self._fold_generation = self.cache.generation
 
     async def process(self, handed: Sequence[HandOver], durable: Done) -> None:
@@ -129,7 +129,7 @@ class FoldPipeline:
         task = asyncio.get_running_loop().create_task(self._complete(flight))
         self._flights.add(task)
         task.add_done_callback(self._flights.discard)
-        self._last = task
+        flight.task, self._last = task, flight
 
     def _still_assigned(self, handed: Sequence[HandOver]) -> Sequence[HandOver]:
         consumer: Any = self._app.consumer
@@ -229,7 +229,8 @@ class FoldPipeline:
         # One per applied event: SeenEntry's own JSON (5x cheaper than the encoder's).
         seen_json = [entry.to_json() for _, entry in result.seen.values()]
         seen = await self._queue_table(self._seen, seen_rows, seen_json)
-        return _Flight(messages, result, effects, seen, previous=self._last)
+        queued = asyncio.get_running_loop().create_future()
+        return _Flight(messages, result, effects, seen, self._last, queued)
 
     async def _fold(self, messages: Sequence[SourceMessage]) -> BatchResult:
         """`BatchFolder.fold` on the fold thread, so the loop goes on fetching (the
@@ -249,9 +250,14 @@ class FoldPipeline:
 
     async def _complete(self, flight: _Flight) -> None:
         """Steps 4b to 5 of the agent's docstring, in that order, for one flight.
+
         The customer records are encoded while the effects and seen entries are in
-        flight, and queued only once those are acked AND the previous flight's
-        records are durable (stores updated in log order, acks in offset order)."""
+        flight, and queued once those are acked AND the previous flight's records
+        are queued: queued after them on the same idempotent producer, so per
+        changelog partition they follow them in the log; no round trip waits
+        between two flights' records. The stores are updated and the batch is
+        acknowledged once its records are acked AND the previous flight is done
+        (stores in log order, acks in offset order)."""
         try:
             result = flight.result
             # Changelog values from `RecordJson` (the bytes of `plain_json(rec.to_dict())`).
@@ -268,20 +274,30 @@ class FoldPipeline:
                     del self._pending_seen[eid]
             previous = flight.previous
             if previous is not None:
-                await asyncio.wait([previous])
-                if previous.cancelled() or previous.exception() is not None:
+                await previous.queued  # raises if it failed before queuing its records
+            records = await self._queue_table(self._customers, rows, values)
+            flight.queued.set_result(None)
+            acked = await records.sent.wait()
+            done = previous.task if previous is not None else None
+            if done is not None:
+                await asyncio.wait([done])
+                if done.cancelled() or done.exception() is not None:
                     raise RuntimeError("an earlier batch did not become durable")
-            await self._finish_table(await self._queue_table(self._customers, rows, values))
+            self._update_store(records, acked)
             await self._gaps_done(flight.gaps)
             self.folded += len(flight.messages)
             self._record_metrics(flight.messages, result)
             if flight.durable is not None:
                 flight.durable(flight.handed)
-        except asyncio.CancelledError:
-            raise
         except BaseException as exc:
-            self._on_fatal(exc)
+            if not flight.queued.done():  # later flights must not wait for it forever
+                flight.queued.set_exception(RuntimeError("an earlier batch failed"))
+                flight.queued.exception()  # retrieved: no "never retrieved" warning
+            if not isinstance(exc, asyncio.CancelledError):
+                self._on_fatal(exc)
             raise
+        finally:
+            flight.previous = None  # no chain of every flight ever made
 
     # ---- durable writes, in the order of the agent's docstring
 
@@ -328,7 +344,10 @@ class FoldPipeline:
     async def _finish_table(self, queued: Queued) -> None:
         """Wait for the changelog's acks, then update the local store and (RocksDB)
         the persisted changelog offsets (see `_write_table` for why in this order)."""
-        last = await queued.sent.wait()
+        self._update_store(queued, await queued.sent.wait())
+
+    def _update_store(self, queued: Queued, last: dict[tuple[str, int], int]) -> None:
+        """The rows of `queued`, acked up to the offsets `last`, into the store."""
         store = queued.table.data
         if self._by_event:
             for partition, key, value in queued.rows:
@@ -418,7 +437,9 @@ class _Flight:
     result: BatchResult
     effects: Sent
     seen: Queued
-    previous: asyncio.Task[None] | None
+    previous: _Flight | None  # launched just before this one (its records go first)
+    queued: asyncio.Future[None]  # done once its records are queued (step 4c)
+    task: asyncio.Task[None] | None = None  # running `_complete`, once launched
     gaps: list[tuple[TP, range]] = field(default_factory=list)
     handed: list[HandOver] = field(default_factory=list)
     durable: Done | None = None

@@ -228,9 +228,11 @@ def create_app(
               to fold the next batch, while at most `FoldPipeline.max_in_flight`
               batches are not durable. The rest runs per batch, in batch order:
           4c. WAIT until the broker acked 4a and 4b (their relative order does not
-              matter, see below) and the previous batch's records are durable;
-              write the customer records to their changelog, wait for the acks,
-              then update the local stores;
+              matter, see below) and the previous batch's records are queued;
+              queue the customer records to their changelog (the same idempotent
+              producer: per partition, after the previous batch's records), wait
+              for their acks and for the previous batch to be done, then update
+              the local stores;
           4d. tell Faust the skipped ranges of step 0 are done (`_add_gap`), so its
               commits may pass them;
           5. acknowledge the batch's messages; Faust commits acknowledged offsets
@@ -247,7 +249,11 @@ def create_app(
             state was lost names the very same message and is ignored on
             redelivery, so the event is applied once; a later copy at another
             position is still caught as a duplicate. A later batch's records are
-            never written before this one's are durable;
+            queued only after this one's effects and seen entries are acked and
+            its records queued; if they survive while this one's records do not
+            (a failed write, which ends the process), each of them holds this
+            batch's events of its customer, whose effects are durable, and this
+            batch's other customers are redelivered and folded again as above;
           - between 4c and 4d: the skipped ranges are not committable; the
             restart re-reads them from the committed offset, a redelivery;
           - between 4c and 5 (or before Faust's commit): state durable, offsets not
