@@ -47,7 +47,7 @@ class FoldPipeline:
     """Moves one batch through `BatchFolder` and makes its result durable in order."""
 
     prune_interval_s = 300.0  # O(seen entries) per run: keep it rare
-    max_in_flight = 2  # batches folded but not yet durable
+    max_in_flight = 4  # batches folded but not yet durable
 
     def __init__(
         self,
