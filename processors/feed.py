@@ -27,9 +27,9 @@ Invariants the fetch loop keeps, as Faust's does:
   messages before it enters the feed, so a rebalance (`wait_empty`) waits until
   the agent has made it durable and acknowledged it: nothing is ever taken back
   from the feed. Acknowledging marks its offsets as Faust's `ack` does, in bulk.
-The agent takes whatever is queued, up to its batch size, without waiting for
-more (a batch never holds messages back from a rebalance), so batches grow with
-the backlog and stay small when it is small.
+The agent takes whatever is queued, up to its batch size, after waiting at most
+its batch interval since its previous batch started (so a rebalance waits at most
+that long for it), so batches grow with the backlog and stay small when it is.
 """
 
 from __future__ import annotations
@@ -88,12 +88,16 @@ class BatchFeed:
         self._size += len(handed.messages)
         self._not_empty.set()
 
-    async def take(self, limit: int) -> list[HandOver]:
-        """Wait until something is queued, then return whole hand-overs in the order
-        they were put: as many as fit in `limit` messages, at least one."""
+    async def wait(self) -> None:
+        """Wait until something is queued."""
         while not self._pending:
             self._not_empty.clear()
             await self._not_empty.wait()
+
+    async def take(self, limit: int) -> list[HandOver]:
+        """Wait until something is queued, then return whole hand-overs in the order
+        they were put: as many as fit in `limit` messages, at least one."""
+        await self.wait()
         pending = self._pending
         out = [pending.popleft()]
         taken = len(out[0].messages)
@@ -105,6 +109,22 @@ class BatchFeed:
         if self._size < self._capacity:
             self._not_full.set()
         return out
+
+
+async def paced_take(
+    feed: BatchFeed, limit: int, interval: float, previous: float
+) -> tuple[list[HandOver], float]:
+    """The agent's next batch: once something is queued, wait until `interval`
+    seconds after `previous` (the loop time the previous batch started) for more to
+    arrive, unless `limit` messages are queued already; then take up to `limit`.
+    Returns the hand-overs and the loop time this batch started."""
+    await feed.wait()
+    loop = asyncio.get_running_loop()
+    pause = previous + interval - loop.time()
+    if pause > 0 and len(feed) < limit:
+        await asyncio.sleep(pause)
+    started = loop.time()
+    return await feed.take(limit), started
 
 
 def install_batch_drain(

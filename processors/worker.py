@@ -71,7 +71,7 @@ import faust
 from aiokafka import TopicPartition
 
 from billing.catalog import Catalog
-from processors.feed import BatchFeed, HandOver, ack_all, install_batch_drain
+from processors.feed import BatchFeed, HandOver, ack_all, install_batch_drain, paced_take
 from processors.fold import BatchFolder, FoldPolicy, Topics
 from processors.kafka_security import faust_credentials
 from processors.metrics import WorkerMetrics
@@ -200,13 +200,16 @@ def create_app(
         pipeline.cache.drop({tp.partition for tp in args[0]}, keep_unchanged=True)
 
     batch_size = settings.worker_batch_size
+    interval = settings.worker_batch_interval
 
     @app.agent(source, name="fold", concurrency=1)
     async def fold(stream: faust.StreamT[bytes]) -> None:
         """Fold usage and account events into per-customer state.
 
         Batches come from `feed` (`processors.feed`): whatever the consumer has
-        fetched, up to `worker_batch_size` messages, so they grow with the backlog.
+        fetched, up to `worker_batch_size` messages, so they grow with the backlog;
+        a batch starts at most every `worker_batch_interval` (it waits that long
+        after the previous one started, for more to arrive).
         A rebalance waits (`wait_empty`) until every handed-over message is acked.
 
         Commit order, per batch (the first batch of a partition after a rebalance
@@ -268,8 +271,9 @@ def create_app(
         def durable(done: Sequence[HandOver]) -> None:
             ack_all(consumer, done)
 
+        started = -interval
         while True:
-            handed = await feed.take(batch_size)
+            handed, started = await paced_take(feed, batch_size, interval, started)
             try:
                 await pipeline.process(handed, durable)
             except asyncio.CancelledError:

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from processors.feed import BatchFeed, HandOver, ack_all, drain_in_batches
+from processors.feed import BatchFeed, HandOver, ack_all, drain_in_batches, paced_take
 from processors.fold import SourceMessage
 
 
@@ -234,6 +234,31 @@ def test_feed_takes_whole_hand_overs_up_to_the_limit_and_put_waits_for_room() ->
         return [offsets(first), offsets(rest), offsets(big), offsets(over), [len(feed)]]
 
     assert asyncio.run(scenario()) == [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11], [0]]
+
+
+def test_a_batch_waits_for_more_until_the_interval_since_the_previous_one() -> None:
+    async def scenario() -> tuple[list[int], float, list[int], float, list[int], float]:
+        loop = asyncio.get_running_loop()
+        feed = BatchFeed(capacity=100)
+        await feed.put(hand(1))
+        first, started = await paced_take(feed, 10, 0.2, -1.0)  # long since: at once
+        waited_first = loop.time() - started
+        await feed.put(hand(2))
+        late = loop.call_later(0.05, lambda: asyncio.ensure_future(feed.put(hand(3))))
+        second, second_start = await paced_take(feed, 10, 0.2, started)
+        gap = second_start - started  # 2 came at once; 3 arrived while it waited
+        late.cancel()
+        await feed.put(hand(4, 5, 6))
+        full, full_start = await paced_take(feed, 3, 10.0, second_start)  # limit queued
+        return (
+            offsets(first), waited_first, offsets(second), gap, offsets(full),
+            full_start - second_start,
+        )  # fmt: skip
+
+    first, waited, second, gap, full, full_gap = asyncio.run(scenario())
+    assert first == [1] and waited < 0.1
+    assert second == [2, 3] and gap >= 0.19
+    assert full == [4, 5, 6] and full_gap < 5.0
 
 
 def test_capacity_must_be_positive() -> None:
