@@ -111,17 +111,24 @@ class BatchFeed:
         return out
 
 
+ENOUGH = 32  # messages: a batch this large is worth its produce requests at once
+
+
 async def paced_take(
     feed: BatchFeed, limit: int, interval: float, previous: float
 ) -> tuple[list[HandOver], float]:
     """The agent's next batch: once something is queued, wait until `interval`
     seconds after `previous` (the loop time the previous batch started) for more to
-    arrive, unless `limit` messages are queued already; then take up to `limit`.
-    Returns the hand-overs and the loop time this batch started."""
+    arrive, unless `ENOUGH` (or `limit`) messages are queued already; then take up
+    to `limit`. Returns the hand-overs and the loop time this batch started.
+
+    Only small batches wait: at low rates they would otherwise be single fetches of
+    a few events, each with its own produce requests; at high rates a batch has
+    filled up while the previous one folded, and waiting would only add latency."""
     await feed.wait()
     loop = asyncio.get_running_loop()
     pause = previous + interval - loop.time()
-    if pause > 0 and len(feed) < limit:
+    if pause > 0 and len(feed) < min(ENOUGH, limit):
         await asyncio.sleep(pause)
     started = loop.time()
     return await feed.take(limit), started

@@ -208,8 +208,8 @@ def create_app(
 
         Batches come from `feed` (`processors.feed`): whatever the consumer has
         fetched, up to `worker_batch_size` messages, so they grow with the backlog;
-        a batch starts at most every `worker_batch_interval` (it waits that long
-        after the previous one started, for more to arrive).
+        a small batch starts at most every `worker_batch_interval` (it waits that
+        long after the previous one started, for more to arrive; `paced_take`).
         A rebalance waits (`wait_empty`) until every handed-over message is acked.
 
         Commit order, per batch (the first batch of a partition after a rebalance

@@ -86,11 +86,12 @@ class Settings(BaseSettings):
     # per-customer cost under backlog. A batch is what has been fetched meanwhile
     # (processors/feed.py); it never waits to fill, only for the interval below.
     worker_batch_size: int = 20000
-    # A batch starts at most this often (seconds): it waits this long after the
-    # previous batch started for more to arrive. At low rates batches were single
-    # fetches of a few events, hundreds a second, each with its own produce requests
-    # (effects, seen entries, records); a fresh broker spent more than a core on
-    # them and its acks stalled for 200-300 ms. 0 folds whatever arrived at once.
+    # A small batch starts at most this often (seconds): it waits this long after
+    # the previous batch started for more to arrive (processors/feed.paced_take).
+    # At low rates batches were single fetches of a few events, hundreds a second,
+    # each with its own produce requests (effects, seen entries, records); a fresh
+    # broker spent more than a core on them and its acks stalled for 200-300 ms.
+    # 0 folds whatever arrived at once.
     worker_batch_interval: float = 0.01
     worker_session_timeout: float = 10.0  # seconds; a killed worker's partitions move after it
     # Liveness watchdog (processors/watchdog.py): exit 70 when the worker's partitions

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from processors.feed import BatchFeed, HandOver, ack_all, drain_in_batches, paced_take
+from processors.feed import ENOUGH, BatchFeed, HandOver, ack_all, drain_in_batches, paced_take
 from processors.fold import SourceMessage
 
 
@@ -248,8 +248,8 @@ def test_a_batch_waits_for_more_until_the_interval_since_the_previous_one() -> N
         second, second_start = await paced_take(feed, 10, 0.2, started)
         gap = second_start - started  # 2 came at once; 3 arrived while it waited
         late.cancel()
-        await feed.put(hand(4, 5, 6))
-        full, full_start = await paced_take(feed, 3, 10.0, second_start)  # limit queued
+        await feed.put(hand(*range(4, 4 + ENOUGH)))
+        full, full_start = await paced_take(feed, 100, 10.0, second_start)  # enough queued
         return (
             offsets(first), waited_first, offsets(second), gap, offsets(full),
             full_start - second_start,
@@ -258,7 +258,7 @@ def test_a_batch_waits_for_more_until_the_interval_since_the_previous_one() -> N
     first, waited, second, gap, full, full_gap = asyncio.run(scenario())
     assert first == [1] and waited < 0.1
     assert second == [2, 3] and gap >= 0.19
-    assert full == [4, 5, 6] and full_gap < 5.0
+    assert full == list(range(4, 4 + ENOUGH)) and full_gap < 5.0
 
 
 def test_capacity_must_be_positive() -> None:
