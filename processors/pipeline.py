@@ -363,7 +363,7 @@ class FoldPipeline:
         """Forget event ids older than the window behind their customer's watermark."""
         expired: list[tuple[str, int]] = []
         for event_id, raw in list(self._seen.data.items()):
-            entry = SeenEntry.from_list(raw)
+            entry = SeenEntry.from_row(raw)
             record = self.customer(entry.customer_id, entry.partition)
             wm = record.watermark_ms if record is not None else None
             if wm is not None and entry.event_ms < wm - self._policy.dedupe_window_ms:
@@ -395,7 +395,7 @@ class FoldPipeline:
         if pending is not None:  # of a batch in flight
             return pending
         raw = self._read(self._seen, event_id, partition)
-        return None if raw is None else SeenEntry.from_list(raw)
+        return None if raw is None else SeenEntry.from_row(raw)
 
     def _read(self, table: Any, key: str, partition: int) -> Any:
         if not self._by_event:  # the memory store's own dict: Mapping.get costs ~3 µs

@@ -126,7 +126,7 @@ class SeenEntry:
         ).encode()
 
     @classmethod
-    def from_list(cls, data: Sequence[Any]) -> SeenEntry:
+    def from_row(cls, data: Sequence[Any]) -> SeenEntry:
         fp, topic, partition, offset, customer_id, event_ms = data
         return cls(
             str(fp), str(topic), int(partition), int(offset), str(customer_id), int(event_ms)

@@ -228,8 +228,8 @@ def test_seen_entry_json_is_exactly_the_encoders(
     entry = SeenEntry(fp, topic, partition, offset, customer, event_ms)
     expected = json.dumps(entry.to_row(), separators=(",", ":"), ensure_ascii=False)
     assert entry.to_json() == expected.encode()
-    assert SeenEntry.from_list(json.loads(entry.to_json())) == entry
-    assert SeenEntry.from_list(entry.to_row()) == entry
+    assert SeenEntry.from_row(json.loads(entry.to_json())) == entry
+    assert SeenEntry.from_row(entry.to_row()) == entry
 
 
 def test_stored_seen_rows_drop_out_of_the_collectors_sight() -> None:
