@@ -9,7 +9,10 @@
 2. Latency: at each rate, events are published at that pace for `--latency-seconds`;
    for each event, the time from publish (librdkafka's CreateTime) to the broker's
    append of the first snapshot of its customer whose source offset covers it.
-   The first `WARMUP_SECONDS` of publishing at the rate are not measured.
+   The first `WARMUP_SECONDS` of publishing at the rate are not measured. Both times
+   are read back from the log afterwards, so while it publishes this process does
+   nothing else (no snapshot reader, no callback per event): it shares the two cores
+   with the worker and the broker.
 Uses STREAMBILL_BOOTSTRAP_SERVERS (default 127.0.0.1:29092) and a fresh topic prefix.
 Each figure is also printed as one `RESULT {json}` line, read by `bench/run`.
 """
@@ -26,8 +29,9 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from streambill.codec import Codec
@@ -35,6 +39,7 @@ from streambill.settings import Settings
 from tests.integration import scenarios
 from tests.integration.fold_support import (
     StateWatcher,
+    TopicReader,
     WorkerProcess,
     delete_topics_with_prefix,
     encode,
@@ -171,16 +176,14 @@ def latency(
     worker.start()
     watcher = StateWatcher(settings, codec)
     watcher.wait_until(lambda s: len(s) >= customers, 120)
+    # Nothing else runs in this process while it publishes: the snapshot reader is
+    # closed (librdkafka would otherwise keep fetching and the broker serving it) and
+    # no delivery callback runs per event. Both times are read back from the log
+    # afterwards: each event's CreateTime and each snapshot's LogAppendTime.
+    watcher.close()
     producer = Producer(settings.kafka_config(**{"linger.ms": 1}))
     topic = settings.topic("usage-events")
     rng = random.Random(rate)
-    sent: dict[tuple[int, int], float] = {}
-
-    def on_delivery(err: object, msg: object) -> None:
-        if err is None:  # the publish time: the CreateTime librdkafka stamped at produce()
-            at = msg.timestamp()[1] / 1000  # type: ignore[attr-defined]
-            sent[(msg.partition(), msg.offset())] = at  # type: ignore[attr-defined]
-
     total = int(rate * (warmup + seconds))
     stream = scenarios.usage_stream(people, total, start + timedelta(hours=1), rng)
     # Encoded before the clock starts: the load generator shares the two cores with
@@ -194,18 +197,23 @@ def latency(
         # millisecond: a sleep per event cost the shared cores more than publishing).
         due = min(total, int((time.monotonic() - t0) * rate) + 1)
         for key, value in messages[i:due]:
-            producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+            producer.produce(topic, key=key, value=value)
         i = max(i, due)
         producer.poll(0)
         if i < total:
             time.sleep(max(t0 + i / rate - time.monotonic(), 0.001))
-    producer.flush(30)
-    for key in [k for k, at in sent.items() if at < measured_from]:  # the warm-up
-        del sent[key]
+    if producer.flush(30):
+        raise RuntimeError("usage events not delivered within 30 s")
+    sent = {
+        (msg.partition(), msg.offset()): msg.timestamp()[1] / 1000
+        for msg in _read_all(settings, topic, total)
+    }
+    sent = {k: at for k, at in sent.items() if at >= measured_from}  # not the warm-up
     seen_at: dict[tuple[int, int], float] = {}
+    reader = TopicReader(settings, "customer-state", codec)
     deadline = time.monotonic() + 60
     while len(seen_at) < len(sent) and time.monotonic() < deadline:
-        for msg, snap in watcher.reader.poll(0.2):
+        for msg, snap in reader.poll(0.2):
             now = msg.timestamp()[1] / 1000  # the broker's append time (_stamp_on_append)
             for key, offset in snap.source_offsets.items():
                 if key.startswith(topic):
@@ -214,6 +222,7 @@ def latency(
                         if (p, o) in seen_at or (p, o) not in sent:
                             break
                         seen_at[(p, o)] = now
+    reader.close()
     worker.stop()
     lat = sorted((seen_at[k] - sent[k]) * 1000 for k in seen_at)
     q = statistics.quantiles(lat, n=100)
@@ -232,6 +241,25 @@ def latency(
             "published": len(sent),
         },
     )
+
+
+def _read_all(settings: Settings, topic: str, count: int) -> list[Any]:
+    """The first `count` messages of `topic` (every partition, from the start)."""
+    consumer = Consumer(
+        settings.kafka_config(
+            **{"group.id": f"bench-{uuid.uuid4().hex}", "enable.auto.commit": False}
+        )
+    )
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        out: list[Any] = []
+        deadline = time.monotonic() + 60
+        while len(out) < count and time.monotonic() < deadline:
+            out += [m for m in consumer.consume(10000, 0.5) if m.error() is None]
+        return out
+    finally:
+        consumer.close()
 
 
 def main() -> None:
