@@ -15,13 +15,19 @@ with usage as before (documented limitation; `streambill dlq replay` repairs).
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from faust.types import TP
 
 from processors.fold import SourceMessage
+
+log = logging.getLogger("processors.worker")
+
+ReadRange = Callable[[str, int, int, int], Awaitable[list[SourceMessage]]]
 
 
 async def account_backlog(
@@ -165,6 +171,31 @@ class OffsetOrder:
         self._next[tp] = offset + 1
         self._done[tp] = max(offset + 1, self._done.get(tp, 0))
         return want if want is not None and offset > want else None
+
+
+async def with_skipped(
+    order: OffsetOrder, messages: Sequence[SourceMessage], read: ReadRange
+) -> tuple[list[SourceMessage], list[tuple[TP, range]]]:
+    """The batch's messages, each preceded by the messages Faust skipped before it
+    in its partition (`order.gap`), read from the log by `read(topic, partition,
+    start, stop)`; and those ranges. Per partition the list is in offset order."""
+    out: list[SourceMessage] = []
+    gaps: list[tuple[TP, range]] = []
+    for m in messages:
+        start = order.gap(m.topic, m.partition, m.offset)
+        if start is not None:
+            log.warning(
+                "%s/%d: Faust handed over offset %d, skipping from %d: reading the "
+                "skipped messages from the log",
+                m.topic,
+                m.partition,
+                m.offset,
+                start,
+            )
+            out += await read(m.topic, m.partition, start, m.offset)
+            gaps.append((TP(m.topic, m.partition), range(start, m.offset)))
+        out.append(m)
+    return out, gaps
 
 
 def _message(tp: TopicPartition, r: ConsumerRecord[bytes, bytes]) -> SourceMessage:

@@ -9,19 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from faust import streams as faust_streams
 from faust.types import TP
 
 from processors.batch_send import Placed, Row, Sent, Writer, group_rows
-from processors.catch_up import OffsetOrder, account_backlog, read_range
+from processors.catch_up import OffsetOrder, account_backlog, read_range, with_skipped
 from processors.feed import HandOver
 from processors.fold import (
     BatchFolder,
@@ -34,7 +31,7 @@ from processors.kafka_security import aiokafka_security
 from processors.metrics import WorkerMetrics
 from processors.record_json import RecordJson
 from processors.records import CustomerRecord, RecordCache, SeenEntry
-from processors.table_io import Current, Queued, json_key, plain_json, store_row
+from processors.table_io import Queued, Stores, json_key, plain_json
 from streambill import settings as names
 from streambill.settings import Settings
 
@@ -62,12 +59,11 @@ class FoldPipeline:
     ) -> None:
         self._app = app
         self._folder = folder
-        self._customers = customers
-        self._seen = seen
         self._metrics = metrics
         self._policy = policy
-        self._markers: dict[int, Current] = {}
-        self._by_event = not settings.worker_store.startswith("memory:")
+        self._stores = Stores(
+            customers, seen, by_event=not settings.worker_store.startswith("memory:")
+        )
         self.cache = RecordCache()
         self._record_json = RecordJson()  # customer records as JSON, parts reused
         self._settings = settings
@@ -95,10 +91,10 @@ class FoldPipeline:
         await self._room()
         handed = self._still_assigned(handed)
         messages = [m for h in handed for m in h.messages]
-        for h in handed:  # any message of the partition will do (see `Current`)
-            self._markers.setdefault(h.tp.partition, Current(h.messages[0]))
-        await self._account_events_first()
-        folded, gaps = await self._with_skipped(messages)
+        for h in handed:  # any message of the partition will do (see `Stores.at`)
+            self._stores.mark(h.tp.partition, h.messages[0])
+        await self._account_events_first(handed)
+        folded, gaps = await with_skipped(self._order, messages, self._read_skipped)
         flight = await self._start(merge_by_time(folded))
         flight.gaps, flight.handed, flight.durable = gaps, list(handed), durable
         self._launch(flight)
@@ -143,13 +139,13 @@ class FoldPipeline:
         log.info("dropped %d hand-overs of partitions no longer assigned", len(handed) - len(mine))
         return mine
 
-    async def _account_events_first(self) -> None:
+    async def _account_events_first(self, handed: Sequence[HandOver]) -> None:
         """Before the first batch of a partition since the last rebalance, fold its
         account-events backlog (see `processors.catch_up` for why)."""
         if self._caught_up_generation != self.cache.generation:
             self._caught_up, self._caught_up_generation = set(), self.cache.generation
             self._order.new_assignment()
-        fresh = set(self._markers) - self._caught_up
+        fresh = {h.tp.partition for h in handed} - self._caught_up
         if not fresh:
             return
         backlog, committed = await account_backlog(
@@ -166,39 +162,14 @@ class FoldPipeline:
             log.info("folding %d backlogged account events first", len(backlog))
             await self._fold_durably(backlog)
 
-    async def _with_skipped(
-        self, messages: Sequence[SourceMessage]
-    ) -> tuple[list[SourceMessage], list[tuple[TP, range]]]:
-        """The batch's messages, each preceded by the messages Faust skipped before
-        it in its partition (see `OffsetOrder`), read from the log; and those ranges.
-        Per partition the list is in offset order, which `merge_by_time` keeps."""
-        out: list[SourceMessage] = []
-        gaps: list[tuple[TP, range]] = []
-        for m in messages:
-            start = self._order.gap(m.topic, m.partition, m.offset)
-            if start is not None:
-                tp = TP(m.topic, m.partition)
-                log.warning(
-                    "%s/%d: Faust handed over offset %d, skipping from %d: reading the "
-                    "skipped messages from the log",
-                    m.topic,
-                    m.partition,
-                    m.offset,
-                    start,
-                )
-                skipped = await read_range(
-                    self._settings.bootstrap_servers,
-                    m.topic,
-                    m.partition,
-                    start,
-                    m.offset,
-                    client=self.client,
-                )
-                self._metrics.record_gap_filled(len(skipped))
-                out += skipped
-                gaps.append((tp, range(start, m.offset)))
-            out.append(m)
-        return out, gaps
+    async def _read_skipped(
+        self, topic: str, partition: int, start: int, stop: int
+    ) -> list[SourceMessage]:
+        """Messages Faust skipped (see `OffsetOrder`), read from the log."""
+        servers = self._settings.bootstrap_servers
+        skipped = await read_range(servers, topic, partition, start, stop, client=self.client)
+        self._metrics.record_gap_filled(len(skipped))
+        return skipped
 
     async def _gaps_done(self, gaps: list[tuple[TP, range]]) -> None:
         """Once the skipped messages are durable: let Faust's commits pass them (its
@@ -228,7 +199,7 @@ class FoldPipeline:
         seen_rows = [(p, eid, entry.to_row()) for eid, (p, entry) in result.seen.items()]
         # One per applied event: SeenEntry's own JSON (5x cheaper than the encoder's).
         seen_json = [entry.to_json() for _, entry in result.seen.values()]
-        seen = await self._queue_table(self._seen, seen_rows, seen_json)
+        seen = await self._queue_table(self._stores.seen, seen_rows, seen_json)
         queued = asyncio.get_running_loop().create_future()
         return _Flight(messages, result, effects, seen, self._last, queued)
 
@@ -265,7 +236,7 @@ class FoldPipeline:
             # takes it as is, and decodes the dicts that recovery from the changelog
             # puts there); RocksDB serializes what it stores, so it gets the dict.
             changed = result.customers.items()
-            by_event = self._by_event
+            by_event = self._stores.by_event
             rows = [(p, cid, rec.to_dict() if by_event else rec) for cid, (p, rec) in changed]
             values = [self._record_json.encode(rec) for _, (_, rec) in changed]
             await asyncio.gather(flight.effects.wait(), self._finish_table(flight.seen))
@@ -275,7 +246,7 @@ class FoldPipeline:
             previous = flight.previous
             if previous is not None:
                 await previous.queued  # raises if it failed before queuing its records
-            records = await self._queue_table(self._customers, rows, values)
+            records = await self._queue_table(self._stores.customers, rows, values)
             flight.queued.set_result(None)
             acked = await records.sent.wait()
             done = previous.task if previous is not None else None
@@ -283,7 +254,7 @@ class FoldPipeline:
                 await asyncio.wait([done])
                 if done.cancelled() or done.exception() is not None:
                     raise RuntimeError("an earlier batch did not become durable")
-            self._update_store(records, acked)
+            self._stores.update(records, acked)
             await self._gaps_done(flight.gaps)
             self.folded += len(flight.messages)
             self._record_metrics(flight.messages, result)
@@ -344,31 +315,18 @@ class FoldPipeline:
     async def _finish_table(self, queued: Queued) -> None:
         """Wait for the changelog's acks, then update the local store and (RocksDB)
         the persisted changelog offsets (see `_write_table` for why in this order)."""
-        self._update_store(queued, await queued.sent.wait())
-
-    def _update_store(self, queued: Queued, last: dict[tuple[str, int], int]) -> None:
-        """The rows of `queued`, acked up to the offsets `last`, into the store."""
-        store = queued.table.data
-        if self._by_event:
-            for partition, key, value in queued.rows:
-                with self._partition(partition):
-                    store_row(store, key, value)
-        else:  # the memory store's own dict, as `_read` reads it (one row per event)
-            for _, key, value in queued.rows:
-                store_row(store.data, key, value)
-        for (t, p), offset in last.items():
-            store.set_persisted_offset(TP(t, p), offset)
+        self._stores.update(queued, await queued.sent.wait())
 
     async def _prune_seen(self) -> None:
         """Forget event ids older than the window behind their customer's watermark."""
         expired: list[tuple[str, int]] = []
-        for event_id, raw in list(self._seen.data.items()):
+        for event_id, raw in list(self._stores.seen.data.items()):
             entry = SeenEntry.from_row(raw)
             record = self.customer(entry.customer_id, entry.partition)
             wm = record.watermark_ms if record is not None else None
             if wm is not None and entry.event_ms < wm - self._policy.dedupe_window_ms:
                 expired.append((event_id, entry.partition))
-        await self._write_table(self._seen, [(p, eid, None) for eid, p in expired])
+        await self._write_table(self._stores.seen, [(p, eid, None) for eid, p in expired])
         if expired:
             log.info("pruned %d seen event ids", len(expired))
 
@@ -382,7 +340,7 @@ class FoldPipeline:
         record = self.cache.get(customer_id, partition)
         if record is not None:
             return record
-        raw = self._read(self._customers, customer_id, partition)
+        raw = self._stores.read(self._stores.customers, customer_id, partition)
         if raw is None:
             return None
         record = raw if isinstance(raw, CustomerRecord) else CustomerRecord.from_dict(raw)
@@ -394,29 +352,8 @@ class FoldPipeline:
         pending = self._pending_seen.get(event_id)
         if pending is not None:  # of a batch in flight
             return pending
-        raw = self._read(self._seen, event_id, partition)
+        raw = self._stores.read(self._stores.seen, event_id, partition)
         return None if raw is None else SeenEntry.from_row(raw)
-
-    def _read(self, table: Any, key: str, partition: int) -> Any:
-        if not self._by_event:  # the memory store's own dict: Mapping.get costs ~3 µs
-            return table.data.data.get(key)
-        with self._partition(partition):
-            return table.data.get(key)
-
-    @contextmanager
-    def _partition(self, partition: int) -> Iterator[None]:
-        """Make Faust's stores (RocksDB picks its per-partition DB from "the
-        current event") address `partition`, whatever event the stream saw last.
-        Only for those stores (`_by_event`): the in-memory store is one dict."""
-        current = self._markers.get(partition)
-        if current is None:
-            yield
-            return
-        token = faust_streams._current_event.set(weakref.ref(current))  # type: ignore[arg-type]
-        try:
-            yield
-        finally:
-            faust_streams._current_event.reset(token)
 
     def _record_metrics(self, messages: Sequence[SourceMessage], result: BatchResult) -> None:
         self._metrics.record_batch(result.counts, result.rejected)

@@ -248,7 +248,7 @@ def test_cache_is_bounded_and_survives_being_cleared() -> None:
 
 
 class _Table:
-    """The memory store's shape as `FoldPipeline._read` sees it: `table.data.data`."""
+    """The memory store's shape as `Stores.read` sees it: `table.data.data`."""
 
     def __init__(self, stored: dict[str, object]) -> None:
         self.data = types.SimpleNamespace(data=stored)
