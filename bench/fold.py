@@ -27,6 +27,7 @@ import random
 import statistics
 import time
 import uuid
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -204,25 +205,13 @@ def latency(
             time.sleep(max(t0 + i / rate - time.monotonic(), 0.001))
     if producer.flush(30):
         raise RuntimeError("usage events not delivered within 30 s")
-    sent = {
-        (msg.partition(), msg.offset()): msg.timestamp()[1] / 1000
-        for msg in _read_all(settings, topic, total)
+    published = _read_all(settings, topic, total)
+    sent = {  # CreateTime per measured event (not the warm-up)
+        (m.partition(), m.offset()): m.timestamp()[1] / 1000
+        for m in published
+        if m.timestamp()[1] / 1000 >= measured_from
     }
-    sent = {k: at for k, at in sent.items() if at >= measured_from}  # not the warm-up
-    seen_at: dict[tuple[int, int], float] = {}
-    reader = TopicReader(settings, "customer-state", codec)
-    deadline = time.monotonic() + 60
-    while len(seen_at) < len(sent) and time.monotonic() < deadline:
-        for msg, snap in reader.poll(0.2):
-            now = msg.timestamp()[1] / 1000  # the broker's append time (_stamp_on_append)
-            for key, offset in snap.source_offsets.items():
-                if key.startswith(topic):
-                    p = int(key.rsplit("/", 1)[1])
-                    for o in range(offset, -1, -1):
-                        if (p, o) in seen_at or (p, o) not in sent:
-                            break
-                        seen_at[(p, o)] = now
-    reader.close()
+    seen_at = _first_covering_snapshots(settings, codec, topic, published, sent)
     worker.stop()
     lat = sorted((seen_at[k] - sent[k]) * 1000 for k in seen_at)
     q = statistics.quantiles(lat, n=100)
@@ -241,6 +230,36 @@ def latency(
             "published": len(sent),
         },
     )
+
+
+def _first_covering_snapshots(
+    settings: Settings, codec: Codec, topic: str, published: list[Any], sent: dict[Any, float]
+) -> dict[tuple[int, int], float]:
+    """For each event of `sent`, the append time of the first snapshot of its own
+    customer whose source offset for the event's partition covers it. A customer's
+    snapshots share one customer-state partition, so they are read in append order
+    (other customers' snapshots are not: the reader interleaves partitions)."""
+    pending: dict[str, deque[tuple[int, int]]] = {}
+    for m in published:  # per partition in offset order; a customer keeps to one partition
+        pending.setdefault(m.key().decode(), deque()).append((m.partition(), m.offset()))
+    seen_at: dict[tuple[int, int], float] = {}
+    reader = TopicReader(settings, "customer-state", codec)
+    deadline = time.monotonic() + 60
+    try:
+        while len(seen_at) < len(sent) and time.monotonic() < deadline:
+            for msg, snap in reader.poll(0.2):
+                now = msg.timestamp()[1] / 1000  # the broker's append time (_stamp_on_append)
+                events = pending.get(snap.customer_id)
+                for key, offset in snap.source_offsets.items():
+                    if events and key.startswith(topic):
+                        p = int(key.rsplit("/", 1)[1])
+                        while events and events[0][0] == p and events[0][1] <= offset:
+                            event = events.popleft()
+                            if event in sent:
+                                seen_at[event] = now
+    finally:
+        reader.close()
+    return seen_at
 
 
 def _read_all(settings: Settings, topic: str, count: int) -> list[Any]:
