@@ -30,9 +30,8 @@ import uuid
 from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from streambill.codec import Codec
@@ -48,6 +47,7 @@ from tests.integration.fold_support import (
     publish,
     send_with_sdk,
 )
+from tests.integration.kafka_helpers import consume_all
 
 RUN_PREFIX = f"bench-{uuid.uuid4().hex[:8]}."  # every topic of this run; deleted at the end
 # Published at the rate first and left out of the figures: a freshly started broker
@@ -205,7 +205,7 @@ def latency(
             time.sleep(max(t0 + i / rate - time.monotonic(), 0.001))
     if producer.flush(30):
         raise RuntimeError("usage events not delivered within 30 s")
-    published = _read_all(settings, topic, total)
+    published = consume_all(settings, "usage-events", total, timeout=60)
     sent = {  # CreateTime per measured event (not the warm-up)
         (m.partition(), m.offset()): m.timestamp()[1] / 1000
         for m in published
@@ -233,7 +233,11 @@ def latency(
 
 
 def _first_covering_snapshots(
-    settings: Settings, codec: Codec, topic: str, published: list[Any], sent: dict[Any, float]
+    settings: Settings,
+    codec: Codec,
+    topic: str,
+    published: list[Message],
+    sent: dict[tuple[int, int], float],
 ) -> dict[tuple[int, int], float]:
     """For each event of `sent`, the append time of the first snapshot of its own
     customer whose source offset for the event's partition covers it. A customer's
@@ -260,25 +264,6 @@ def _first_covering_snapshots(
     finally:
         reader.close()
     return seen_at
-
-
-def _read_all(settings: Settings, topic: str, count: int) -> list[Any]:
-    """The first `count` messages of `topic` (every partition, from the start)."""
-    consumer = Consumer(
-        settings.kafka_config(
-            **{"group.id": f"bench-{uuid.uuid4().hex}", "enable.auto.commit": False}
-        )
-    )
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
-        out: list[Any] = []
-        deadline = time.monotonic() + 60
-        while len(out) < count and time.monotonic() < deadline:
-            out += [m for m in consumer.consume(10000, 0.5) if m.error() is None]
-        return out
-    finally:
-        consumer.close()
 
 
 def main() -> None:
