@@ -156,6 +156,10 @@ class RejectReason(StrEnum):
     DUPLICATE_CONFLICT = "duplicate_conflict"
     TIMESTAMP_IN_FUTURE = "timestamp_in_future"
     TOO_LATE = "too_late"
+    OUT_OF_RANGE = "out_of_range"  # a number beyond the documented bounds (billing.bounds)
+    MISSING_KEY = "missing_key"  # an input record without a message key
+    WRONG_PARTITION = "wrong_partition"  # a key on a partition that does not own it
+    INTERNAL_ERROR = "internal_error"  # folding this one event raised; kept, never fatal
 
 
 @dataclass(frozen=True, slots=True)
