@@ -52,9 +52,15 @@ ZERO = Decimal(0)
 T = TypeVar("T")
 
 
-def apply(state: CustomerState, event: Event, catalog: Catalog) -> tuple[CustomerState, Effects]:
-    """One event folded into one customer's state. Never raises for bad events."""
-    entry = state.seen.entries.get(event.event_id)
+def apply(
+    state: CustomerState, event: Event, catalog: Catalog, *, remember: bool = True
+) -> tuple[CustomerState, Effects]:
+    """One event folded into one customer's state. Never raises for bad events.
+
+    `remember=False`: the caller decided admission (`billing.admission`: dedupe,
+    lateness) and the state keeps no memory of ids; the result is then the same
+    whatever the caller's batches were (the fold worker, the close, simulate)."""
+    entry = state.seen.entries.get(event.event_id) if remember else None
     if entry is not None and entry[1] < state.seq:
         if same_payload(entry[0], event):
             return state, DUPLICATE
@@ -96,7 +102,11 @@ def apply(state: CustomerState, event: Event, catalog: Catalog) -> tuple[Custome
     if new.updated_at is None or at > new.updated_at:
         new.updated_at = at
     log = new.seen
-    if log.head == new.seq:  # `new` extends the log's lineage: append in place
+    if not remember:
+        if log.head == new.seq:
+            log.head = new.seq + 1
+        new.seq += 1
+    elif log.head == new.seq:  # `new` extends the log's lineage: append in place
         log.entries[event.event_id] = (event, new.seq, period_start)
         new.seq = log.head = new.seq + 1
     else:

@@ -13,10 +13,11 @@ the epoch (the producer sets them to the event time).
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
+
+from streambill.partitioner import owner
 
 
 class LogRecord(NamedTuple):
@@ -74,8 +75,8 @@ class LogPort(Protocol):
 
 
 def partition_for(key: bytes, partitions: int) -> int:
-    """In-memory partitioner: stable, but NOT Kafka's murmur2 (tests don't need that)."""
-    return zlib.crc32(key) % partitions
+    """The documented partitioner (`streambill.partitioner.owner`), as Kafka's is."""
+    return owner(key, partitions)
 
 
 @dataclass

@@ -1,25 +1,25 @@
 """One batch of source messages folded into customer records: the worker's logic
 without Faust or a broker (the agent in `processors.worker` only moves bytes).
 
-Per message, in DESIGN.md section 4 order:
-1. decode and validate (codec, conversion, topic/key agreement, event-time checks);
-2. skip what was already applied: the customer's last applied offset for this
-   topic-partition, then the windowed `seen` table of event ids (same id at another
-   position: same payload -> duplicate, other payload -> duplicate_conflict);
-3. `billing.ledger.apply`;
-4. collect the new record, the seen entry and the effects.
+Per message (docs/ARCHITECTURE.md, "Admission"):
+1. the doors, `processors.admission.Doors`: decode, key and partition placement;
+2. skip a redelivery: the customer's last applied offset for this topic-partition;
+3. the customer-level rules, `billing.admission.decide` (future, lateness against
+   the customer's usage watermark, dedupe by `(customer_id, event_id)` against the
+   windowed `seen` table, canonical fingerprint);
+4. `billing.ledger.apply` (without the core's own id memory: admission decided);
+   an exception there dead-letters the one event (`internal_error`);
+5. collect the new record, the seen entry and the effects.
+A customer whose watermark moved is written even if nothing was applied, so the
+watermark (which decides lateness and dedupe expiry) survives a restart.
 After the batch, each changed customer's state is pruned to the periods the
-lateness limit can still reach (`ledger.prune`) and stripped of the core's memory
-of event ids (`ledger.forget_ids`), so its size stays bounded and a state kept in
-memory between batches is exactly the state a restarted worker reads back from the
-changelog (which never holds those ids): live and restarted workers decide alike.
-Why dropping the ids is safe: within a batch the core still has them, but the
-batch's own pending `seen` entries answer first; across batches, any event the
-core would remember was recorded in `seen` and passed the offset check, and any
-copy of it that passes the lateness check is still inside the seen window
-(max_lateness <= dedupe_window), so the worker's guards catch it before `apply`.
-Pruning is invisible too: the worker rejects events older than watermark -
-max_lateness itself, and `prune` keeps every period from there on.
+lateness limit can still reach (`ledger.prune`), so its size stays bounded; the
+pruned periods are exactly those the admission rules refuse, so pruning never
+changes a decision, and a state kept in memory between batches decides like a
+restarted worker that reads it back from the changelog. If a snapshot cannot be
+built (a bug, or a value past the bounds that slipped through), the batch is
+folded again checking that customer's snapshot after each event, and the event
+that breaks it is dead-lettered `internal_error`: the worker never stops on data.
 Nothing here performs I/O; `BatchResult` says what the caller must make durable.
 """
 
@@ -30,33 +30,38 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, cast
+from typing import Protocol
 
 from billing import ledger
+from billing.admission import AdmissionPolicy, decide, dedupe_key, fingerprint, to_ms
 from billing.catalog import Catalog
 from billing.events import (
     AlertRaised,
     AlertResolved,
     CustomerStateChanged,
-    Event,
     EventRejected,
     Invoice,
     RejectReason,
-    UsageRecorded,
 )
-from processors.records import (
-    CustomerRecord,
-    SeenEntry,
-    datetime_to_ms,
-    fingerprint,
-    ms_to_datetime,
-    tp_key,
-)
+from processors.admission import Doors, Rejection
+from processors.records import CustomerRecord, SeenEntry, ms_to_datetime, tp_key
 from streambill import convert
-from streambill.codec import Codec, DecodeError
+from streambill.codec import Codec
 from streambill.state_wire import StateEncoder
-from streambill.usage_decoder import UsageDecoder
-from streambill.usage_wire import USAGE_RECORDED
+
+__all__ = [
+    "BatchFolder",
+    "BatchResult",
+    "FoldPolicy",
+    "Output",
+    "RecordView",
+    "Rejection",
+    "SourceMessage",
+    "Topics",
+    "merge_by_time",
+]
+
+FoldPolicy = AdmissionPolicy  # the worker's name for the admission settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,24 +97,14 @@ class Topics:
     rejected: str
 
 
-@dataclass(frozen=True, slots=True)
-class FoldPolicy:
-    dedupe_window_ms: int
-    max_lateness_ms: int
-    future_tolerance_ms: int
-
-    def __post_init__(self) -> None:
-        # An event that passes the lateness check must still be in the seen window.
-        if self.max_lateness_ms > self.dedupe_window_ms:
-            raise ValueError("max_lateness must not exceed dedupe_window")
-
-
 class RecordView(Protocol):
     """Read access to the two tables as of the start of the batch."""
 
     def customer(self, customer_id: str, partition: int) -> CustomerRecord | None: ...
 
-    def seen(self, event_id: str, partition: int) -> SeenEntry | None: ...
+    def seen(self, key: str, partition: int) -> SeenEntry | None:
+        """The entry of `billing.admission.dedupe_key(customer_id, event_id)`."""
+        ...
 
 
 @dataclass(slots=True)
@@ -118,7 +113,7 @@ class BatchResult:
     `seen`, then `customers` (see the agent docstring for why)."""
 
     outputs: list[Output] = field(default_factory=list)
-    seen: dict[str, tuple[int, SeenEntry]] = field(default_factory=dict)
+    seen: dict[str, tuple[int, SeenEntry]] = field(default_factory=dict)  # by dedupe key
     customers: dict[str, tuple[int, CustomerRecord]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
@@ -141,147 +136,128 @@ def merge_by_time(messages: Sequence[SourceMessage]) -> list[SourceMessage]:
     return list(heapq.merge(*per_tp.values(), key=lambda m: m.timestamp_ms or 0))
 
 
-class Rejection(Exception):
-    """Internal control flow: this message becomes a dead letter."""
-
-    def __init__(self, reason: RejectReason, detail: str, event: Event | None = None) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-        self.event = event
-
-
 class BatchFolder:
-    """Folds batches; holds only configuration (catalog, codec, policy, clock)."""
+    """Folds batches; holds only configuration (catalog, codec, policy, clock, the
+    partition count of the input topics)."""
 
     def __init__(
         self,
         catalog: Catalog,
         codec: Codec,
-        policy: FoldPolicy,
+        policy: AdmissionPolicy,
         topics: Topics,
         clock: Callable[[], datetime],
+        partitions: int = 1,
     ) -> None:
         self._catalog = catalog
         self._codec = codec
         self._policy = policy
         self._topics = topics
         self._clock = clock
-        self._fast = UsageDecoder(codec).decode
+        self.doors = Doors(codec, topics.usage, topics.account, partitions)
         self._state_bytes = StateEncoder(codec).encode  # one snapshot per changed customer
 
     def fold(self, messages: Iterable[SourceMessage], view: RecordView) -> BatchResult:
+        batch = list(messages)
+        now_ms = to_ms(self._clock())
+        out, broken = self._fold(batch, view, now_ms, frozenset())
+        if broken:  # rare: fold again, checking those customers' snapshots per event
+            out, broken = self._fold(batch, view, now_ms, frozenset(broken))
+        return out
+
+    def _fold(
+        self,
+        messages: Sequence[SourceMessage],
+        view: RecordView,
+        now_ms: int,
+        suspects: frozenset[str],
+    ) -> tuple[BatchResult, list[str]]:
         batch = _Batch(view)
-        now_ms = datetime_to_ms(self._clock())
         for message in messages:
             batch.out.counts["in"] += 1
             try:
-                self._fold_one(message, batch, now_ms)
+                self._fold_one(message, batch, now_ms, suspects)
             except Rejection as rej:
                 self._dead_letter(message, rej, batch)
+        broken: list[str] = []
         for customer_id, (_, record) in batch.out.customers.items():
             record.state = self._settle(record)
-            snapshot = self._state_bytes(self._snapshot(record))
+            if customer_id not in batch.changed:
+                continue
+            try:
+                snapshot = self._state_bytes(self._snapshot(record))
+            except Exception:  # see the module docstring: found and dead-lettered next
+                broken.append(customer_id)
+                batch.out.counts["snapshot_failed"] += 1
+                continue
             batch.out.outputs.append(Output(self._topics.state, customer_id.encode(), snapshot))
-        return batch.out
+        return batch.out, broken
 
     # ------------------------------------------------------------------ steps
 
-    def _fold_one(self, message: SourceMessage, batch: _Batch, now_ms: int) -> None:
-        event = self._decode(message)
-        record = batch.customer(event.customer_id, message.partition)
+    def _fold_one(
+        self, message: SourceMessage, batch: _Batch, now_ms: int, suspects: frozenset[str]
+    ) -> None:
+        event = self.doors.read(message.topic, message.partition, message.key, message.value)
+        customer_id = event.customer_id
+        record = batch.customer(customer_id, message.partition)
         position = tp_key(message.topic, message.partition)
         last = record.offsets.get(position)  # `record.applied`, inlined (per event)
         if last is not None and message.offset <= last:
             batch.out.counts["redelivered"] += 1
             return
-        event_ms = datetime_to_ms(event.timestamp)
-        self._check_time(event, event_ms, record, now_ms)
-        digest = fingerprint(message.value)
-        seen = batch.seen(event.event_id, message.partition)
+        event_ms = to_ms(event.timestamp)
+        digest = fingerprint(event)
+        key = dedupe_key(customer_id, event.event_id)
+        seen = batch.seen(key, message.partition)
+        prior = None
         if seen is not None and not seen.same_message(
             message.topic, message.partition, message.offset
         ):
-            if seen.fingerprint != digest:
-                raise Rejection(
-                    RejectReason.DUPLICATE_CONFLICT,
-                    f"event_id {event.event_id} was applied from {seen.topic}/"
-                    f"{seen.partition}@{seen.offset} with a different payload",
-                    event,
-                )
-            batch.out.counts["deduplicated"] += 1
-            return
-        new_state, effects = ledger.apply(record.state, event, self._catalog)
+            prior = (seen.fingerprint, seen.event_ms)
+        decision = decide(
+            self._policy,
+            usage=message.topic == self._topics.usage,
+            event_ms=event_ms,
+            digest=digest,
+            watermark_ms=record.watermark_ms,
+            prior=prior,
+            now_ms=now_ms,
+        )
+        if decision.watermark_ms != record.watermark_ms:
+            record.watermark_ms = decision.watermark_ms
+            batch.out.customers[customer_id] = (message.partition, record)
+        if not decision.admitted:
+            if decision.duplicate:
+                batch.out.counts["deduplicated"] += 1
+                return
+            raise Rejection(decision.reason or RejectReason.INVALID_FIELD, decision.detail, event)
+        try:
+            new_state, effects = ledger.apply(record.state, event, self._catalog, remember=False)
+            if customer_id in suspects and effects.rejection is None:
+                trial = CustomerRecord(customer_id, new_state, record.offsets, record.watermark_ms)
+                self._state_bytes(self._snapshot(trial))
+        except Exception as exc:  # one event's failure, never the batch's
+            raise Rejection(
+                RejectReason.INTERNAL_ERROR, f"folding raised {type(exc).__name__}: {exc}", event
+            ) from exc
         if effects.rejection is not None:
             rej = effects.rejection
             raise Rejection(RejectReason(rej.reason), rej.detail, event)
-        if effects.duplicate:
-            batch.out.counts["deduplicated"] += 1
-            return
         record.state = new_state
         record.offsets[position] = message.offset
-        record.watermark_ms = max(record.watermark_ms or event_ms, event_ms)
-        batch.out.customers[event.customer_id] = (message.partition, record)
+        batch.out.customers[customer_id] = (message.partition, record)
+        batch.changed.add(customer_id)
         entry = SeenEntry(
-            digest, message.topic, message.partition, message.offset, event.customer_id, event_ms
+            digest, message.topic, message.partition, message.offset, customer_id, event_ms
         )
-        batch.out.seen[event.event_id] = (message.partition, entry)
+        batch.out.seen[key] = (message.partition, entry)
         batch.out.counts["applied"] += 1
-        key = event.customer_id.encode()
+        out_key = customer_id.encode()
         for alert in effects.alerts:
-            self._emit(batch.out, key, alert)
+            self._emit(batch.out, out_key, alert)
         for invoice in effects.invoices:
-            self._emit(batch.out, key, invoice)
-
-    def _decode(self, message: SourceMessage) -> Event:
-        """The direct decoder takes valid UsageRecorded (same result, several times
-        faster); everything else, every bad input included, the general path."""
-        value: object = self._fast(message.value)
-        name = USAGE_RECORDED
-        if value is None:
-            try:
-                name, record = self._codec.decode(message.value)
-            except DecodeError as exc:
-                raise Rejection(RejectReason(exc.reason), str(exc)) from exc
-            try:
-                value = convert.from_avro(name, record)
-            except convert.InvalidField as exc:
-                raise Rejection(RejectReason.INVALID_FIELD, str(exc)) from exc
-        expected_usage = message.topic == self._topics.usage
-        event = cast(Event, value)
-        if not isinstance(value, _EVENT_TYPES) or isinstance(event, UsageRecorded) != (
-            expected_usage
-        ):
-            raise Rejection(
-                RejectReason.UNKNOWN_SCHEMA, f"{name} is not accepted on {message.topic}"
-            )
-        if message.key is not None and message.key != event.customer_id.encode():
-            raise Rejection(
-                RejectReason.INVALID_FIELD,
-                f"customer_id {event.customer_id!r} differs from the message key {message.key!r}",
-                event,
-            )
-        return event
-
-    def _check_time(self, event: Event, event_ms: int, record: CustomerRecord, now_ms: int) -> None:
-        """Future: against the wall clock. Late: against the customer's event-time
-        watermark, so a replay decides exactly as the live run did."""
-        if event_ms > now_ms + self._policy.future_tolerance_ms:
-            raise Rejection(
-                RejectReason.TIMESTAMP_IN_FUTURE,
-                f"event time {event.timestamp.isoformat()} is more than "
-                f"{self._policy.future_tolerance_ms} ms after {ms_to_datetime(now_ms).isoformat()}",
-                event,
-            )
-        wm = record.watermark_ms
-        if wm is not None and event_ms < wm - self._policy.max_lateness_ms:
-            raise Rejection(
-                RejectReason.TOO_LATE,
-                f"event time {event.timestamp.isoformat()} is more than "
-                f"{self._policy.max_lateness_ms} ms behind the customer's watermark "
-                f"{ms_to_datetime(wm).isoformat()}",
-                event,
-            )
+            self._emit(batch.out, out_key, invoice)
 
     def _settle(self, record: CustomerRecord) -> ledger.CustomerState:
         """Bounded state between batches (see the module docstring)."""
@@ -294,9 +270,17 @@ class BatchFolder:
     # ---------------------------------------------------------------- outputs
 
     def _snapshot(self, record: CustomerRecord) -> CustomerStateChanged:
-        as_of = ms_to_datetime(record.watermark_ms or 0)
+        """The customer as of its latest event time (usage watermark or the latest
+        event the state applied, account events included)."""
+        as_of_ms = record.watermark_ms or 0
+        updated = record.state.updated_at
+        if updated is not None:
+            as_of_ms = max(as_of_ms, to_ms(updated))
         return ledger.snapshot(
-            record.state, self._catalog, source_offsets=record.offsets, as_of=as_of
+            record.state,
+            self._catalog,
+            source_offsets=record.offsets,
+            as_of=ms_to_datetime(as_of_ms),
         )
 
     def _dead_letter(self, message: SourceMessage, rej: Rejection, batch: _Batch) -> None:
@@ -330,15 +314,13 @@ class BatchFolder:
         return self._topics.state
 
 
-_EVENT_TYPES: tuple[type, ...] = tuple(Event.__args__)
-
-
 class _Batch:
     """Reads through to the tables, but sees this batch's own writes first."""
 
     def __init__(self, view: RecordView) -> None:
         self.view = view
         self.out = BatchResult()
+        self.changed: set[str] = set()  # customers with an event applied: a snapshot each
         self._loaded: dict[str, CustomerRecord] = {}
 
     def customer(self, customer_id: str, partition: int) -> CustomerRecord:
@@ -351,6 +333,6 @@ class _Batch:
             self._loaded[customer_id] = record
         return record
 
-    def seen(self, event_id: str, partition: int) -> SeenEntry | None:
-        pending = self.out.seen.get(event_id)
-        return pending[1] if pending is not None else self.view.seen(event_id, partition)
+    def seen(self, key: str, partition: int) -> SeenEntry | None:
+        pending = self.out.seen.get(key)
+        return pending[1] if pending is not None else self.view.seen(key, partition)

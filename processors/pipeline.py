@@ -324,7 +324,7 @@ class FoldPipeline:
             entry = SeenEntry.from_row(raw)
             record = self.customer(entry.customer_id, entry.partition)
             wm = record.watermark_ms if record is not None else None
-            if wm is not None and entry.event_ms < wm - self._policy.dedupe_window_ms:
+            if expired(self._policy, entry.event_ms, wm):  # what admission ignores already
                 expired.append((event_id, entry.partition))
         await self._write_table(self._stores.seen, [(p, eid, None) for eid, p in expired])
         if expired:

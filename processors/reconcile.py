@@ -172,7 +172,8 @@ def reconcile_log(
     outputs, problems = read_outputs(log, topics, codec)
     for problem in problems:
         report.differ(problem)
-    folder = BatchFolder(catalog, codec, policy, topics, clock)
+    partitions = len(log.partitions(topics.usage))
+    folder = BatchFolder(catalog, codec, policy, topics, clock, partitions=partitions)
     expected_dead: set[tuple[str, int, int]] = set()
     seen_customers: set[str] = set()
     for p, msgs in sorted(_inputs(log, topics).items()):

@@ -184,7 +184,9 @@ def create_app(
     }
     customers = app.Table("customers", **table_args)
     seen = app.Table("seen", **table_args)
-    folder = BatchFolder(catalog, codec, policy_from(settings), topics, clock)
+    folder = BatchFolder(
+        catalog, codec, policy_from(settings), topics, clock, partitions=settings.partitions
+    )
     pipeline = FoldPipeline(
         app, folder, customers, seen, metrics, policy_from(settings), settings, on_fatal
     )
