@@ -40,6 +40,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from billing.events import SubscriptionStarted, UsageRecorded
+from processors.admission import policy_from
 from processors.close import CloseDeps, CloseOptions, CloseReport, CloseTopics, close_period
 from processors.close_fold import TopicNames
 from processors.close_kafka import KafkaLog
@@ -151,6 +152,7 @@ def close_once(
             names.usage, names.account, settings.topic(INVOICES), settings.topic(PERIOD_CLOSES)
         ),
         clock=lambda: now,
+        policy=policy_from(settings),
         progress_out=sys.stderr,
         runner=ParallelRunner(settings, names, args.workers) if args.workers > 1 else None,
     )

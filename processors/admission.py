@@ -18,13 +18,15 @@ Rejections carry the event when it could be read, so the dead letter names it.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import cast
 
-from billing.admission import to_ms
+from billing.admission import AdmissionPolicy, to_ms
 from billing.events import Event, RejectReason, UsageRecorded
 from streambill import convert
 from streambill.codec import Codec, DecodeError
 from streambill.partitioner import owner
+from streambill.settings import Settings
 from streambill.usage_decoder import UsageDecoder
 from streambill.usage_wire import USAGE_RECORDED
 
@@ -108,3 +110,19 @@ class Doors:
 
 def event_ms(event: Event) -> int:
     return to_ms(event.timestamp)
+
+
+def policy_from(settings: Settings) -> AdmissionPolicy:
+    """The admission settings of a process (every path reads the same ones)."""
+
+    def ms(value: timedelta) -> int:
+        return int(value.total_seconds() * 1000)
+
+    return AdmissionPolicy(
+        dedupe_window_ms=ms(settings.dedupe_window),
+        max_lateness_ms=ms(settings.max_lateness),
+        future_tolerance_ms=ms(settings.future_tolerance),
+    )
+
+
+DEFAULT_POLICY = policy_from(Settings.model_construct())

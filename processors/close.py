@@ -58,7 +58,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, TextIO
 
-from billing.events import Event, Invoice, PeriodClosed
+from billing.admission import AdmissionPolicy
+from billing.events import Invoice, PeriodClosed
+from processors.admission import DEFAULT_POLICY, Doors
 from processors.close_fold import GroupResult, PricedInvoice, TopicNames, fold_group
 from processors.close_log import LogPort
 from processors.close_plan import (
@@ -80,7 +82,6 @@ from processors.close_progress import CloseMetrics, Progress
 from processors.close_setup import paused_gc
 from streambill.codec import Codec
 from streambill.convert import decode_value, encode_value
-from streambill.usage_decoder import UsageDecoder
 
 
 class CloseError(Exception):
@@ -120,6 +121,7 @@ class CloseDeps:
     catalog: Any
     topics: CloseTopics
     clock: Callable[[], datetime]
+    policy: AdmissionPolicy = DEFAULT_POLICY  # the worker's admission settings
     metrics: CloseMetrics | None = None
     progress_out: TextIO | None = None
     runner: GroupRunner | None = None  # None: fold every partition in this process
@@ -162,24 +164,6 @@ class CloseReport:
             inv = priced.invoice
             out[inv.currency] = out.get(inv.currency, Decimal(0)) + inv.total
         return out
-
-
-def make_decoder(codec: Codec) -> Callable[[bytes], Event]:
-    """bytes -> input event. UsageRecorded of the current schema takes the direct
-    decoder (same result, several times faster); anything else, including every bad
-    input, the general codec path that raises the precise error."""
-    fast = UsageDecoder(codec).decode
-
-    def decode(data: bytes) -> Event:
-        event = fast(data)
-        if event is not None:
-            return event
-        value = decode_value(codec, data)
-        if isinstance(value, Invoice | PeriodClosed) or not hasattr(value, "event_id"):
-            raise ValueError(f"{type(value).__name__} is not an input event")
-        return value  # type: ignore[return-value]
-
-    return decode
 
 
 def read_history(log: LogPort, topic: str, codec: Codec) -> CloseHistory:
@@ -230,6 +214,10 @@ def fix_watermarks(deps: CloseDeps, opts: CloseOptions, history: CloseHistory) -
 def make_plan(
     deps: CloseDeps, opts: CloseOptions, history: CloseHistory, ends: Watermarks
 ) -> ReadPlan:
+    """The read plan; its clock for the future rule is the time the watermarks were
+    fixed (recorded by the plan record), so a re-run decides the same."""
+    recorded = history.closed.get(opts.month) or history.planned.get(opts.month)
+    planned_at = recorded.closed_at if recorded is not None else deps.clock()
     horizon, _ = window_start(opts.month, history, opts.lookback)
     by_time = deps.log.offsets_for_time(deps.topics.usage, _ms(horizon))
     low = {
@@ -243,6 +231,7 @@ def make_plan(
         low=low,
         by_time=by_time,
         lookback=opts.lookback,
+        planned_ms=_ms(planned_at),
     )
 
 
@@ -274,10 +263,12 @@ def _fold(deps: CloseDeps, opts: CloseOptions, plan: ReadPlan) -> GroupResult:
                 names,
                 plan,
                 plan.ends[USAGE],
-                decode=make_decoder(deps.codec),
+                doors=Doors(deps.codec, names.usage, names.account, len(plan.ends[USAGE])),
+                policy=deps.policy,
                 catalog=deps.catalog,
                 keys=keys,
                 tick=progress.tick,
+                now_ms=plan.planned_ms,
             )
     if total >= 100_000:
         progress.line()

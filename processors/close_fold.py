@@ -1,11 +1,13 @@
 """The pure middle of a close: records of a partition group in, invoices out.
 
 `fold_group` reads the account and usage records of some partitions through a
-`LogPort`, decodes them, deduplicates by `event_id`, folds them per customer with
-`billing.ledger.apply` (the function the live worker uses) and prices the periods
-with `billing.invoicing`. It writes nothing. Customers live in one partition of
-both (co-partitioned) input topics, so partition groups are independent and the
-job may run one group per process.
+`LogPort` and admits each one exactly as the live worker does (the doors of
+`processors.admission`, then `billing.admission.decide` per customer: lateness
+against the customer's usage watermark, dedupe by `(customer_id, event_id)`),
+folds the admitted ones per customer with `billing.ledger.apply` (the function
+the live worker uses) and prices the periods with `billing.invoicing`. It writes
+nothing. Customers live in one partition of both (co-partitioned) input topics,
+so partition groups are independent and the job may run one group per process.
 
 Fold order, per customer (deterministic for a given log and read plan):
 1. phase A: usage records below the previous close's watermark, each preceded by
@@ -14,11 +16,16 @@ Fold order, per customer (deterministic for a given log and read plan):
    the end of phase A is what the previous close billed ("billed so far").
 2. phase B: the same with the records at or above the previous watermark. The state
    at the end is the state at this close's watermark.
-Usage of metered customers whose event time is before the plan's horizon is not
-folded (its period can't be recomputed from this window); it is counted and listed
-(`beyond_horizon`). Credits and balance customers carry credits and wallet across
-periods, so their whole usage history is folded: their usage below the window is
-read from the log start first, selected by key (other records are not decoded).
+Usage of metered customers whose event time is before the plan's horizon cannot
+be priced from this window (its period's earlier usage was not read). Read before
+the previous watermark, it was billed by an earlier close and is left alone. Read
+after it (it arrived since), it is late usage of a period older than the window:
+those customers are folded again from the start of that period (`_widen`), so
+every event the worker accepted is billed by some close. Only before the first
+close ever made is nothing adjusted (`beyond_horizon` lists those events).
+Credits and balance customers carry credits and wallet across periods, so their
+whole usage history is folded: their usage below the window is read from the log
+start first, selected by key (other records are not decoded).
 """
 
 from __future__ import annotations
@@ -30,14 +37,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from billing.admission import AdmissionPolicy, decide, fingerprint, to_ms
 from billing.events import Event, Invoice, UsageRecorded
 from billing.invoicing import adjustment, period_invoice, periods_ending_in
 from billing.ledger import CustomerState, Effects, apply, new_state
+from processors.admission import Doors, Rejection
 from processors.close_log import LogPort, LogRecord
-from processors.close_plan import ACCOUNT, USAGE, ReadPlan
-
-# bytes -> domain input event; raises (with a `.reason` attribute) on bad input.
-Decoder = Callable[[bytes], Event]
+from processors.close_plan import ACCOUNT, USAGE, Month, ReadPlan, usage_starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,20 +91,26 @@ class GroupResult:
 
 @dataclass
 class _Customer:
-    """One customer's fold in progress."""
+    """One customer's fold in progress, with its admission facts (the worker's
+    `CustomerRecord.watermark_ms` and `seen` entries, kept here in memory)."""
 
     state: CustomerState
     account_a: deque[Event] = field(default_factory=deque)
     account_b: deque[Event] = field(default_factory=deque)
     prev: CustomerState | None = None  # set when phase A ends
+    watermark_ms: int | None = None
+    seen: dict[str, tuple[str, int]] = field(default_factory=dict)  # event id -> (fp, ms)
 
 
 class _Folder:
-    def __init__(self, catalog: Any, result: GroupResult) -> None:
+    def __init__(
+        self, catalog: Any, result: GroupResult, policy: AdmissionPolicy, now_ms: int | None
+    ) -> None:
         self.catalog = catalog
         self.result = result
+        self.policy = policy
+        self.now_ms = now_ms
         self.customers: dict[str, _Customer] = {}
-        self.seen: set[str] = set()
 
     def customer(self, customer_id: str) -> _Customer:
         c = self.customers.get(customer_id)
@@ -106,16 +118,38 @@ class _Folder:
             c = self.customers[customer_id] = _Customer(new_state(customer_id))
         return c
 
-    def first_time(self, event_id: str) -> bool:
-        if event_id in self.seen:
-            self.result.duplicates += 1
-            return False
-        self.seen.add(event_id)
-        return True
+    def apply(self, c: _Customer, event: Event, usage: bool = False) -> None:
+        """Admit (`billing.admission.decide`, as the worker does) and fold one event."""
+        digest = fingerprint(event)
+        event_ms = to_ms(event.timestamp)
+        decision = decide(
+            self.policy,
+            usage=usage,
+            event_ms=event_ms,
+            digest=digest,
+            watermark_ms=c.watermark_ms,
+            prior=c.seen.get(event.event_id),
+            now_ms=self.now_ms,
+        )
+        c.watermark_ms = decision.watermark_ms
+        if not decision.admitted:
+            if decision.duplicate:
+                self.result.duplicates += 1
+            else:
+                self.reject(str(decision.reason))
+            return
+        try:
+            c.state, effects = apply(c.state, event, self.catalog, remember=False)
+        except Exception:  # the worker dead-letters it as internal_error
+            self.reject("internal_error")
+            return
+        if effects.rejection is not None:
+            self.count(effects)
+            return
+        c.seen[event.event_id] = (digest, event_ms)
 
-    def apply(self, c: _Customer, event: Event) -> None:
-        c.state, effects = apply(c.state, event, self.catalog)
-        self.count(effects)
+    def reject(self, reason: str) -> None:
+        self.result.rejected[reason] = self.result.rejected.get(reason, 0) + 1
 
     def drain(self, c: _Customer, queue: deque[Event], until: datetime | None) -> None:
         while queue and (until is None or queue[0].timestamp <= until):
@@ -127,8 +161,7 @@ class _Folder:
             c.prev = c.state
 
     def usage(self, event: UsageRecorded, phase_b: bool) -> None:
-        """Called once per usage event: `drain` and `apply` inlined for their common case
-        (no account event waiting; an event neither rejected nor a duplicate)."""
+        """Called once per usage event."""
         c = self.customers.get(event.customer_id) or self.customer(event.customer_id)
         if phase_b:
             if c.prev is None:
@@ -138,14 +171,11 @@ class _Folder:
             queue = c.account_a
         if queue:
             self.drain(c, queue, event.timestamp)
-        c.state, effects = apply(c.state, event, self.catalog)
-        if effects.rejection is not None or effects.duplicate:
-            self.count(effects)
+        self.apply(c, event, usage=True)
 
     def count(self, effects: Effects) -> None:
         if effects.rejection is not None:
-            reason = str(effects.rejection.reason)
-            self.result.rejected[reason] = self.result.rejected.get(reason, 0) + 1
+            self.reject(str(effects.rejection.reason))
         elif effects.duplicate:
             self.result.duplicates += 1
 
@@ -155,53 +185,43 @@ class _Folder:
             self.drain(c, c.account_b, None)
 
 
-def _decode_batch(
-    batch: Iterable[LogRecord], decode: Decoder, result: GroupResult
+def _read_batch(
+    batch: Iterable[LogRecord], doors: Doors, result: GroupResult
 ) -> list[tuple[LogRecord, Event]]:
+    """The records that pass the doors; the others are counted by reason (the
+    worker dead-letters each of them with that reason)."""
     out: list[tuple[LogRecord, Event]] = []
     for record in batch:
         try:
-            out.append((record, decode(record.value)))
-        except Exception as exc:  # bad input is counted, never fatal (the worker dead-letters it)
-            _count_undecodable(result, exc)
+            event = doors.read(record.topic, record.partition, record.key, record.value)
+            out.append((record, event))
+        except Rejection as rej:
+            reason = str(rej.reason)
+            result.undecodable[reason] = result.undecodable.get(reason, 0) + 1
     return out
-
-
-def _count_undecodable(result: GroupResult, exc: Exception) -> None:
-    reason = str(getattr(exc, "reason", type(exc).__name__))
-    result.undecodable[reason] = result.undecodable.get(reason, 0) + 1
 
 
 def _fold_usage_batch(
     batch: list[LogRecord],
-    decode: Decoder,
+    doors: Doors,
     folder: _Folder,
     horizon: datetime,
     history: frozenset[bytes],
     prev_use: dict[int, int],
+    late: dict[bytes, datetime],
 ) -> None:
-    """The per-event loop of the close (decode, dedupe, horizon, fold), kept flat: it
-    runs once per usage event, so `_decode_batch` and `first_time` are inlined."""
-    seen = folder.seen
-    result = folder.result
+    """The per-event loop of the close (doors, horizon, admission and fold)."""
     usage = folder.usage
-    for record in batch:
-        try:
-            event = decode(record.value)
-        except Exception as exc:  # bad input is counted, never fatal (the worker dead-letters it)
-            _count_undecodable(result, exc)
-            continue
+    for record, event in _read_batch(batch, doors, folder.result):
         if not isinstance(event, UsageRecorded):
             continue
-        event_id = event.event_id
-        if event_id in seen:
-            result.duplicates += 1
-            continue
-        seen.add(event_id)
+        phase_b = record.offset >= prev_use.get(record.partition, 0)
         if event.timestamp < horizon and record.key not in history:
-            result.beyond_horizon.append(event_id)
+            if phase_b:  # arrived since the previous close: `_widen` bills it
+                key = record.key or b""
+                late[key] = min(late.get(key, event.timestamp), event.timestamp)
             continue
-        usage(event, record.offset >= prev_use.get(record.partition, 0))
+        usage(event, phase_b)
 
 
 def fold_group(
@@ -210,15 +230,18 @@ def fold_group(
     plan: ReadPlan,
     partitions: Iterable[int],
     *,
-    decode: Decoder,
+    doors: Doors,
+    policy: AdmissionPolicy,
     catalog: Any,
     keys: frozenset[bytes] | None = None,
     tick: Callable[[int, int], None] = lambda n, customers: None,
+    now_ms: int | None = None,
 ) -> GroupResult:
-    """Fold the records of `partitions` under `plan` and price this close's invoices."""
+    """Fold the records of `partitions` under `plan` and price this close's invoices.
+    `now_ms` is the clock of the future rule (the close's plan time)."""
     parts = sorted(partitions)
     result = GroupResult()
-    folder = _Folder(catalog, result)
+    folder = _Folder(catalog, result, policy, now_ms)
     # read_* = waiting for/consuming records (librdkafka, LogRecord), fold_* = decode,
     # dedupe, ledger; diagnostics only (bench/close.py --timings).
     timings = {"read_account": 0.0, "fold_account": 0.0, "read_usage": 0.0, "fold_usage": 0.0}
@@ -232,11 +255,10 @@ def fold_group(
     for batch in log.read(names.account, starts, plan.ends[ACCOUNT], keys):
         t1 = clock()
         timings["read_account"] += t1 - t
-        for record, event in _decode_batch(batch, decode, result):
-            if folder.first_time(event.event_id):
-                c = folder.customer(event.customer_id)
-                below = record.offset < prev_acc.get(record.partition, 0)
-                (c.account_a if below else c.account_b).append(event)
+        for record, event in _read_batch(batch, doors, result):
+            c = folder.customer(event.customer_id)
+            below = record.offset < prev_acc.get(record.partition, 0)
+            (c.account_a if below else c.account_b).append(event)
         result.events_read += len(batch)
         tick(len(batch), len(folder.customers))
         t = clock()
@@ -249,12 +271,13 @@ def fold_group(
     if history:
         ranges.append((starts, plan.usage_starts, history))
     ranges.append(({p: plan.usage_starts[p] for p in parts}, plan.ends[USAGE], keys))
+    late: dict[bytes, datetime] = {}
     for range_starts, range_ends, range_keys in ranges:
         t = clock()
         for batch in log.read(names.usage, range_starts, range_ends, range_keys):
             t1 = clock()
             timings["read_usage"] += t1 - t
-            _fold_usage_batch(batch, decode, folder, plan.horizon, history, prev_use)
+            _fold_usage_batch(batch, doors, folder, plan.horizon, history, prev_use, late)
             result.events_read += len(batch)
             tick(len(batch), len(folder.customers))
             t = clock()
@@ -264,11 +287,65 @@ def fold_group(
     t = clock()
     folder.finish()
     result.customers = len(folder.customers)
+    widened = _widen(log, names, plan, parts, late, doors, policy, catalog, now_ms, result)
     for customer_id in sorted(folder.customers):
+        if customer_id in widened:
+            continue
         c = folder.customers[customer_id]
         result.invoices.extend(price_customer(c.state, c.prev or c.state, plan, catalog))
     timings["price"] = clock() - t
     return result
+
+
+def _widen(
+    log: LogPort,
+    names: TopicNames,
+    plan: ReadPlan,
+    parts: list[int],
+    late: dict[bytes, datetime],
+    doors: Doors,
+    policy: AdmissionPolicy,
+    catalog: Any,
+    now_ms: int | None,
+    result: GroupResult,
+) -> set[str]:
+    """Fold the customers with late usage older than the plan's horizon again, from
+    the start of the month before their oldest such event (a period containing it
+    starts no earlier), adjusting every closed period from that month on. Returns
+    their ids; their invoices are in `result`. Before the first close nothing was
+    billed, so nothing is adjusted: those events are listed as `beyond_horizon`."""
+    if not late:
+        return set()
+    if plan.adjust_from is None:
+        result.beyond_horizon.extend(sorted(k.decode() for k in late))
+        return set()
+    oldest = Month.of(min(late.values()))
+    horizon = oldest.shift(-1).start
+    by_time = log.offsets_for_time(names.usage, to_ms(horizon))
+    low, _ = log.watermarks(names.usage)
+    wide = ReadPlan(
+        month=plan.month,
+        ends=plan.ends,
+        usage_starts=usage_starts(
+            by_time={p: by_time.get(p, -1) for p in parts},
+            prev=plan.prev.get(USAGE),
+            low={p: low.get(p, 0) for p in parts},
+            ends={p: plan.ends[USAGE][p] for p in parts},
+        ),
+        usage_low=plan.usage_low,
+        account_starts=plan.account_starts,
+        prev=plan.prev,
+        adjust_from=min(oldest, plan.adjust_from),
+        horizon=horizon,
+        planned_ms=plan.planned_ms,
+    )
+    again = fold_group(
+        log, names, wide, parts, doors=doors, policy=policy, catalog=catalog,
+        keys=frozenset(late), now_ms=now_ms,
+    )  # fmt: skip
+    result.invoices.extend(again.invoices)
+    result.beyond_horizon.extend(again.beyond_horizon)
+    return {k.decode() for k in late}
 
 
 def _carrying_state(

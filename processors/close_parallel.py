@@ -59,7 +59,7 @@ def _worker(
 ) -> None:
     """Set up (imports, schemas, catalog, Kafka consumer), then wait for this worker's
     task (plan, partitions, keys) and fold it; None means no partitions for it."""
-    from processors.close import make_decoder
+    from processors.admission import Doors, policy_from
     from processors.close_kafka import KafkaLog
     from processors.close_setup import paused_gc, prepare_process
     from streambill.catalog_file import load_catalog
@@ -72,7 +72,8 @@ def _worker(
     _exit_with_parent(parent)
     log = KafkaLog(settings.kafka_config())
     try:
-        decode = make_decoder(Codec())
+        codec = Codec()
+        policy = policy_from(settings)
         catalog = load_catalog(settings.catalog_path)
         prepare_process()
         ready_at = time.perf_counter()
@@ -82,9 +83,11 @@ def _worker(
         task_at, setup_cpu = time.perf_counter(), _cpu()
         plan, group, keys = task
         with paused_gc():
+            doors = Doors(codec, names.usage, names.account, len(plan.ends["usage-events"]))
             result = fold_group(
-                log, names, plan, group, decode=decode, catalog=catalog, keys=keys, tick=tick
-            )
+                log, names, plan, group, doors=doors, policy=policy, catalog=catalog,
+                keys=keys, tick=tick, now_ms=plan.planned_ms,
+            )  # fmt: skip
         result.timings[0].update(
             ready_at=ready_at,
             task_at=task_at,

@@ -211,6 +211,7 @@ class ReadPlan:
     prev: Watermarks
     adjust_from: Month | None  # earliest month whose periods get adjustments; None: none
     horizon: datetime  # T of the rule: usage before it cannot be recomputed
+    planned_ms: int | None = None  # when the watermarks were fixed: the future rule's clock
 
 
 def window_start(
@@ -264,6 +265,7 @@ def build_plan(
     low: Watermarks,
     by_time: Mapping[int, int],
     lookback: int,
+    planned_ms: int | None = None,
 ) -> ReadPlan:
     """The read plan of closing `month` at watermarks `ends` (already fixed: from the
     plan record of an earlier attempt, from PeriodClosed on a re-run, or snapshotted)."""
@@ -281,6 +283,7 @@ def build_plan(
         prev=prev,
         adjust_from=adjust_from,
         horizon=horizon,
+        planned_ms=planned_ms,
     )
 
 

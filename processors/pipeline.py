@@ -17,6 +17,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from billing.admission import expired
 from processors.batch_send import Placed, Row, Sent, Writer, group_rows
 from processors.catch_up import OffsetOrder, account_backlog, read_range, with_skipped
 from processors.feed import HandOver
@@ -319,16 +320,16 @@ class FoldPipeline:
 
     async def _prune_seen(self) -> None:
         """Forget event ids older than the window behind their customer's watermark."""
-        expired: list[tuple[str, int]] = []
+        gone: list[tuple[str, int]] = []
         for event_id, raw in list(self._stores.seen.data.items()):
             entry = SeenEntry.from_row(raw)
             record = self.customer(entry.customer_id, entry.partition)
             wm = record.watermark_ms if record is not None else None
             if expired(self._policy, entry.event_ms, wm):  # what admission ignores already
-                expired.append((event_id, entry.partition))
-        await self._write_table(self._stores.seen, [(p, eid, None) for eid, p in expired])
-        if expired:
-            log.info("pruned %d seen event ids", len(expired))
+                gone.append((event_id, entry.partition))
+        await self._write_table(self._stores.seen, [(p, eid, None) for eid, p in gone])
+        if gone:
+            log.info("pruned %d seen event ids", len(gone))
 
     # ---- reads (the view the folder uses)
 

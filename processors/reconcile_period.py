@@ -14,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from billing.admission import AdmissionPolicy
 from billing.catalog import Catalog
 from billing.events import Invoice
+from processors.admission import DEFAULT_POLICY
 from processors.close import CloseDeps, CloseOptions, CloseTopics, close_period, read_history
 from processors.close_log import LogPort
 from processors.close_plan import Month
@@ -32,6 +34,7 @@ def check_period(
     month: Month,
     clock: Callable[[], datetime],
     report: ReconcileReport,
+    policy: AdmissionPolicy = DEFAULT_POLICY,
 ) -> None:
     """Add the period's checks and differences to `report`."""
     history = read_history(log, topics.closes, codec)
@@ -39,7 +42,9 @@ def check_period(
     if closed is None:
         report.differ(f"period {month}: no PeriodClosed record on {topics.closes}")
         return
-    deps = CloseDeps(log=log, codec=codec, catalog=catalog, topics=topics, clock=clock)
+    deps = CloseDeps(
+        log=log, codec=codec, catalog=catalog, topics=topics, clock=clock, policy=policy
+    )
     recomputed = close_period(deps, CloseOptions(month, dry_run=True))
     on_topic = _invoices_on_topic(log, topics.invoices, codec)
     ids = set()

@@ -16,12 +16,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from billing.catalog import Catalog
+from processors.admission import policy_from
 from processors.close import CloseTopics
 from processors.close_log import LogPort
 from processors.close_plan import ClosePlanError, Month
 from processors.reconcile import ReconcileReport, reconcile_log
 from processors.reconcile_period import check_period
-from processors.worker import policy_from, topics_from
+from processors.worker import topics_from
 from streambill.codec import Codec
 from streambill.settings import INVOICES, PERIOD_CLOSES, Settings
 
@@ -55,7 +56,10 @@ def reconcile(
                 settings.topic(INVOICES),
                 settings.topic(PERIOD_CLOSES),
             )
-            check_period(the_log, the_codec, the_catalog, close_topics, period, now, report)
+            check_period(
+                the_log, the_codec, the_catalog, close_topics, period, now, report,
+                policy_from(settings),
+            )  # fmt: skip
     finally:
         if own_log:
             the_log.close()  # type: ignore[attr-defined]

@@ -71,8 +71,9 @@ import faust
 from aiokafka import TopicPartition
 
 from billing.catalog import Catalog
+from processors.admission import policy_from
 from processors.feed import BatchFeed, HandOver, ack_all, install_batch_drain, paced_take
-from processors.fold import BatchFolder, FoldPolicy, Topics
+from processors.fold import BatchFolder, Topics
 from processors.kafka_security import faust_credentials
 from processors.metrics import WorkerMetrics
 from processors.pipeline import FoldPipeline
@@ -98,17 +99,6 @@ def exit_process(exc: BaseException) -> NoReturn:
     )
     logging.shutdown()
     os._exit(70)
-
-
-def policy_from(settings: Settings) -> FoldPolicy:
-    def ms(value: Any) -> int:
-        return int(value.total_seconds() * 1000)
-
-    return FoldPolicy(
-        dedupe_window_ms=ms(settings.dedupe_window),
-        max_lateness_ms=ms(settings.max_lateness),
-        future_tolerance_ms=ms(settings.future_tolerance),
-    )
 
 
 def topics_from(settings: Settings) -> Topics:

@@ -20,6 +20,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY, start_http_server
 
+from processors.admission import policy_from
 from processors.close import (
     CloseDeps,
     CloseError,
@@ -86,6 +87,7 @@ def _deps(args: argparse.Namespace, settings: Settings, log: KafkaLog) -> CloseD
             names.usage, names.account, settings.topic(INVOICES), settings.topic(PERIOD_CLOSES)
         ),
         clock=clock,
+        policy=policy_from(settings),
         metrics=CloseMetrics(REGISTRY),
         progress_out=sys.stderr,
         runner=ParallelRunner(settings, names, args.workers) if args.workers > 1 else None,

@@ -38,6 +38,7 @@ from billing.events import (
     AccountEvent,
     UsageRecorded,
 )
+from processors.admission import policy_from
 from processors.close import CloseDeps, CloseOptions, CloseReport, CloseTopics, close_period
 from processors.close_kafka import KafkaLog
 from processors.close_plan import Month
@@ -316,6 +317,7 @@ class Demo:
             catalog=self.catalog,
             topics=topics,
             clock=self.clock,
+            policy=policy_from(s),
             progress_out=self.err,
         )
         try:

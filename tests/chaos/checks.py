@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from billing.events import Event, Invoice
+from processors.admission import policy_from
 from processors.close import CloseDeps, CloseOptions, CloseTopics, close_period
 from processors.close_kafka import KafkaLog
 from processors.close_plan import Month
@@ -195,7 +196,8 @@ def check_invoices(settings: Settings, month: Month, intended: Sequence[Event]) 
     log = KafkaLog(settings.kafka_config())
     try:
         deps = CloseDeps(
-            log=log, codec=codec, catalog=catalog, topics=close_topics(settings), clock=_now
+            log=log, codec=codec, catalog=catalog, topics=close_topics(settings), clock=_now,
+            policy=policy_from(settings),
         )
         report = close_period(deps, CloseOptions(month, dry_run=True))
     finally:

@@ -81,15 +81,35 @@ def test_late_usage_is_adjusted_once_and_never_lost() -> None:
     assert len(ids) == len(set(ids))
 
 
-def test_late_usage_beyond_the_lookback_is_reported_not_billed() -> None:
+def test_late_usage_older_than_the_lookback_is_still_adjusted() -> None:
+    """cus_w's watermark is Feb 9, so the worker accepts January 30 (within 35 days)
+    even after the March close: April's close widens past its lookback and adjusts
+    January against the invoice the February close issued: +1.00 (as above)."""
     h = Harness(load_example_catalog())
     base(h)
+    feb = h.close("2025-02")
+    h.close("2025-03")
+    h.publish([usage("cus_w", "tokens", 50000, utc(2025, 1, 30))])
+    apr = h.close("2025-04", lookback=1)
+    adjustments = [p.invoice for p, _ in apr.invoices if p.invoice.kind == "adjustment"]
+    assert kinds(adjustments) == [("cus_w", "adjustment", 100)]
+    issued = {p.invoice.customer_id: p.invoice.invoice_id for p, _ in feb.invoices}
+    assert adjustments[0].adjusts_invoice_id == issued["cus_w"]
+    assert apr.fold.beyond_horizon == []
+
+
+def test_usage_too_late_for_the_worker_is_not_billed_by_the_close() -> None:
+    """With cus_w's watermark at March 20, January 30 is more than 35 days behind:
+    the worker dead-letters it as too_late, and the close (same rule) bills nothing."""
+    h = Harness(load_example_catalog())
+    base(h)
+    h.publish([usage("cus_w", "tokens", 1000, utc(2025, 3, 20))])
     h.close("2025-02")
     h.close("2025-03")
     h.publish([usage("cus_w", "tokens", 50000, utc(2025, 1, 30))])
     apr = h.close("2025-04", lookback=1)
     assert [p for p, _ in apr.invoices if p.invoice.kind == "adjustment"] == []
-    assert len(apr.fold.beyond_horizon) == 1 and apr.notes
+    assert apr.fold.beyond_horizon == []
 
 
 class CrashingLog(InMemoryLog):

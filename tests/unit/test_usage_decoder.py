@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing.events import UsageRecorded
-from processors.close import make_decoder
+from processors.admission import Doors, Rejection
 from streambill.codec import Codec, DecodeError
 from streambill.convert import decode_value
 from streambill.usage_decoder import UsageDecoder
@@ -24,6 +24,7 @@ from streambill.wire import InvalidField
 from tests.unit.samples import codec_with_added_field
 
 CODEC = Codec()
+DOORS = Doors(CODEC, "u", "a", 1)
 DECODER = UsageDecoder(CODEC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_MS = -62_135_596_800_000  # 0001-01-01, the first instant a datetime can hold
@@ -187,7 +188,7 @@ def test_not_taken_inputs() -> None:
     # fastavro reads; the fast path leaves it to fastavro.
     sized = good[:-1] + b"\x01\x0a\x02k\x02v\x00"
     assert DECODER.decode(sized) is None
-    event = make_decoder(CODEC)(sized)
+    event = DOORS.decode("u", sized)
     assert isinstance(event, UsageRecorded) and event.properties == {"k": "v"}
 
 
@@ -195,19 +196,17 @@ def test_not_taken_inputs() -> None:
     "data",
     [b"", b"\xc3", b"garbage bytes", DECODER.header, DECODER.header + b"\xff" * 20],
 )
-def test_close_decoder_raises_the_general_errors(data: bytes) -> None:
-    decode = make_decoder(CODEC)
-    with pytest.raises((DecodeError, InvalidField)) as info:
-        decode(data)
-    assert isinstance(info.value, DecodeError | InvalidField)
+def test_the_doors_reject_with_the_general_errors(data: bytes) -> None:
+    with pytest.raises(Rejection) as info:
+        DOORS.decode("u", data)
     assert info.value.reason in {"undecodable", "unknown_schema", "invalid_field"}
 
 
-def test_bad_fields_raise_invalid_field_through_the_close_decoder() -> None:
-    decode = make_decoder(CODEC)
+def test_bad_fields_are_invalid_field_at_the_doors() -> None:
     for data in (_encode("", "c", "f", "1", 5, {}), _encode("e", "c", "f", "abc", 5, {})):
-        with pytest.raises(InvalidField):
-            decode(data)
+        with pytest.raises(Rejection) as info:
+            DOORS.decode("u", data)
+        assert info.value.reason == "invalid_field"
 
 
 def test_changed_schema_switches_the_fast_path_off(tmp_path: Path) -> None:
