@@ -76,6 +76,7 @@ from processors.close_plan import (
     as_watermarks,
     build_plan,
     check_closable,
+    lateness_lookback,
     window_start,
 )
 from processors.close_progress import CloseMetrics, Progress
@@ -218,7 +219,9 @@ def make_plan(
     fixed (recorded by the plan record), so a re-run decides the same."""
     recorded = history.closed.get(opts.month) or history.planned.get(opts.month)
     planned_at = recorded.closed_at if recorded is not None else deps.clock()
-    horizon, _ = window_start(opts.month, history, opts.lookback)
+    lateness = timedelta(milliseconds=deps.policy.max_lateness_ms)
+    lookback = max(opts.lookback, lateness_lookback(opts.month, lateness))
+    horizon, _ = window_start(opts.month, history, lookback)
     by_time = deps.log.offsets_for_time(deps.topics.usage, _ms(horizon))
     low = {
         USAGE: deps.log.watermarks(deps.topics.usage)[0],
@@ -230,7 +233,7 @@ def make_plan(
         ends=ends,
         low=low,
         by_time=by_time,
-        lookback=opts.lookback,
+        lookback=lookback,
         planned_ms=_ms(planned_at),
     )
 

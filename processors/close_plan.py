@@ -16,6 +16,10 @@ Glossary
   invoice of a close. It fixes the watermarks of that close for ever, so a close
   that crashed and is run again reads exactly the same events (see `processors.close`).
 - lookback: how many already-closed months still receive adjustments for late usage.
+  At least `lateness_lookback(M, max_lateness)`: every month in which a period can
+  end that the worker still accepts usage for when this close runs (an active
+  customer's watermark is past the start of M); `--lookback` only widens it. Late
+  usage of an idle customer, older still, widens the fold (`processors.close_fold`).
 
 Usage read rule (per partition p of usage-events), for closing month M:
 
@@ -212,6 +216,15 @@ class ReadPlan:
     adjust_from: Month | None  # earliest month whose periods get adjustments; None: none
     horizon: datetime  # T of the rule: usage before it cannot be recomputed
     planned_ms: int | None = None  # when the watermarks were fixed: the future rule's clock
+
+
+def lateness_lookback(month: Month, max_lateness: timedelta) -> int:
+    """The months back from `month` that late usage accepted by the worker can
+    still reach: usage less than `max_lateness` behind a watermark at or after the
+    start of `month` lies in a period ending in `Month.of(month.start - max_lateness)`
+    or later."""
+    earliest = Month.of(month.start - max_lateness)
+    return max(1, (month.year - earliest.year) * 12 + month.month - earliest.month)
 
 
 def window_start(

@@ -54,7 +54,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--dry-run", action="store_true", help="show the invoices, write nothing")
     p.add_argument("--customer", help="close only this customer (PeriodClosed not recorded)")
     p.add_argument(
-        "--lookback", type=int, default=1, help="closed months still adjusted for late usage (1)"
+        "--lookback",
+        type=int,
+        default=1,
+        help="closed months still adjusted for late usage; never fewer than the"
+        " worker's STREAMBILL_MAX_LATENESS reaches (2 for 35 days): this only widens it",
     )
     p.add_argument(
         "--workers",
