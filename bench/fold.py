@@ -182,7 +182,9 @@ def latency(
     # no delivery callback runs per event. Both times are read back from the log
     # afterwards: each event's CreateTime and each snapshot's LogAppendTime.
     watcher.close()
-    producer = Producer(settings.kafka_config(**{"linger.ms": 1}))
+    # murmur2 like the SDK (README, topic contract): a customer's usage on the partition
+    # of its subscription, or the worker dead-letters it (wrong_partition, no_subscription).
+    producer = Producer(settings.kafka_config(**{"linger.ms": 1, "partitioner": "murmur2_random"}))
     topic = settings.topic("usage-events")
     rng = random.Random(rate)
     total = int(rate * (warmup + seconds))
