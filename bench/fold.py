@@ -4,8 +4,16 @@
                          [--latency-seconds 20] [--partitions 3]
 
 1. Throughput: `--events` usage events are published first; then one
-   `streambill worker` starts and the clock runs until every customer's snapshot on
-   customer-state reflects its last event (startup included; printed separately).
+   `streambill worker` starts and the clock runs until every customer's latest
+   snapshot on customer-state shows, per feature, exactly (Decimal) the usage the
+   bench published for that customer: then and only then every event was APPLIED
+   (quantities are positive and nothing is sent twice, so no smaller set of events
+   adds up to the same sums); startup is included and printed separately. The figure
+   counts applied events, not consumed offsets: a dead-lettered event is consumed
+   but never applied. If the snapshots stop changing before they all match, the run
+   fails loudly, listing the mismatches and the dead letters by reason. (The check
+   is the sum of quantities: the catalog prices none of the bench's features per
+   request, whose usage would be the event count.)
 2. Latency: at each rate, events are published at that pace for `--latency-seconds`;
    for each event, the time from publish (librdkafka's CreateTime) to the broker's
    append of the first snapshot of its customer whose source offset covers it.
@@ -13,6 +21,10 @@
    are read back from the log afterwards, so while it publishes this process does
    nothing else (no snapshot reader, no callback per event): it shares the two cores
    with the worker and the broker.
+Both input topics are published as the topic contract requires (README): keyed by
+customer and placed by murmur2 (the SDK for usage, `fold_support.publish` for account
+events), so a customer's usage is on the partition of its subscription; any other
+placement is dead-lettered (wrong_partition / no_subscription) and fails the check.
 Uses STREAMBILL_BOOTSTRAP_SERVERS (default 127.0.0.1:29092) and a fresh topic prefix.
 Each figure is also printed as one `RESULT {json}` line, read by `bench/run`.
 """
@@ -29,11 +41,13 @@ import time
 import uuid
 from collections import deque
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
+from billing.events import CustomerStateChanged, EventRejected, UsageRecorded
 from streambill.codec import Codec
 from streambill.settings import Settings
 from tests.integration import scenarios
@@ -54,6 +68,11 @@ RUN_PREFIX = f"bench-{uuid.uuid4().hex[:8]}."  # every topic of this run; delete
 # JIT-compiles its produce and fetch paths, and its first seconds (seen: p99 up to
 # 0.5 s at 1,000 events/s right after `services up`) say nothing about steady state.
 WARMUP_SECONDS = 5.0
+# Throughput: the worker's first snapshot must come within FIRST_SNAPSHOT_SECONDS of
+# its start, and after it the snapshots may not stand still for STALL_SECONDS while
+# some customer's usage still differs from what was published (then the run fails).
+FIRST_SNAPSHOT_SECONDS = 120.0
+STALL_SECONDS = 30.0
 
 
 def _base(partitions: int | None = None) -> Settings:
@@ -92,45 +111,46 @@ def throughput(events: int, customers: int, partitions: int, profile: Path | Non
     people = scenarios.customers(customers)
     start = _open(settings, codec, people)
     rng = random.Random(1)
-    topic = settings.topic("usage-events")
     stream = [e for e, _ in scenarios.usage_stream(people, events, start + timedelta(hours=1), rng)]
     t0 = time.monotonic()
     send_with_sdk(settings, stream)  # as applications publish: lz4 batches
     published = time.monotonic() - t0
     print(f"published {events} usage events in {published:.1f}s")
+    want = _published_usage(stream)
     watcher = StateWatcher(settings, codec)
     worker = WorkerProcess(settings, "bench", profile)
     t0 = time.monotonic()
     worker.start()
     first = None
+    applied, versions, moved = 0, -1, t0
     try:
-        while True:
+        while applied < events:
             watcher.poll(0.5)
+            now = time.monotonic()
             if first is None and watcher.latest:
-                first = time.monotonic()
-            done = sum(
-                sum(1 for k in s.source_offsets if k.startswith(topic)) > 0
-                for s in watcher.latest.values()
-            )
-            applied = _applied(watcher, topic)
-            if applied >= events and done:
-                break
+                first = now
+            seen = sum(s.version for s in watcher.latest.values())
+            if seen != versions:
+                versions, moved = seen, now
+            applied = _applied(watcher.latest, want)
+            if now - moved > (STALL_SECONDS if first else FIRST_SNAPSHOT_SECONDS):
+                _fail(settings, codec, watcher.latest, want, applied, events)
         end = time.monotonic()
     finally:
         worker.stop()
         watcher.close()
     assert first is not None
     print(
-        f"throughput: {events} events applied in {end - t0:.1f}s incl. startup "
-        f"({events / (end - t0):,.0f}/s); {end - first:.1f}s from first snapshot "
-        f"({events / (end - first):,.0f}/s sustained)"
+        f"throughput: {applied} events applied (every customer's usage equals what was "
+        f"published) in {end - t0:.1f}s incl. startup ({applied / (end - t0):,.0f}/s); "
+        f"{end - first:.1f}s from first snapshot ({applied / (end - first):,.0f}/s sustained)"
     )
     _emit(
         "throughput",
         {"events": events, "customers": customers, "partitions": partitions},
         {
-            "events_per_s": events / (end - first),
-            "events_per_s_incl_startup": events / (end - t0),
+            "events_per_s": applied / (end - first),
+            "events_per_s_incl_startup": applied / (end - t0),
             "seconds": end - first,
             "startup_seconds": first - t0,
             "publish_seconds": published,
@@ -138,14 +158,68 @@ def throughput(events: int, customers: int, partitions: int, profile: Path | Non
     )
 
 
-def _applied(watcher: StateWatcher, topic: str) -> int:
-    """Usage messages folded so far: sum over partitions of (last offset + 1)."""
-    per_partition: dict[str, int] = {}
-    for snap in watcher.latest.values():
-        for key, offset in snap.source_offsets.items():
-            if key.startswith(topic):
-                per_partition[key] = max(per_partition.get(key, -1), offset)
-    return sum(o + 1 for o in per_partition.values())
+class Published:
+    """What the bench published for one customer: usage per feature, event count."""
+
+    __slots__ = ("events", "usage")
+
+    def __init__(self) -> None:
+        self.usage: dict[str, Decimal] = {}
+        self.events = 0
+
+
+def _published_usage(stream: list[UsageRecorded]) -> dict[str, Published]:
+    out: dict[str, Published] = {}
+    for e in stream:
+        mine = out.setdefault(e.customer_id, Published())
+        mine.usage[e.feature_id] = mine.usage.get(e.feature_id, Decimal(0)) + e.quantity
+        mine.events += 1
+    return out
+
+
+def _applied(latest: dict[str, CustomerStateChanged], want: dict[str, Published]) -> int:
+    """Events applied, counted by customer: all of a customer's events once its latest
+    snapshot's usage equals, per feature, what was published for it; none before.
+    Exact, never an estimate: with positive quantities sent once, only the full set
+    of a customer's events adds up to its published sums. Dead-lettered events are
+    never counted (their customer never matches)."""
+    n = 0
+    for cid, mine in want.items():
+        snap = latest.get(cid)
+        if snap is not None and dict(snap.usage) == mine.usage:
+            n += mine.events
+    return n
+
+
+def _fail(
+    settings: Settings,
+    codec: Codec,
+    latest: dict[str, CustomerStateChanged],
+    want: dict[str, Published],
+    applied: int,
+    events: int,
+) -> None:
+    """Stop the run: the snapshots stand still but not every event was applied."""
+    wrong = [
+        f"{cid}: folded {dict(latest[cid].usage) if cid in latest else 'no snapshot'}, "
+        f"published {mine.usage}"
+        for cid, mine in sorted(want.items())
+        if cid not in latest or dict(latest[cid].usage) != mine.usage
+    ]
+    reader = TopicReader(settings, "usage-rejected", codec)
+    reasons: dict[str, int] = {}
+    try:
+        while batch := reader.poll(5.0):  # until 5 s bring nothing new
+            for _, letter in batch:
+                if isinstance(letter, EventRejected):
+                    reasons[letter.reason.value] = reasons.get(letter.reason.value, 0) + 1
+    finally:
+        reader.close()
+    raise SystemExit(
+        f"FAILED: {applied} of {events} events applied; {len(wrong)} of {len(want)} "
+        f"customers' folded usage differs from what was published (first: {wrong[:3]}); "
+        f"dead letters on usage-rejected by reason: {reasons or 'none'}"
+    )
 
 
 def _stamp_on_append(settings: Settings, topic: str) -> None:
@@ -182,7 +256,9 @@ def latency(
     # no delivery callback runs per event. Both times are read back from the log
     # afterwards: each event's CreateTime and each snapshot's LogAppendTime.
     watcher.close()
-    producer = Producer(settings.kafka_config(**{"linger.ms": 1}))
+    # murmur2 like the SDK (README, topic contract): a customer's usage on the partition
+    # of its subscription, or the worker dead-letters it (wrong_partition, no_subscription).
+    producer = Producer(settings.kafka_config(**{"linger.ms": 1, "partitioner": "murmur2_random"}))
     topic = settings.topic("usage-events")
     rng = random.Random(rate)
     total = int(rate * (warmup + seconds))

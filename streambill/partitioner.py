@@ -3,8 +3,9 @@
 A customer's usage-events and account-events live on partition
 `owner(customer_id.encode(), partitions)` of each topic: Kafka's default
 partitioner of the Java client, murmur2 of the key, positive, modulo the
-partition count (librdkafka calls it `murmur2_random`, Go's sarama/franz-go
-`NewReferenceHashPartitioner` / `StickyKeyPartitioner`). The fold worker owns a
+partition count (librdkafka calls it `murmur2_random`; franz-go's default
+`StickyKeyPartitioner(nil)` is it too; sarama's `NewHashPartitioner` and
+`NewReferenceHashPartitioner` are FNV-1a, NOT it). The fold worker owns a
 customer through that partition only, so a record elsewhere is dead-lettered
 `wrong_partition` (see `processors.admission`); the README's topic contract shows
 the setting for each client.

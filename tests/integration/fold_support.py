@@ -141,8 +141,19 @@ class WorkerProcess:
 
 
 def publish(settings: Settings, items: Iterable[tuple[str, bytes | None, bytes]]) -> int:
-    """Publish (physical topic, key, value) in order; waits for every ack."""
-    producer = Producer(settings.kafka_config(**{"enable.idempotence": True, "linger.ms": 5}))
+    """Publish (physical topic, key, value) in order; waits for every ack.
+
+    Placed as the topic contract requires (README): murmur2 of the key, the Java
+    client's partitioner (`streambill.partitioner.owner`), so a keyed record lands on
+    the partition that owns its customer, like the SDK's; a record without a key goes
+    to a random partition (the worker dead-letters it `missing_key` wherever it is).
+    librdkafka's default (CRC32) would scatter a customer's records away from its
+    other topic's partition: the worker would dead-letter them `wrong_partition`."""
+    producer = Producer(
+        settings.kafka_config(
+            **{"enable.idempotence": True, "linger.ms": 5, "partitioner": "murmur2_random"}
+        )
+    )
     n = 0
     for topic, key, value in items:
         while True:

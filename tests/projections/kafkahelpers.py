@@ -20,8 +20,10 @@ from streambill.settings import Settings
 def produce(
     settings: Settings, items: Iterable[tuple[str, WireValue | bytes]], codec: Codec
 ) -> None:
-    """(logical topic, value or raw bytes) -> Kafka, keyed by customer id, flushed."""
-    producer = Producer(settings.kafka_config())
+    """(logical topic, value or raw bytes) -> Kafka, keyed by customer id, flushed.
+    Placed by murmur2 of the key, as every producer of the input topics must (README,
+    topic contract; librdkafka's default CRC32 would put a customer elsewhere)."""
+    producer = Producer(settings.kafka_config(partitioner="murmur2_random"))
     for logical, value in items:
         if isinstance(value, bytes):
             data, key = value, b"garbage"
