@@ -36,7 +36,7 @@ of `12.5`, is the same event.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -51,6 +51,7 @@ __all__ = [
     "dedupe_key",
     "expired",
     "fingerprint",
+    "same_payload",
     "to_ms",
 ]
 
@@ -102,14 +103,15 @@ def decide(
     *,
     usage: bool,
     event_ms: int,
-    digest: str,
     watermark_ms: int | None,
-    prior: tuple[str, int] | None,
+    prior: tuple[Callable[[], bool], int] | None,
     now_ms: int | None,
 ) -> Decision:
     """Rules 1-3 for one event. `prior` is what dedupe remembers of an earlier
-    event with the same `(customer_id, event_id)`: (fingerprint, event time), or
-    None. `now_ms` None skips rule 1 (a reader without a clock of its own)."""
+    event with the same `(customer_id, event_id)`: a function that says whether
+    its canonical payload equals this event's (called only when it matters: the
+    fingerprints, or `same_payload` where both events are at hand) and its event
+    time; or None. `now_ms` None skips rule 1 (a reader without a clock)."""
     if now_ms is not None and event_ms > now_ms + policy.future_tolerance_ms:
         return Decision(
             False,
@@ -131,7 +133,7 @@ def decide(
     if prior is not None and (
         watermark_ms is None or prior[1] >= watermark_ms - policy.dedupe_window_ms
     ):
-        if prior[0] == digest:
+        if prior[0]():
             return Decision(False, watermark_ms, duplicate=True)
         return Decision(
             False,
@@ -178,6 +180,14 @@ def fingerprint(event: Event) -> str:
             parts.append(_canonical(getattr(event, f.name)))
         text = "\x1e".join(parts)
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def same_payload(a: Event, b: Event) -> bool:
+    """`fingerprint(a) == fingerprint(b)`, without hashing, for two events at hand:
+    dataclass equality compares decimals by value, times by instant (events carry
+    whole milliseconds) and mappings regardless of order, which is the canonical
+    form. A property test holds the two against each other."""
+    return a == b
 
 
 def canonical_decimal(value: Decimal) -> str:

@@ -18,7 +18,6 @@ Rejections carry the event when it could be read, so the dead letter names it.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import cast
 
 from billing.admission import AdmissionPolicy, to_ms
@@ -114,15 +113,7 @@ def event_ms(event: Event) -> int:
 
 def policy_from(settings: Settings) -> AdmissionPolicy:
     """The admission settings of a process (every path reads the same ones)."""
-
-    def ms(value: timedelta) -> int:
-        return int(value.total_seconds() * 1000)
-
-    return AdmissionPolicy(
-        dedupe_window_ms=ms(settings.dedupe_window),
-        max_lateness_ms=ms(settings.max_lateness),
-        future_tolerance_ms=ms(settings.future_tolerance),
-    )
+    return settings.admission_policy()
 
 
-DEFAULT_POLICY = policy_from(Settings.model_construct())
+DEFAULT_POLICY = Settings.model_construct().admission_policy()

@@ -31,16 +31,16 @@ start first, selected by key (other records are not decoded).
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from billing.admission import AdmissionPolicy, decide, fingerprint, to_ms
+from billing.admission import AdmissionPolicy, to_ms
 from billing.events import Event, Invoice, UsageRecorded
 from billing.invoicing import adjustment, period_invoice, periods_ending_in
-from billing.ledger import CustomerState, Effects, apply, new_state
+from billing.ledger import CustomerState
+from billing.replay import Replay
 from processors.admission import Doors, Rejection
 from processors.close_log import LogPort, LogRecord
 from processors.close_plan import ACCOUNT, USAGE, Month, ReadPlan, usage_starts
@@ -89,102 +89,6 @@ class GroupResult:
                 mine[k] = mine.get(k, 0) + v
 
 
-@dataclass
-class _Customer:
-    """One customer's fold in progress, with its admission facts (the worker's
-    `CustomerRecord.watermark_ms` and `seen` entries, kept here in memory)."""
-
-    state: CustomerState
-    account_a: deque[Event] = field(default_factory=deque)
-    account_b: deque[Event] = field(default_factory=deque)
-    prev: CustomerState | None = None  # set when phase A ends
-    watermark_ms: int | None = None
-    seen: dict[str, tuple[str, int]] = field(default_factory=dict)  # event id -> (fp, ms)
-
-
-class _Folder:
-    def __init__(
-        self, catalog: Any, result: GroupResult, policy: AdmissionPolicy, now_ms: int | None
-    ) -> None:
-        self.catalog = catalog
-        self.result = result
-        self.policy = policy
-        self.now_ms = now_ms
-        self.customers: dict[str, _Customer] = {}
-
-    def customer(self, customer_id: str) -> _Customer:
-        c = self.customers.get(customer_id)
-        if c is None:
-            c = self.customers[customer_id] = _Customer(new_state(customer_id))
-        return c
-
-    def apply(self, c: _Customer, event: Event, usage: bool = False) -> None:
-        """Admit (`billing.admission.decide`, as the worker does) and fold one event."""
-        digest = fingerprint(event)
-        event_ms = to_ms(event.timestamp)
-        decision = decide(
-            self.policy,
-            usage=usage,
-            event_ms=event_ms,
-            digest=digest,
-            watermark_ms=c.watermark_ms,
-            prior=c.seen.get(event.event_id),
-            now_ms=self.now_ms,
-        )
-        c.watermark_ms = decision.watermark_ms
-        if not decision.admitted:
-            if decision.duplicate:
-                self.result.duplicates += 1
-            else:
-                self.reject(str(decision.reason))
-            return
-        try:
-            c.state, effects = apply(c.state, event, self.catalog, remember=False)
-        except Exception:  # the worker dead-letters it as internal_error
-            self.reject("internal_error")
-            return
-        if effects.rejection is not None:
-            self.count(effects)
-            return
-        c.seen[event.event_id] = (digest, event_ms)
-
-    def reject(self, reason: str) -> None:
-        self.result.rejected[reason] = self.result.rejected.get(reason, 0) + 1
-
-    def drain(self, c: _Customer, queue: deque[Event], until: datetime | None) -> None:
-        while queue and (until is None or queue[0].timestamp <= until):
-            self.apply(c, queue.popleft())
-
-    def end_phase_a(self, c: _Customer) -> None:
-        if c.prev is None:
-            self.drain(c, c.account_a, None)
-            c.prev = c.state
-
-    def usage(self, event: UsageRecorded, phase_b: bool) -> None:
-        """Called once per usage event."""
-        c = self.customers.get(event.customer_id) or self.customer(event.customer_id)
-        if phase_b:
-            if c.prev is None:
-                self.end_phase_a(c)
-            queue = c.account_b
-        else:
-            queue = c.account_a
-        if queue:
-            self.drain(c, queue, event.timestamp)
-        self.apply(c, event, usage=True)
-
-    def count(self, effects: Effects) -> None:
-        if effects.rejection is not None:
-            self.reject(str(effects.rejection.reason))
-        elif effects.duplicate:
-            self.result.duplicates += 1
-
-    def finish(self) -> None:
-        for c in self.customers.values():
-            self.end_phase_a(c)
-            self.drain(c, c.account_b, None)
-
-
 def _read_batch(
     batch: Iterable[LogRecord], doors: Doors, result: GroupResult
 ) -> list[tuple[LogRecord, Event]]:
@@ -204,7 +108,8 @@ def _read_batch(
 def _fold_usage_batch(
     batch: list[LogRecord],
     doors: Doors,
-    folder: _Folder,
+    folder: Replay,
+    result: GroupResult,
     horizon: datetime,
     history: frozenset[bytes],
     prev_use: dict[int, int],
@@ -212,7 +117,7 @@ def _fold_usage_batch(
 ) -> None:
     """The per-event loop of the close (doors, horizon, admission and fold)."""
     usage = folder.usage
-    for record, event in _read_batch(batch, doors, folder.result):
+    for record, event in _read_batch(batch, doors, result):
         if not isinstance(event, UsageRecorded):
             continue
         phase_b = record.offset >= prev_use.get(record.partition, 0)
@@ -221,7 +126,7 @@ def _fold_usage_batch(
                 key = record.key or b""
                 late[key] = min(late.get(key, event.timestamp), event.timestamp)
             continue
-        usage(event, phase_b)
+        usage(event, phase_b=phase_b)
 
 
 def fold_group(
@@ -241,7 +146,7 @@ def fold_group(
     `now_ms` is the clock of the future rule (the close's plan time)."""
     parts = sorted(partitions)
     result = GroupResult()
-    folder = _Folder(catalog, result, policy, now_ms)
+    folder = Replay(catalog, policy, now_ms)
     # read_* = waiting for/consuming records (librdkafka, LogRecord), fold_* = decode,
     # dedupe, ledger; diagnostics only (bench/close.py --timings).
     timings = {"read_account": 0.0, "fold_account": 0.0, "read_usage": 0.0, "fold_usage": 0.0}
@@ -256,9 +161,7 @@ def fold_group(
         t1 = clock()
         timings["read_account"] += t1 - t
         for record, event in _read_batch(batch, doors, result):
-            c = folder.customer(event.customer_id)
-            below = record.offset < prev_acc.get(record.partition, 0)
-            (c.account_a if below else c.account_b).append(event)
+            folder.account(event, phase_b=record.offset >= prev_acc.get(record.partition, 0))
         result.events_read += len(batch)
         tick(len(batch), len(folder.customers))
         t = clock()
@@ -277,7 +180,7 @@ def fold_group(
         for batch in log.read(names.usage, range_starts, range_ends, range_keys):
             t1 = clock()
             timings["read_usage"] += t1 - t
-            _fold_usage_batch(batch, doors, folder, plan.horizon, history, prev_use, late)
+            _fold_usage_batch(batch, doors, folder, result, plan.horizon, history, prev_use, late)
             result.events_read += len(batch)
             tick(len(batch), len(folder.customers))
             t = clock()
@@ -287,6 +190,9 @@ def fold_group(
     t = clock()
     folder.finish()
     result.customers = len(folder.customers)
+    result.duplicates += folder.duplicates
+    for reason, n in folder.rejected.items():
+        result.rejected[reason] = result.rejected.get(reason, 0) + n
     widened = _widen(log, names, plan, parts, late, doors, policy, catalog, now_ms, result)
     for customer_id in sorted(folder.customers):
         if customer_id in widened:
@@ -349,7 +255,7 @@ def _widen(
 
 
 def _carrying_state(
-    folder: _Folder, catalog: Any, keys: frozenset[bytes] | None
+    folder: Replay, catalog: Any, keys: frozenset[bytes] | None
 ) -> frozenset[bytes]:
     """Keys of customers whose plan (ever) is a credits or balance plan."""
     out: set[bytes] = set()

@@ -214,12 +214,11 @@ class BatchFolder:
         if seen is not None and not seen.same_message(
             message.topic, message.partition, message.offset
         ):
-            prior = (seen.fingerprint, seen.event_ms)
+            prior = (lambda: seen.fingerprint == digest, seen.event_ms)
         decision = decide(
             self._policy,
             usage=message.topic == self._topics.usage,
             event_ms=event_ms,
-            digest=digest,
             watermark_ms=record.watermark_ms,
             prior=prior,
             now_ms=now_ms,

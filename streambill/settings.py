@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from billing.admission import AdmissionPolicy
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Logical topic names (DESIGN.md section 2); the physical name adds `topic_prefix`.
@@ -105,6 +107,18 @@ class Settings(BaseSettings):
     dedupe_window: timedelta = timedelta(days=35)
     max_lateness: timedelta = timedelta(days=35)
     future_tolerance: timedelta = timedelta(minutes=5)
+
+    def admission_policy(self) -> AdmissionPolicy:
+        """The admission settings every path reads (`billing.admission`)."""
+
+        def ms(value: timedelta) -> int:
+            return int(value.total_seconds() * 1000)
+
+        return AdmissionPolicy(
+            dedupe_window_ms=ms(self.dedupe_window),
+            max_lateness_ms=ms(self.max_lateness),
+            future_tolerance_ms=ms(self.future_tolerance),
+        )
 
     def worker_group(self) -> str:
         """Physical Faust app id / consumer group of the fold worker."""

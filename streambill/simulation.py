@@ -4,8 +4,9 @@ The same `billing` functions as the fold worker and the period close, so a price
 change can be back-tested on real history. Bad lines never stop a run: they are
 reported as rejected with a reason code, like everything the fold rejects.
 
-Order: events are folded by event time; at equal times account events come first
-(a subscription before its first usage), then file order. Only events before
+Order and admission are the period close's (`billing.replay`): usage events in
+file order (the log's order), each after the account events whose event time is
+not later than its own; the same lateness and dedupe rules. Only events before
 `end` are folded. Invoiced: every period that ends in (start, end], so `--from
 2026-01-01 --to 2026-02-01` bills the periods anchored on the 1st for January.
 
@@ -28,6 +29,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from billing.admission import AdmissionPolicy
 from billing.catalog import Catalog
 from billing.events import (
     AccountEvent,
@@ -44,8 +46,11 @@ from billing.events import (
     UsageRecorded,
     WalletDeposited,
 )
+from billing.fold import Effects
 from billing.invoicing import period_invoice, periods_ending_in
-from billing.ledger import CustomerState, advance, apply, new_state, snapshot
+from billing.ledger import CustomerState, advance, snapshot
+from billing.replay import Replay
+from streambill.settings import Settings
 
 
 class LineError(Exception):
@@ -208,32 +213,46 @@ def read_jsonl(path: Path, account: bool) -> tuple[list[Event], list[Rejected]]:
 
 
 def simulate(
-    catalog: Catalog, events: Iterable[Event], start: datetime, end: datetime
+    catalog: Catalog,
+    events: Iterable[Event],
+    start: datetime,
+    end: datetime,
+    policy: AdmissionPolicy | None = None,
 ) -> SimulationResult:
-    """Fold `events` (before `end`) per customer. Reports the invoices of periods
-    ending in (start, end] (a period ending exactly at `end` is complete: all its
-    events are before `end`), purchase invoices issued in [start, end), every
-    rejection, and each customer's state at the end of the range."""
-    ordered = sorted(
-        (
-            (e.timestamp, 1 if isinstance(e, UsageRecorded) else 0, i, e)
-            for i, e in enumerate(events)
-        ),
-        key=lambda x: (x[0], x[1], x[2]),
-    )
-    states: dict[str, CustomerState] = {}
+    """Fold `events` (before `end`) per customer with `billing.replay.Replay`, the
+    close's admission and fold: usage in the given order (a log's order, as
+    `streambill export` writes it), account events paired with it by event time.
+    Reports the invoices of periods ending in (start, end] (a period ending exactly
+    at `end` is complete: all its events are before `end`), purchase invoices issued
+    in [start, end), every rejection, and each customer's state at the end of the
+    range. `policy`: the admission settings (default: `Settings`' defaults)."""
     result = SimulationResult()
-    for at, _, _, event in ordered:
-        if at >= end:
+
+    def rejected(event: Event, reason: str, detail: str) -> None:
+        result.rejected.append(Rejected(event.event_id, reason, detail))
+
+    def applied(event: Event, effects: Effects) -> None:
+        result.invoices.extend(inv for inv in effects.invoices if start <= inv.issued_at < end)
+
+    replay = Replay(
+        catalog,
+        policy or Settings.model_construct().admission_policy(),
+        on_rejected=rejected,
+        on_applied=applied,
+    )
+    usage: list[UsageRecorded] = []
+    for event in events:  # account events are queued first, as the close reads them
+        if event.timestamp >= end:
             continue
-        state = states.get(event.customer_id) or new_state(event.customer_id)
-        states[event.customer_id], effects = apply(state, event, catalog)
-        if effects.rejection is not None:
-            rej = effects.rejection
-            result.rejected.append(Rejected(event.event_id, rej.reason.value, rej.detail))
-        result.invoices += [inv for inv in effects.invoices if start <= inv.issued_at < end]
-    for cid in sorted(states):
-        state = states[cid]
+        if isinstance(event, UsageRecorded):
+            usage.append(event)
+        else:
+            replay.account(event)
+    for event in usage:
+        replay.usage(event)
+    replay.finish()
+    for cid in sorted(replay.customers):
+        state = replay.customers[cid].state
         for p_start, _ in periods_ending_in(state, start, end):
             inv = period_invoice(state, catalog, p_start)
             if inv is not None:
