@@ -166,10 +166,12 @@ def reconcile_log(
     policy: FoldPolicy,
     clock: Callable[[], datetime],
     report: ReconcileReport | None = None,
+    read: tuple[Outputs, list[str]] | None = None,
 ) -> ReconcileReport:
-    """The per-partition accounting and the state / effects checks."""
+    """The per-partition accounting and the state / effects checks. `read`: the
+    output topics already indexed by `read_outputs`."""
     report = report or ReconcileReport()
-    outputs, problems = read_outputs(log, topics, codec)
+    outputs, problems = read if read is not None else read_outputs(log, topics, codec)
     for problem in problems:
         report.differ(problem)
     partitions = len(log.partitions(topics.usage))

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 
 from billing.catalog import Catalog
 from processors.admission import policy_from
-from processors.close import CloseTopics
+from processors.close import CloseTopics, read_history
 from processors.close_log import LogPort
 from processors.close_plan import ClosePlanError, Month
-from processors.reconcile import ReconcileReport, reconcile_log
+from processors.reconcile import ReconcileReport, read_outputs, reconcile_log
+from processors.reconcile_live import check_against_live
 from processors.reconcile_period import check_period
 from processors.worker import topics_from
 from streambill.codec import Codec
@@ -48,14 +49,28 @@ def reconcile(
     now = clock or (lambda: datetime.now(UTC))
     topics = topics_from(settings)
     try:
-        report = reconcile_log(the_log, the_codec, the_catalog, topics, policy_from(settings), now)
+        read = read_outputs(the_log, topics, the_codec)
+        report = reconcile_log(
+            the_log, the_codec, the_catalog, topics, policy_from(settings), now, read=read
+        )
+        close_topics = CloseTopics(
+            topics.usage,
+            topics.account,
+            settings.topic(INVOICES),
+            settings.topic(PERIOD_CLOSES),
+        )
+        check_against_live(
+            the_log,
+            the_codec,
+            the_catalog,
+            usage_topic=topics.usage,
+            account_topic=topics.account,
+            invoices_topic=close_topics.invoices,
+            history=read_history(the_log, close_topics.closes, the_codec),
+            dead_letters=read[0].dead_letters,
+            report=report,
+        )
         if period is not None:
-            close_topics = CloseTopics(
-                topics.usage,
-                topics.account,
-                settings.topic(INVOICES),
-                settings.topic(PERIOD_CLOSES),
-            )
             check_period(
                 the_log, the_codec, the_catalog, close_topics, period, now, report,
                 policy_from(settings),
