@@ -293,7 +293,7 @@ class BatchFolder:
             source_topic=message.topic,
             source_partition=message.partition,
             source_offset=message.offset,
-            original=message.value,
+            original=message.value or b"",  # a tombstone has no bytes
         )
         key = customer.encode() if customer is not None else message.key
         self._emit(batch.out, key, letter)
