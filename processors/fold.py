@@ -10,8 +10,9 @@ Per message (docs/ARCHITECTURE.md, "Admission"):
 4. `billing.ledger.apply` (without the core's own id memory: admission decided);
    an exception there dead-letters the one event (`internal_error`);
 5. collect the new record, the seen entry and the effects.
-A customer whose watermark moved is written even if nothing was applied, so the
-watermark (which decides lateness and dedupe expiry) survives a restart.
+A customer whose watermark moved is written (with a snapshot) even if nothing was
+applied, so the watermark (which decides lateness and dedupe expiry) survives a
+restart and the latest snapshot is the same whatever the batches were.
 After the batch, each changed customer's state is pruned to the periods the
 lateness limit can still reach (`ledger.prune`), so its size stays bounded; the
 pruned periods are exactly those the admission rules refuse, so pruning never
@@ -182,8 +183,6 @@ class BatchFolder:
         broken: list[str] = []
         for customer_id, (_, record) in batch.out.customers.items():
             record.state = self._settle(record)
-            if customer_id not in batch.changed:
-                continue
             try:
                 snapshot = self._state_bytes(self._snapshot(record))
             except Exception:  # see the module docstring: found and dead-lettered next
@@ -246,7 +245,6 @@ class BatchFolder:
         record.state = new_state
         record.offsets[position] = message.offset
         batch.out.customers[customer_id] = (message.partition, record)
-        batch.changed.add(customer_id)
         entry = SeenEntry(
             digest, message.topic, message.partition, message.offset, customer_id, event_ms
         )
@@ -319,7 +317,6 @@ class _Batch:
     def __init__(self, view: RecordView) -> None:
         self.view = view
         self.out = BatchResult()
-        self.changed: set[str] = set()  # customers with an event applied: a snapshot each
         self._loaded: dict[str, CustomerRecord] = {}
 
     def customer(self, customer_id: str, partition: int) -> CustomerRecord:

@@ -7,11 +7,13 @@ future guard, reads a clock. This check does not re-decide anything: it takes th
 worker's decisions as the log records them. Every input record below the latest
 close's watermarks that the worker did not dead-letter (no dead letter on
 usage-rejected names its position) was applied or deduplicated by the worker; those
-records are folded per customer with `billing.ledger.apply` (its own dedupe by id
-drops the deduplicated copies), in event-time order with account events first at
-equal times. Then, for every customer period with a period invoice on the invoices
-topic, the invoice plus every adjustment of it must total what
-`billing.invoicing.period_invoice` prices from that state. A difference is reported
+records are folded per customer with `billing.ledger.apply`, in event-time order
+with account events first at equal times, skipping a record whose payload equals
+an earlier one's with the same id (a copy the worker deduplicated; a reused id with
+another payload that the worker kept is a new event). Then, for every customer
+period with a period invoice on the invoices topic, the invoice plus every
+adjustment of it must total what `billing.invoicing.period_invoice` prices from
+that state. A difference is reported
 with the customer, the period and both amounts.
 
 Run it when the worker has caught up (consumer lag 0), like `reconcile` itself.
@@ -23,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
 
+from billing.admission import same_payload
 from billing.catalog import Catalog
 from billing.events import Event, Invoice
 from billing.invoicing import period_invoice
@@ -68,8 +71,13 @@ def check_against_live(
     refused = 0
     for customer_id, items in events.items():
         state = new_state(customer_id)
+        kept: dict[str, list[Event]] = {}
         for _, _, _, event in sorted(items, key=lambda x: (x[0], x[1], x[2])):
-            state, effects = apply(state, event, catalog)
+            earlier = kept.setdefault(event.event_id, [])
+            if any(same_payload(e, event) for e in earlier):
+                continue  # a copy the worker deduplicated
+            earlier.append(event)
+            state, effects = apply(state, event, catalog, remember=False)
             refused += effects.rejection is not None
         states[customer_id] = state
     billed = _billed(log, codec, invoices_topic)
