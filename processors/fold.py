@@ -10,9 +10,10 @@ Per message (docs/ARCHITECTURE.md, "Admission"):
 4. `billing.ledger.apply` (without the core's own id memory: admission decided);
    an exception there dead-letters the one event (`internal_error`);
 5. collect the new record, the seen entry and the effects.
-A customer whose watermark moved is written (with a snapshot) even if nothing was
-applied, so the watermark (which decides lateness and dedupe expiry) survives a
-restart and the latest snapshot is the same whatever the batches were.
+A customer whose watermark moved is written even if nothing was applied, so the
+watermark (which decides lateness and dedupe expiry) survives a restart; a
+snapshot is emitted for customers with an applied event, as of the latest event
+time the state applied, so the latest snapshot is the same whatever the batches.
 After the batch, each changed customer's state is pruned to the periods the
 lateness limit can still reach (`ledger.prune`), so its size stays bounded; the
 pruned periods are exactly those the admission rules refuse, so pruning never
@@ -183,6 +184,8 @@ class BatchFolder:
         broken: list[str] = []
         for customer_id, (_, record) in batch.out.customers.items():
             record.state = self._settle(record)
+            if customer_id not in batch.changed:
+                continue  # only its watermark moved: the snapshot would be the same
             try:
                 snapshot = self._state_bytes(self._snapshot(record))
             except Exception:  # see the module docstring: found and dead-lettered next
@@ -245,6 +248,7 @@ class BatchFolder:
         record.state = new_state
         record.offsets[position] = message.offset
         batch.out.customers[customer_id] = (message.partition, record)
+        batch.changed.add(customer_id)
         entry = SeenEntry(
             digest, message.topic, message.partition, message.offset, customer_id, event_ms
         )
@@ -267,17 +271,15 @@ class BatchFolder:
     # ---------------------------------------------------------------- outputs
 
     def _snapshot(self, record: CustomerRecord) -> CustomerStateChanged:
-        """The customer as of its latest event time (usage watermark or the latest
-        event the state applied, account events included)."""
-        as_of_ms = record.watermark_ms or 0
+        """The customer as of the latest event time its state applied (account events
+        included): a function of the state alone, so the latest snapshot is the same
+        whatever the batches were (the watermark also moves on rejected usage)."""
         updated = record.state.updated_at
-        if updated is not None:
-            as_of_ms = max(as_of_ms, to_ms(updated))
         return ledger.snapshot(
             record.state,
             self._catalog,
             source_offsets=record.offsets,
-            as_of=ms_to_datetime(as_of_ms),
+            as_of=updated if updated is not None else ms_to_datetime(0),
         )
 
     def _dead_letter(self, message: SourceMessage, rej: Rejection, batch: _Batch) -> None:
@@ -317,6 +319,7 @@ class _Batch:
     def __init__(self, view: RecordView) -> None:
         self.view = view
         self.out = BatchResult()
+        self.changed: set[str] = set()  # customers with an event applied: a snapshot each
         self._loaded: dict[str, CustomerRecord] = {}
 
     def customer(self, customer_id: str, partition: int) -> CustomerRecord:
