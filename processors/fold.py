@@ -246,7 +246,7 @@ class BatchFolder:
             try:
                 value = convert.from_avro(name, record)
             except convert.InvalidField as exc:
-                raise Rejection(RejectReason.INVALID_FIELD, str(exc)) from exc
+                raise Rejection(RejectReason(exc.reason), str(exc)) from exc
         expected_usage = message.topic == self._topics.usage
         event = cast(Event, value)
         if not isinstance(value, _EVENT_TYPES) or isinstance(event, UsageRecorded) != (

@@ -62,7 +62,7 @@ def test_the_caller_context_is_restored_and_never_used(catalog: Catalog) -> None
 
     with decimal.localcontext(decimal.Context(prec=5)) as caller:
         state, _ = fold(catalog, [SubscriptionStarted("s", "c", START, "starter")])
-        state, effects = apply(state, usage("c", "tokens", MAX, t(2026, 1, 2)), catalog)
+        state, effects = apply(state, usage("c", "tokens", str(MAX), t(2026, 1, 2)), catalog)
         assert decimal.getcontext() is caller
     assert effects.rejection is None
     assert state.last is not None and str(state.last.usage["tokens"]) == str(MAX)  # 30 digits
