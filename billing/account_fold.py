@@ -40,7 +40,7 @@ from billing.fold import (
 )
 from billing.invoicing import purchase_invoice
 from billing.pricing import LineItem
-from billing.rating import Unrateable
+from billing.rating import Unrateable, out_of_range
 from billing.state import CustomerState
 
 ZERO = Decimal(0)
@@ -147,6 +147,7 @@ def _granted(state: CustomerState, e: CreditsGranted, catalog: Catalog) -> Resul
         raise Unrateable(RejectReason.INVALID_FIELD, f"plan {plan.id!r} does not use credits")
     if not e.credits.is_finite() or e.credits < 0:
         raise Unrateable(RejectReason.INVALID_FIELD, f"credits {e.credits} must be >= 0")
+    out_of_range("credits", e.credits)
     if e.expires_at is not None and e.expires_at.tzinfo is None:
         raise Unrateable(RejectReason.INVALID_FIELD, "expires_at must be timezone-aware")
     new = state.copy()
@@ -170,6 +171,7 @@ def _wallet(
         )
     if not e.amount.is_finite():
         raise Unrateable(RejectReason.INVALID_FIELD, f"amount {e.amount} is not finite")
+    out_of_range("amount", e.amount)
     new_rec = rec.copy()
     new_rec.topped = rec.topped + e.amount
     new = state.copy()

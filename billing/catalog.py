@@ -113,6 +113,7 @@ class Catalog:
 
 def parse_catalog(data: Mapping[str, Any]) -> Catalog:
     """Validate plain data into a `Catalog`; `CatalogError` lists every problem."""
+    from billing.bounds import exact_context
     from billing.catalog_parse import parse
 
-    return parse(data)
+    return exact_context(parse)(data)

@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any
 
+from billing import bounds as number_bounds
 from billing.catalog import (
     DEFAULT_THRESHOLDS,
     MODELS,
@@ -55,8 +56,9 @@ class _Problems:
 def _number(
     value: Any, where: str, field: str, p: _Problems, *, what: str = "price", positive: bool = False
 ) -> Decimal | None:
-    """A non-negative Decimal from an int or a decimal string; floats are refused
-    because YAML floats are binary approximations of what the author wrote."""
+    """A non-negative Decimal from an int or a decimal string, within the bounds of
+    `billing.bounds`; floats are refused because YAML floats are binary
+    approximations of what the author wrote."""
     if isinstance(value, bool) or not isinstance(value, int | str):
         hint = " (write it as a quoted decimal string)" if isinstance(value, float) else ""
         p.add(where, field, f"{what} must be an integer or a decimal string, got {value!r}{hint}")
@@ -71,6 +73,10 @@ def _number(
         return None
     if d < 0:
         p.add(where, field, f"negative {what} {value}")
+        return None
+    beyond = number_bounds.problem(d)
+    if beyond is not None:  # the bounds of billing.bounds, like every input number
+        p.add(where, field, f"{what} {beyond}")
         return None
     if positive and d == 0:
         p.add(where, field, f"{what} must be greater than zero")

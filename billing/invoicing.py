@@ -7,7 +7,8 @@ digests of what the invoice bills, so recomputing gives the same id:
 - purchase invoice: the purchase event id;
 - adjustment: the adjusted invoice id and the recomputed invoice's content.
 An invoice is issued at its period end (purchases: at the purchase time), so
-invoices are byte-identical across reruns.
+invoices are byte-identical across reruns. The public functions compute in
+`billing.bounds.CONTEXT`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from billing.bounds import exact_context
 from billing.catalog import Catalog, Plan
 from billing.errors import BillingError
 from billing.events import Invoice, InvoiceKind, InvoiceLine
@@ -62,6 +64,7 @@ def purchase_invoice_id(event_id: str) -> str:
     return "inv_" + _digest("purchase", event_id)
 
 
+@exact_context
 def finalize(
     items: Sequence[LineItem],
     cur: Currency,
@@ -100,6 +103,7 @@ def _base_fee_line(plan: Plan) -> InvoiceLine:
     return line
 
 
+@exact_context
 def purchase_invoice(
     *,
     customer_id: str,
@@ -186,6 +190,7 @@ def _usage_items(
     return items, feats
 
 
+@exact_context
 def period_invoice(
     state: CustomerState, catalog: Catalog, period_start: datetime
 ) -> Invoice | None:
@@ -246,6 +251,7 @@ def _line_key(line: InvoiceLine) -> tuple[str, str | None]:
     return line.description, line.feature_id
 
 
+@exact_context
 def adjustment(issued: Invoice, recomputed: Invoice) -> Invoice | None:
     """InvoiceAdjusted billing `recomputed - issued`, line by line, or None if equal.
 

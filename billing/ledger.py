@@ -14,18 +14,23 @@ A caller that deduplicates by itself may drop the memory altogether with
 `forget_ids(state)` (and store states with `state_to_dict(s, remember_ids=False)`).
 
 Rejections are values: `Effects.rejection` carries the reason code and a detail.
+
+Every public function here computes in `billing.bounds.CONTEXT` (exact arithmetic
+on numbers within the documented bounds, whatever the caller's decimal context);
+a number beyond them is rejected as `out_of_range`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, setcontext
 from typing import TypeVar
 
 from billing.account_fold import fold_account
+from billing.bounds import enter, exact_context
 from billing.catalog import Catalog
-from billing.events import CustomerStateChanged, Event, RejectReason, UsageRecorded
+from billing.events import AccountEvent, CustomerStateChanged, Event, RejectReason, UsageRecorded
 from billing.fold import DUPLICATE, Effects, rejection, wallet_closes
 from billing.invoicing import period_invoice
 from billing.periods import period_of
@@ -56,64 +61,72 @@ def apply(
     state: CustomerState, event: Event, catalog: Catalog, *, remember: bool = True
 ) -> tuple[CustomerState, Effects]:
     """One event folded into one customer's state. Never raises for bad events.
+    Computes in `billing.bounds.CONTEXT`, switched by hand (`enter`): the hot path.
 
     `remember=False`: the caller decided admission (`billing.admission`: dedupe,
     lateness) and the state keeps no memory of ids; the result is then the same
     whatever the caller's batches were (the fold worker, the close, simulate)."""
-    entry = state.seen.entries.get(event.event_id) if remember else None
-    if entry is not None and entry[1] < state.seq:
-        if same_payload(entry[0], event):
-            return state, DUPLICATE
-        return state, rejection(
-            RejectReason.DUPLICATE_CONFLICT,
-            f"event_id {event.event_id!r} was applied before with another payload",
-            event.event_id,
-            event.customer_id,
-        )
-    if event.customer_id != state.customer_id:
-        return state, rejection(
-            RejectReason.INVALID_FIELD,
-            f"event for {event.customer_id!r} applied to the state of {state.customer_id!r}",
-            event.event_id,
-            event.customer_id,
-        )
-    at = event.timestamp
-    if at.tzinfo is None:
-        return state, rejection(
-            RejectReason.INVALID_FIELD, "timestamp is not timezone-aware",
-            event.event_id, event.customer_id,
-        )  # fmt: skip
-    horizon = state.acct.horizon
-    if horizon is not None and at < horizon:
-        return state, rejection(
-            RejectReason.TOO_LATE,
-            f"periods before {horizon.isoformat()} are closed and pruned",
-            event.event_id,
-            event.customer_id,
-        )
+    old = enter()
     try:
-        if type(event) is UsageRecorded:
-            new, effects, rec = fold_usage(state, event, catalog)
-            period_start = rec.start
+        entry = state.seen.entries.get(event.event_id) if remember else None
+        if entry is not None and entry[1] < state.seq:
+            if same_payload(entry[0], event):
+                return state, DUPLICATE
+            return state, rejection(
+                RejectReason.DUPLICATE_CONFLICT,
+                f"event_id {event.event_id!r} was applied before with another payload",
+                event.event_id,
+                event.customer_id,
+            )
+        if event.customer_id != state.customer_id:
+            return state, rejection(
+                RejectReason.INVALID_FIELD,
+                f"event for {event.customer_id!r} applied to the state of {state.customer_id!r}",
+                event.event_id,
+                event.customer_id,
+            )
+        at = event.timestamp
+        if at.tzinfo is None:
+            return state, rejection(
+                RejectReason.INVALID_FIELD, "timestamp is not timezone-aware",
+                event.event_id, event.customer_id,
+            )  # fmt: skip
+        horizon = state.acct.horizon
+        if horizon is not None and at < horizon:
+            return state, rejection(
+                RejectReason.TOO_LATE,
+                f"periods before {horizon.isoformat()} are closed and pruned",
+                event.event_id,
+                event.customer_id,
+            )
+        try:
+            if type(event) is UsageRecorded:
+                new, effects, rec = fold_usage(state, event, catalog)
+                period_start = rec.start
+            else:
+                account: AccountEvent = event  # type: ignore[assignment]
+                new, effects, period_start = fold_account(state, account, catalog)
+        except Unrateable as bad:
+            return state, rejection(bad.reason, bad.detail, event.event_id, event.customer_id)
+        if new.updated_at is None or at > new.updated_at:
+            new.updated_at = at
+        log = new.seen
+        if not remember:
+            if log.head == new.seq:
+                log.head = new.seq + 1
+            new.seq += 1
+        elif log.head == new.seq:  # `new` extends the log's lineage: append in place
+            log.entries[event.event_id] = (event, new.seq, period_start)
+            new.seq = log.head = new.seq + 1
         else:
-            new, effects, period_start = fold_account(state, event, catalog)  # type: ignore[arg-type]
-    except Unrateable as bad:
-        return state, rejection(bad.reason, bad.detail, event.event_id, event.customer_id)
-    if new.updated_at is None or at > new.updated_at:
-        new.updated_at = at
-    log = new.seen
-    if not remember:
-        if log.head == new.seq:
-            log.head = new.seq + 1
-        new.seq += 1
-    elif log.head == new.seq:  # `new` extends the log's lineage: append in place
-        log.entries[event.event_id] = (event, new.seq, period_start)
-        new.seq = log.head = new.seq + 1
-    else:
-        new.remember(event.event_id, event, period_start)
-    return new, effects
+            new.remember(event.event_id, event, period_start)
+        return new, effects
+    finally:
+        if old is not None:
+            setcontext(old)
 
 
+@exact_context
 def prune(state: CustomerState, before: datetime) -> CustomerState:
     """Forget periods that ended at or before `before` (their invoices are issued
     and no adjustment will be computed for them any more). Events older than the
@@ -167,6 +180,7 @@ def _keep_from(
     return tuple(before[-1:] + [x for x in timeline if x[0] >= horizon])
 
 
+@exact_context
 def snapshot(
     state: CustomerState,
     catalog: Catalog,

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
+from billing.bounds import exact_context
 from billing.errors import CurrencyError
 
 ZERO = Decimal(0)
@@ -127,6 +128,7 @@ def round_half_up(amount: Decimal, cur: Currency) -> Decimal:
     return cur.round(amount)
 
 
+@exact_context
 def allocate(total: Decimal, weights: Sequence[Decimal], cur: Currency) -> list[Decimal]:
     """Split `total` (already a whole number of minor units) across `weights`.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
+from billing.bounds import LIMIT, problem
 from billing.catalog import FeaturePrice, Plan
 from billing.events import RejectReason, UsageRecorded
 from billing.pricing.per_token import PerToken, TokenRate
@@ -31,7 +32,25 @@ def check_quantity(event: UsageRecorded) -> Decimal:
         raise Unrateable(RejectReason.INVALID_FIELD, f"quantity {q!r} is not a finite decimal")
     if q < ZERO:
         raise Unrateable(RejectReason.NEGATIVE_QUANTITY, f"quantity {q} is negative")
+    out_of_range("quantity", q)
     return q
+
+
+def out_of_range(field: str, value: Decimal) -> None:
+    """`Unrateable(out_of_range)` naming `field` when `value` is beyond the bounds of
+    `billing.bounds` (refused by every door; a value that still reaches the core
+    must not break its arithmetic)."""
+    found = problem(value)
+    if found is not None:
+        raise Unrateable(RejectReason.OUT_OF_RANGE, f"{field}: {found}")
+
+
+def _in_range(name: str, count: Decimal) -> Decimal:
+    """A finite token count beyond the bounds is `out_of_range` (before any
+    arithmetic on it); NaN and infinities stay `token_breakdown`."""
+    if count.is_finite() and not -LIMIT < count < LIMIT:
+        out_of_range(f"properties[{name!r}]", count)
+    return count
 
 
 def feature_price(plan: Plan, feature_id: str) -> FeaturePrice:
@@ -54,7 +73,7 @@ def _token_count(properties: Mapping[str, str], name: str) -> Decimal:
     if raw is None:
         raise Unrateable(RejectReason.TOKEN_BREAKDOWN, f"property {name!r} is missing")
     try:
-        return Decimal(raw)
+        return _in_range(name, Decimal(raw))
     except (InvalidOperation, TypeError, ValueError):
         raise Unrateable(RejectReason.TOKEN_BREAKDOWN, f"{name}={raw!r} is not a number") from None
 
@@ -69,8 +88,8 @@ def token_breakdown(
     property such as `model` (`invalid_field` otherwise)."""
     props = event.properties
     try:  # the hot path: both present and numeric
-        i = Decimal(props["input_tokens"])
-        o = Decimal(props["output_tokens"])
+        i = _in_range("input_tokens", Decimal(props["input_tokens"]))
+        o = _in_range("output_tokens", Decimal(props["output_tokens"]))
     except (KeyError, InvalidOperation, TypeError, ValueError):
         i = _token_count(props, "input_tokens")
         o = _token_count(props, "output_tokens")

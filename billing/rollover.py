@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from billing.bounds import exact_context
 from billing.catalog import Catalog
 from billing.events import AlertRaised, AlertResolved
 from billing.fold import NO_EFFECTS, Effects, locate, plan_of, put_record
@@ -44,6 +45,7 @@ __all__ = ["advance"]
 Alert = AlertRaised | AlertResolved
 
 
+@exact_context
 def advance(state: CustomerState, at: datetime, catalog: Catalog) -> tuple[CustomerState, Effects]:
     """The state as of `at`: every period that ended by `at` rolled over, as the first
     event at `at` would roll it, with no usage applied. Returns `state` itself and no

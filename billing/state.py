@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Generic, Literal, TypeVar, overload
 
+from billing.bounds import exact_context
 from billing.events import Event
 
 ZERO = Decimal(0)
@@ -273,6 +274,7 @@ class CustomerState:
                 current = plan_id
         return current
 
+    @exact_context
     def credits_remaining(self, at: datetime | None = None) -> Decimal:
         grants = self.grants
         if len(grants) == 1 and grants[0][0] is None:

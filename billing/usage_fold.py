@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from billing import alerts as al
+from billing.bounds import LIMIT
 from billing.catalog import Catalog, FeaturePrice, Plan
 from billing.events import AlertRaised, AlertResolved, UsageRecorded
 from billing.fold import (
@@ -46,7 +47,7 @@ Folded = tuple[CustomerState, Effects, PeriodRecord]
 
 def fold_usage(state: CustomerState, event: UsageRecorded, catalog: Catalog) -> Folded:
     quantity = event.quantity
-    if not quantity.is_finite() or quantity < ZERO:
+    if not quantity.is_finite() or quantity < ZERO or quantity >= LIMIT:
         check_quantity(event)  # raises with the right reason
     rec = state.last
     at = event.timestamp
@@ -85,7 +86,8 @@ def _accumulate(
         i, o = Decimal(props["input_tokens"]), Decimal(props["output_tokens"])
         key = props[tokens.property]
         rate = tokens.rates[key]
-        valid = i + o == q and i >= ZERO and o >= ZERO  # NaN/inf never sum to q
+        # Bounded by q before adding (no overflow); NaN raises InvalidOperation here.
+        valid = ZERO <= i <= q and ZERO <= o <= q and i + o == q
     except (KeyError, InvalidOperation, TypeError, ValueError):
         valid = False
     if not valid:  # the checked path: raises with the precise reason

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-DecimalText = Annotated[str, Field(pattern=r"^\d{1,18}(\.\d{1,18})?$", examples=["12.5"])]
-SignedDecimalText = Annotated[str, Field(pattern=r"^-?\d{1,18}(\.\d{1,18})?$")]
+from billing import bounds
+
+# The bounds of billing.bounds: at most 18 digits before the point and 12 after.
+DecimalText = Annotated[str, Field(pattern=r"^\d{1,18}(\.\d{1,12})?$", examples=["12.5"])]
+SignedDecimalText = Annotated[str, Field(pattern=r"^-?\d{1,18}(\.\d{1,12})?$")]
+BoundedInt = Annotated[StrictInt, Field(ge=0, le=10**18 - 1)]
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
 MAX_BATCH = 1000
 
@@ -25,11 +29,20 @@ class UsageIn(Strict):
     event_id: Id
     customer_id: Id
     feature_id: Id
-    quantity: DecimalText | Annotated[StrictInt, Field(ge=0)]
+    quantity: DecimalText | BoundedInt
     timestamp: AwareDatetime
     properties: dict[str, Annotated[str, Field(max_length=500)]] = Field(
         default_factory=dict, max_length=50
     )
+
+    @field_validator("properties")
+    @classmethod
+    def _token_counts_within_bounds(cls, value: dict[str, str]) -> dict[str, str]:
+        """The token counts rating reads as numbers stay within `billing.bounds`."""
+        found = bounds.property_problem(value)
+        if found is not None:
+            raise ValueError(f"{found[0]}: {found[1]}")
+        return value
 
 
 class SubscriptionIn(Strict):

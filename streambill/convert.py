@@ -77,10 +77,11 @@ from streambill.convert_outputs import (
     to_avro_invoice_line,
     to_avro_period_closed,
 )
-from streambill.wire import InvalidField
+from streambill.wire import InvalidField, OutOfRange
 
 __all__ = [
     "InvalidField",
+    "OutOfRange",
     "WireValue",
     "decode_value",
     "encode_value",

@@ -18,7 +18,8 @@ from billing.events import (
 )
 from streambill.wire import (
     InvalidField,
-    dec_from,
+    bounded_dec_from,
+    bounded_properties,
     dec_to,
     int_from,
     int_to,
@@ -69,9 +70,9 @@ def from_avro_usage_recorded(r: Mapping[str, Any]) -> UsageRecorded:
         event_id=str_from(r, "event_id"),
         customer_id=str_from(r, "customer_id"),
         feature_id=str_from(r, "feature_id"),
-        quantity=dec_from(r, "quantity"),
+        quantity=bounded_dec_from(r, "quantity"),
         timestamp=time_from(r, "timestamp"),
-        properties=str_map_from(r, "properties"),
+        properties=bounded_properties(str_map_from(r, "properties")),
     )
 
 
@@ -133,7 +134,7 @@ def to_avro_credits_granted(e: CreditsGranted) -> Record:
 def from_avro_credits_granted(r: Mapping[str, Any]) -> CreditsGranted:
     return CreditsGranted(
         **_head_from(r),
-        credits=dec_from(r, "credits"),
+        credits=bounded_dec_from(r, "credits"),
         expires_at=opt_time_from(r, "expires_at"),
     )
 
@@ -144,7 +145,7 @@ def to_avro_wallet_deposited(e: WalletDeposited) -> Record:
 
 def from_avro_wallet_deposited(r: Mapping[str, Any]) -> WalletDeposited:
     return WalletDeposited(
-        **_head_from(r), amount=dec_from(r, "amount"), currency=str_from(r, "currency")
+        **_head_from(r), amount=bounded_dec_from(r, "amount"), currency=str_from(r, "currency")
     )
 
 
@@ -160,7 +161,7 @@ def to_avro_balance_adjusted(e: BalanceAdjusted) -> Record:
 def from_avro_balance_adjusted(r: Mapping[str, Any]) -> BalanceAdjusted:
     return BalanceAdjusted(
         **_head_from(r),
-        amount=dec_from(r, "amount"),
+        amount=bounded_dec_from(r, "amount"),
         currency=str_from(r, "currency"),
         reason=str_from(r, "reason", empty_ok=True),
     )

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from billing import bounds
 from billing.events import UsageRecorded
 from streambill.wire import MAX_DECIMAL_CHARS, to_millis
 
@@ -42,7 +43,8 @@ def identifier(value: object, field: str) -> str:
 
 def decimal_text(value: object, field: str, *, positive: bool = False) -> str:
     """The wire string of a non-negative (or strictly positive) int, Decimal or decimal
-    string. Floats (and bools) are refused: binary floating point is not exact."""
+    string within the bounds of `billing.bounds`. Floats (and bools) are refused:
+    binary floating point is not exact."""
     if isinstance(value, str) and _PLAIN_DECIMAL.fullmatch(value):
         text = value  # the common case, already in wire form
     elif isinstance(value, bool | float):
@@ -61,7 +63,7 @@ def decimal_text(value: object, field: str, *, positive: bool = False) -> str:
         raise ValidationError(field, f"must not be negative, got {text}")
     if positive and Decimal(text) == 0:
         raise ValidationError(field, "must be greater than zero")
-    return text
+    return _bounded(text, field)
 
 
 def signed_decimal_text(value: object, field: str) -> str:
@@ -75,6 +77,14 @@ def signed_decimal_text(value: object, field: str) -> str:
     text = _parse_decimal(value, field)
     if Decimal(text) == 0:
         raise ValidationError(field, "must not be zero")
+    return _bounded(text, field)
+
+
+def _bounded(text: str, field: str) -> str:
+    """`text` if its number is within the bounds of `billing.bounds`."""
+    found = bounds.problem(Decimal(text))
+    if found is not None:
+        raise ValidationError(field, found)
     return text
 
 
@@ -112,7 +122,8 @@ def event_millis(value: object, field: str = "timestamp") -> int:
 
 
 def properties(value: object) -> Mapping[str, str]:
-    """Free-form event dimensions: string keys, string values."""
+    """Free-form event dimensions: string keys, string values; the token counts
+    (`billing.bounds.NUMERIC_PROPERTIES`), when numbers, within the bounds."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -124,6 +135,9 @@ def properties(value: object) -> Mapping[str, str]:
             raise ValidationError(
                 f"properties[{key!r}]", f"values must be strings, got {type(item).__name__}"
             )
+    found = bounds.property_problem(value)
+    if found is not None:
+        raise ValidationError(*found)
     return value
 
 

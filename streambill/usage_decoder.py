@@ -10,7 +10,8 @@ without the intermediate dict.
 It only takes the common, valid case and answers None for everything else: another
 schema or fingerprint, a current schema whose Parsing Canonical Form is not
 `LAYOUT` (then it is switched off for good), a map written in sized blocks, a
-varint longer than 9 bytes, an empty id, a quantity that is not a plain decimal,
+varint longer than 9 bytes, an empty id, a quantity that is not a plain decimal
+within the bounds of `billing.bounds` (nor may the numeric properties exceed them),
 truncated or trailing bytes, invalid UTF-8. The caller then takes the general path,
 which decodes what it can and raises the precise `DecodeError` / `InvalidField` for
 the rest. So the fast path never decides an error, and cannot disagree with the
@@ -30,10 +31,11 @@ from decimal import Decimal
 
 from fastavro.schema import to_parsing_canonical_form
 
+from billing.bounds import NUMERIC_PROPERTIES
 from billing.events import UsageRecorded
 from streambill.codec import HEADER_SIZE, MAGIC, Codec
 from streambill.usage_wire import LAYOUT, USAGE_RECORDED
-from streambill.wire import InvalidField, parse_decimal
+from streambill.wire import InvalidField, bounded, bounded_properties, parse_decimal
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CACHE_SIZE = 65_536
@@ -75,6 +77,7 @@ def _length(data: bytes, pos: int) -> tuple[int, int]:
     return start, end
 
 
+_NUMERIC = frozenset(NUMERIC_PROPERTIES)
 _FIELDS = ("event_id", "customer_id", "feature_id", "quantity", "timestamp", "properties")
 Make = Callable[[str, str, str, Decimal, datetime, dict[str, str]], UsageRecorded]
 
@@ -119,6 +122,7 @@ class UsageDecoder:
         self.direct = to_parsing_canonical_form(codec.schema(USAGE_RECORDED)) == LAYOUT
         self._strings: dict[bytes, str] = {}
         self._quantities: dict[bytes, Decimal] = {}
+        self._in_range: set[str] = set()
         self._make = _constructor()
 
     def decode(self, data: bytes) -> UsageRecorded | None:
@@ -190,6 +194,8 @@ class UsageDecoder:
             properties, pos = self._properties(data, pos)
         if pos != len(data):
             raise _NotFast  # trailing bytes, or a length past the end
+        if properties and properties.keys() & _NUMERIC:
+            self._numeric(properties)
         return self._make(event_id, customer_id, feature_id, quantity, timestamp, properties)
 
     def _remember_id(self, raw: bytes) -> str:
@@ -204,11 +210,23 @@ class UsageDecoder:
         return text
 
     def _quantity(self, raw: bytes) -> Decimal:
-        value = parse_decimal(raw.decode(), "quantity")  # the general path's own check
+        value = bounded(parse_decimal(raw.decode(), "quantity"), "quantity")  # as the general path
         if len(self._quantities) >= _CACHE_SIZE:
             self._quantities.clear()
         self._quantities[raw] = value  # immutable: safe to share
         return value
+
+    def _numeric(self, properties: dict[str, str]) -> None:
+        """`OutOfRange` (general path decides) for a numeric property beyond the
+        bounds; texts found in range are remembered, like the quantities."""
+        known = self._in_range
+        for name in _NUMERIC:
+            text = properties.get(name)
+            if text is not None and text not in known:
+                bounded_properties({name: text})
+                if len(known) >= _CACHE_SIZE:
+                    known.clear()
+                known.add(text)
 
     def _properties(self, data: bytes, pos: int) -> tuple[dict[str, str], int]:
         """A map of strings in blocks with positive counts, ended by a zero count."""

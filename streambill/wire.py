@@ -3,6 +3,11 @@
 - Decimals travel as strings in plain notation: optional '-', digits, optional '.' and
   digits. No exponent, NaN or Infinity; at most `MAX_DECIMAL_CHARS` characters, so a
   hostile value cannot make `Decimal` arithmetic explode downstream.
+- Numbers of input events (usage quantity, the token counts `input_tokens` and
+  `output_tokens` among its properties, credits, wallet amounts) must also lie within
+  `billing.bounds`: finite, magnitude below 10**18, at most 12 digits after the point.
+  A well-formed number beyond them raises `OutOfRange` (an `InvalidField` with reason
+  "out_of_range"); outputs are not bounded this way.
 - Times are timezone-aware UTC datetimes floored to the millisecond (timestamp-millis).
   A naive datetime is refused: fastavro would read it as local time.
 - Readers (`*_from`) take a decoded record and raise `InvalidField` naming the field
@@ -16,6 +21,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from billing import bounds
 
 MAX_DECIMAL_CHARS = 64
 _DECIMAL_RE = re.compile(r"-?[0-9]+(\.[0-9]+)?")
@@ -32,6 +39,13 @@ class InvalidField(ValueError):
         super().__init__(f"{field}: {detail}")
         self.field = field
         self.detail = detail
+
+
+class OutOfRange(InvalidField):
+    """A well-formed number beyond the bounds of `billing.bounds` in an input event
+    field (reject reason "out_of_range")."""
+
+    reason = "out_of_range"
 
 
 def _path(path: str, name: str) -> str:
@@ -76,6 +90,29 @@ def dec_from(r: Mapping[str, Any], name: str, *, path: str = "") -> Decimal:
 def opt_dec_from(r: Mapping[str, Any], name: str, *, path: str = "") -> Decimal | None:
     value = r.get(name)
     return None if value is None else parse_decimal(value, _path(path, name))
+
+
+def bounded(value: Decimal, field: str) -> Decimal:
+    """`value` if it is within the bounds of `billing.bounds`, else `OutOfRange`."""
+    found = bounds.problem(value)
+    if found is not None:
+        raise OutOfRange(field, found)
+    return value
+
+
+def bounded_dec_from(r: Mapping[str, Any], name: str, *, path: str = "") -> Decimal:
+    """An input event's decimal: `dec_from`, then `bounded`."""
+    field = _path(path, name)
+    return bounded(parse_decimal(r.get(name), field), field)
+
+
+def bounded_properties(values: dict[str, str]) -> dict[str, str]:
+    """`values` unless a numeric property (`billing.bounds.NUMERIC_PROPERTIES`) holds
+    a number beyond the bounds (`OutOfRange` naming it)."""
+    found = bounds.property_problem(values)
+    if found is not None:
+        raise OutOfRange(*found)
+    return values
 
 
 def dec_map_to(values: Mapping[str, Decimal], field: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from billing.bounds import quotient
 from billing.pricing import LineItem, fmt_qty
 from billing.pricing.tiers import ZERO, Tier
 
@@ -34,7 +35,7 @@ class Graduated:
         total = ZERO
         for tier, units in self._portions(quantity):
             total += units * tier.unit_price
-        return total / self.block_size
+        return quotient(total, self.block_size)
 
     def line_items(self, quantity: Decimal, label: str) -> list[LineItem]:
         per = "" if self.block_size == ONE else f" per {fmt_qty(self.block_size)}"
@@ -49,8 +50,8 @@ class Graduated:
                 LineItem(
                     f"{label}, tier {span} at {tier.unit_price}{per}",
                     units,
-                    tier.unit_price / self.block_size,
-                    units * tier.unit_price / self.block_size,
+                    quotient(tier.unit_price, self.block_size),
+                    quotient(units * tier.unit_price, self.block_size),
                 )
             )
         return items

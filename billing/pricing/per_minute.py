@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from billing.bounds import quotient
 from billing.pricing import LineItem
 from billing.pricing.per_unit import PerUnit
 
@@ -30,4 +31,6 @@ class PerMinute:
             desc = f"{label}, started minutes at {self.price_per_minute} per minute"
             return [LineItem(desc, minutes, self.price_per_minute, self.amount(quantity))]
         desc = f"{label} in seconds at {self.price_per_minute} per minute"
-        return [LineItem(desc, quantity, self.price_per_minute / SIXTY, self.amount(quantity))]
+        return [
+            LineItem(desc, quantity, quotient(self.price_per_minute, SIXTY), self.amount(quantity))
+        ]

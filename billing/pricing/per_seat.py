@@ -2,7 +2,8 @@
 
 The charge for a period is `fee x sum(seats_i x seconds_i) / period_seconds` over
 the segments of constant seat count; one invoice line per segment so the customer
-sees when the count changed.
+sees when the count changed. A non-terminating share of the period is rounded to
+`billing.bounds.QUOTIENT_DIGITS` digits, and so is its product with the fee.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
+from billing.bounds import QUOTIENT, fraction
 from billing.pricing import LineItem
 
 ZERO = Decimal(0)
@@ -50,7 +52,10 @@ def seat_line_items(
     for s, e, seats in segments:
         seconds = Decimal(int((e - s).total_seconds()))
         whole = s == start and e == end
-        quantity = Decimal(seats) if whole else Decimal(seats) * seconds / period_seconds
+        quantity, exact = (
+            (Decimal(seats), True) if whole else fraction(Decimal(seats) * seconds, period_seconds)
+        )
+        amount = quantity * fee if exact else QUOTIENT.multiply(quantity, fee)
         span = "" if whole else f" from {s.isoformat()} to {e.isoformat()}"
-        items.append(LineItem(f"{seats} seat(s){span}", quantity, fee, quantity * fee))
+        items.append(LineItem(f"{seats} seat(s){span}", quantity, fee, amount))
     return items

@@ -10,10 +10,12 @@ order the events came in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, Inexact, localcontext
+from operator import mul
 
+from billing.bounds import QUOTIENT, fraction, quotient
 from billing.pricing import LineItem, fmt_qty
 
 ZERO = Decimal(0)
@@ -51,7 +53,7 @@ class PerToken:
         unit = rate.per_token
         if unit is not None:
             return input_tokens * unit[0] + output_tokens * unit[1]
-        return (input_tokens * rate.input + output_tokens * rate.output) / self.per
+        return quotient(input_tokens * rate.input + output_tokens * rate.output, self.per)
 
     def amount(self, buckets: Mapping[str, tuple[Decimal, Decimal]], included: Decimal) -> Decimal:
         """Price of a period's (input, output) tokens per property value."""
@@ -62,7 +64,7 @@ class PerToken:
     ) -> list[LineItem]:
         total = sum((i + o for i, o in buckets.values()), ZERO)
         items: list[LineItem] = []
-        factor = Decimal(1)
+        factor, exact = Decimal(1), True
         if included > 0:
             free = min(total, included)
             items.append(
@@ -70,7 +72,9 @@ class PerToken:
             )
             if total <= included:
                 return items
-            factor = (total - included) / total
+            factor, exact = fraction(total - included, total)
+        # An inexact billable fraction keeps the products at its precision.
+        times: Callable[[Decimal, Decimal], Decimal] = mul if exact else QUOTIENT.multiply
         for key in sorted(buckets):
             rate = self.rates[key]
             for direction, count, price in (
@@ -79,14 +83,14 @@ class PerToken:
             ):
                 if count == 0:
                     continue
-                billable = count * factor
+                billable = times(count, factor)
                 items.append(
                     LineItem(
                         f"{label} {self.property}={key} {direction}"
                         f" at {price} per {fmt_qty(self.per)}",
                         billable,
-                        price / self.per,
-                        billable * price / self.per,
+                        quotient(price, self.per),
+                        quotient(times(billable, price), self.per),
                     )
                 )
         return items

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
+from billing.bounds import quotient
 from billing.pricing import LineItem, fmt_qty
 
 ONE = Decimal(1)
@@ -25,13 +26,13 @@ class PerUnit:
         """Billable blocks: exact fraction (pro rata) or started blocks (ceiling)."""
         if self.per_started_block:
             return (quantity / self.block_size).to_integral_value(rounding=ROUND_CEILING)
-        return quantity / self.block_size
+        return quotient(quantity, self.block_size)
 
     def amount(self, quantity: Decimal) -> Decimal:
         if self.per_started_block:
             return self.blocks(quantity) * self.unit_price
         # Multiply first, divide once: exact whenever the block is a power of ten.
-        return quantity * self.unit_price / self.block_size
+        return quotient(quantity * self.unit_price, self.block_size)
 
     def line_items(self, quantity: Decimal, label: str) -> list[LineItem]:
         if self.block_size == ONE:
@@ -45,7 +46,7 @@ class PerUnit:
             LineItem(
                 f"{label} at {per}",
                 quantity,
-                self.unit_price / self.block_size,
+                quotient(self.unit_price, self.block_size),
                 self.amount(quantity),
             )
         ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from billing.bounds import quotient
 from billing.pricing import LineItem, fmt_qty
 from billing.pricing.tiers import ZERO, Tier
 
@@ -30,7 +31,7 @@ class Volume:
     def amount(self, quantity: Decimal) -> Decimal:
         if quantity <= ZERO:
             return ZERO
-        return quantity * self.tier_for(quantity).unit_price / self.block_size
+        return quotient(quantity * self.tier_for(quantity).unit_price, self.block_size)
 
     def line_items(self, quantity: Decimal, label: str) -> list[LineItem]:
         tier = self.tier_for(quantity)
@@ -39,7 +40,7 @@ class Volume:
             LineItem(
                 f"{label}, volume rate {tier.unit_price}{per}",
                 quantity,
-                tier.unit_price / self.block_size,
+                quotient(tier.unit_price, self.block_size),
                 self.amount(quantity),
             )
         ]

@@ -356,3 +356,35 @@ def test_openapi_is_served(client: TestClient) -> None:
         ("authorization", "header"),
     }
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        ({"quantity": 123456789012345678901234567890123}, "quantity"),
+        ({"quantity": "123456789012345678901234567890123"}, "quantity"),
+        ({"quantity": "1.0000000000001"}, "quantity"),
+        ({"properties": {"input_tokens": "1" + "0" * 30}}, "input_tokens"),
+    ],
+)
+def test_ingest_answers_422_naming_the_field_for_a_number_beyond_the_bounds(
+    client: TestClient, writer: RecordingWriter, over: dict[str, object], field: str
+) -> None:
+    r = client.post("/v1/usage", json=usage_item("e1", **over), headers=ADMIN)
+    assert r.status_code == 422
+    (error,) = r.json()["errors"]
+    assert any(field in message for message in error["errors"]), error
+    assert writer.calls == []
+    ok = client.post("/v1/usage", json=usage_item("e2", quantity=10**18 - 1), headers=ADMIN)
+    assert ok.status_code == 202
+
+
+def test_deposit_beyond_the_bounds_is_a_4xx_naming_amount(client: TestClient) -> None:
+    body = {
+        "event_id": "d1",
+        "amount": "1234567890123456789.5",
+        "currency": "USD",
+        "timestamp": "2026-11-02T10:00:00Z",
+    }
+    r = client.post("/v1/customers/cus_a/deposits", json=body, headers=ADMIN)
+    assert 400 <= r.status_code < 500 and "amount" in r.text

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from billing import bounds
 from billing.events import Invoice, UsageRecorded
 from streambill.codec import Codec
 from streambill.convert import (
@@ -134,8 +135,9 @@ def test_times_are_floored_to_the_millisecond_and_normalised_to_utc() -> None:
     assert record["timestamp"] == datetime(2025, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)
 
 
+# Any number an input event may carry: within billing.bounds (beyond them, OutOfRange).
 _decimals = st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
-    lambda d: len(format(d, "f")) <= 64
+    lambda d: bounds.problem(d) is None
 )
 _text = st.text(min_size=1, max_size=30)
 
@@ -167,3 +169,27 @@ def test_usage_round_trip_any_value(
 
 
 _CODEC = Codec()
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "value"),
+    [
+        ("streambill.account.v1.CreditsGranted", "credits", "1" + "0" * 18),
+        ("streambill.account.v1.WalletDeposited", "amount", "0.0000000000001"),
+        ("streambill.account.v1.BalanceAdjusted", "amount", "-" + "9" * 40),
+    ],
+)
+def test_input_numbers_beyond_the_bounds_raise_out_of_range(
+    name: str, field: str, value: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from streambill.convert import OutOfRange, from_avro
+
+    record = {
+        "event_id": "e", "customer_id": "c", "timestamp": datetime(2026, 1, 1, tzinfo=UTC),
+        "credits": value, "amount": value, "currency": "USD", "reason": "", "expires_at": None,
+    }  # fmt: skip
+    with pytest.raises(OutOfRange) as err:
+        from_avro(name, record)
+    assert err.value.field == field and err.value.reason == "out_of_range"

@@ -238,3 +238,30 @@ def test_stored_seen_rows_drop_out_of_the_collectors_sight() -> None:
     row = SeenEntry("ab" * 16, "usage-events", 2, 41, "cus_1", 1_700_000_000_000).to_row()
     gc.collect()
     assert not gc.is_tracked(row)
+
+
+def test_a_quantity_beyond_the_bounds_is_an_out_of_range_dead_letter_and_the_rest_applies() -> None:
+    view = View()
+    opened(view)
+    huge = {  # encoded by hand: the SDK and the domain conversion are bypassed
+        "event_id": "e-huge",
+        "customer_id": "c1",
+        "feature_id": "tokens",
+        "quantity": "123456789012345678901234567890123",
+        "timestamp": NOW,
+        "properties": {},
+    }
+    bad = SourceMessage(
+        "u", 0, 1, None, b"c1", codec.encode("streambill.usage.v1.UsageRecorded", huge)
+    )
+    batch = [msg("u", 0, usage("e1", 5)), bad, msg("u", 2, usage("e2", 7))]
+    result = folder.fold(batch, view)
+    assert dict(result.rejected) == {"out_of_range": 1}
+    assert result.counts["applied"] == 2
+    letters = [o for o in result.outputs if o.topic == TOPICS.rejected]
+    _, record = codec.decode(letters[0].value)
+    assert record["reason"] == "out_of_range" and "quantity" in record["detail"]
+    assert record["original"] == bad.value
+    states = [o for o in result.outputs if o.topic == TOPICS.state]
+    _, snapshot = codec.decode(states[-1].value)
+    assert snapshot["usage"] == {"tokens": "12"}

@@ -114,3 +114,26 @@ def test_accepted_quantity_forms(client: UsageClient) -> None:
     for quantity in (0, 1500, Decimal("0.0025"), "12.50", " 7 ", "1e3"):
         assert _report(client, quantity=quantity, timestamp=datetime.now(UTC))
     client._producer.purge()  # nothing from a unit test may linger
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"quantity": 123456789012345678901234567890123}, "quantity"),
+        ({"quantity": "123456789012345678901234567890123"}, "quantity"),
+        ({"quantity": Decimal("1E+30")}, "quantity"),
+        ({"quantity": "0.0000000000001"}, "quantity"),
+        ({"properties": {"input_tokens": "9" * 19}}, "properties['input_tokens']"),
+    ],
+)
+def test_the_sdk_refuses_a_number_beyond_the_bounds_naming_the_field(
+    client: UsageClient, changes: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ValidationError, match="out of range") as err:
+        _report(client, **changes)
+    assert err.value.field == field
+
+
+def test_the_sdk_accepts_the_extremes_within_the_bounds(client: UsageClient) -> None:
+    assert _report(client, quantity="999999999999999999.999999999999")
+    assert _report(client, quantity=10**18 - 1, properties={"input_tokens": "0.000000000001"})

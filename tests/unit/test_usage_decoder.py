@@ -220,3 +220,36 @@ def test_repeated_values_are_shared() -> None:
     b = DECODER.decode(_encode("e2", "cus_7", "tokens", "15", 6, {}))
     assert a is not None and b is not None
     assert a.customer_id is b.customer_id and a.quantity is b.quantity
+
+
+beyond = st.one_of(
+    st.from_regex(r"[1-9][0-9]{18,40}(\.[0-9]{1,12})?", fullmatch=True),  # >= 10**18
+    st.from_regex(r"[0-9]{1,18}\.[0-9]{13,30}", fullmatch=True),  # more than 12 decimals
+)
+within = st.one_of(
+    st.sampled_from(["0", "999999999999999999.999999999999", "0.000000000001"]),
+    st.from_regex(r"[0-9]{1,18}(\.[0-9]{1,12})?", fullmatch=True),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    qty=st.one_of(beyond, within),
+    tokens=st.one_of(st.none(), beyond, within),
+    millis=st.integers(min_value=0, max_value=2**44),
+)
+def test_out_of_range_numbers_fall_back_to_the_general_out_of_range(
+    qty: str, tokens: str | None, millis: int
+) -> None:
+    props = {} if tokens is None else {"model": "small", "input_tokens": tokens}
+    data = _encode("e1", "c1", "tokens", qty, millis, props)
+    fast = _agrees(data)
+    outcome, general = _general(data)
+    out_of_range = any(x is not None and x.split(".")[0].lstrip("0")[18:] for x in (qty, tokens))
+    out_of_range = out_of_range or any(
+        x is not None and "." in x and len(x.split(".")[1]) > 12 for x in (qty, tokens)
+    )
+    if out_of_range:
+        assert fast is None and (outcome, general) == ("error", "out_of_range")
+    else:
+        assert fast is not None and outcome == "ok"

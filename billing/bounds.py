@@ -1,0 +1,170 @@
+"""The documented bounds on every number that enters billing, and the decimal
+context the core computes in.
+
+Bounds (inputs and catalog alike): a number is admitted when it is finite, its
+magnitude is below 10**18 (at most `INTEGER_DIGITS` = 18 digits before the decimal
+point) and it is written with at most `FRACTION_DIGITS` = 12 digits after it
+(exponent >= -12; trailing zeros count, because a Decimal keeps its scale). That
+covers usage quantities, the token counts rating reads from properties
+(`NUMERIC_PROPERTIES`), credits, wallet deposits and balance adjustments, and every
+price, fee, cap, allowance, block size and tier bound of a catalog. Each door (SDK,
+HTTP API, wire decoders, catalog parser) refuses a value beyond them, naming the
+field; the core rejects one that still reaches it as `out_of_range`.
+
+`CONTEXT` is what the core runs in (`exact_context` wraps its public entry points):
+`PRECISION` = 80 significant digits, so sums, differences and products of admitted
+values are exact: a period sum of up to 10**9 quantities (< 10**27, 12 decimals, 39
+digits) times a catalog price (30 digits) has at most 69 digits, a few tiers add one
+or two, and rounding a line to its minor unit needs fewer. InvalidOperation,
+DivisionByZero and Overflow trap, so a value that slipped past the bounds raises at
+the operation instead of silently producing garbage.
+
+Quotients are the exception: a division whose exact result has at most `PRECISION`
+digits (a block of 1,000, a tier divided by a power of ten) is exact; one that does
+not terminate (seats prorated to the second, a block of 60 seconds, the billable
+fraction of a token allowance) is rounded half-even to `QUOTIENT_DIGITS` = 28
+significant digits (`quotient`), and a product taken with such a fraction is kept at
+that precision (`QUOTIENT`), so invoice lines stay short enough for the wire and
+equal what the core computed before it had its own context.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Mapping
+from decimal import (
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    getcontext,
+    setcontext,
+)
+from typing import ParamSpec, TypeVar
+
+INTEGER_DIGITS = 18
+FRACTION_DIGITS = 12
+LIMIT = Decimal(10) ** INTEGER_DIGITS  # admitted: abs(x) < LIMIT
+MIN_EXPONENT = -FRACTION_DIGITS  # admitted: exponent >= MIN_EXPONENT
+PRECISION = 80
+QUOTIENT_DIGITS = 28
+# The properties rating reads as numbers (per-token pricing's breakdown).
+NUMERIC_PROPERTIES = ("input_tokens", "output_tokens")
+
+_TRAPS = [InvalidOperation, DivisionByZero, Overflow]
+CONTEXT = Context(
+    prec=PRECISION, rounding=ROUND_HALF_EVEN, Emin=-999_999, Emax=999_999,
+    capitals=1, clamp=0, flags=[], traps=_TRAPS,
+)  # fmt: skip
+QUOTIENT = Context(
+    prec=QUOTIENT_DIGITS, rounding=ROUND_HALF_EVEN, Emin=-999_999, Emax=999_999,
+    capitals=1, clamp=0, flags=[], traps=_TRAPS,
+)  # fmt: skip
+_EXACT = Context(
+    prec=PRECISION, rounding=ROUND_HALF_EVEN, Emin=-999_999, Emax=999_999,
+    capitals=1, clamp=0, flags=[], traps=[*_TRAPS, Inexact],
+)  # fmt: skip
+
+
+def problem(value: Decimal) -> str | None:
+    """Why `value` is beyond the bounds, or None when it is admitted."""
+    if not isinstance(value, Decimal):
+        return f"expected a decimal number, got {value!r}"
+    if not value.is_finite():
+        return f"must be a finite number, got {value}"
+    if not -LIMIT < value < LIMIT:
+        return f"{value} is out of range: at most {INTEGER_DIGITS} digits before the decimal point"
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < MIN_EXPONENT:
+        return f"{value} is out of range: at most {FRACTION_DIGITS} digits after the decimal point"
+    return None
+
+
+def property_problem(properties: Mapping[str, str]) -> tuple[str, str] | None:
+    """(field, problem) for the first numeric property (`NUMERIC_PROPERTIES`) whose
+    value is a number beyond the bounds, e.g. ("properties['input_tokens']", ...).
+    A value that is not a number at all is left to rating (`token_breakdown`)."""
+    for name in NUMERIC_PROPERTIES:
+        text = properties.get(name)
+        if not isinstance(text, str):
+            continue
+        try:
+            value = Decimal(text)
+        except (InvalidOperation, ValueError):
+            continue
+        found = problem(value)
+        if found is not None and value.is_finite():
+            return f"properties[{name!r}]", found
+    return None
+
+
+def quotient(dividend: Decimal, divisor: Decimal) -> Decimal:
+    """`dividend / divisor`: exact when that fits `PRECISION` digits, else rounded to
+    `QUOTIENT_DIGITS` significant digits. DivisionByZero raises."""
+    try:
+        return _EXACT.divide(dividend, divisor)
+    except Inexact:
+        return QUOTIENT.divide(dividend, divisor)
+
+
+def fraction(dividend: Decimal, divisor: Decimal) -> tuple[Decimal, bool]:
+    """(`quotient(dividend, divisor)`, whether it is exact). A caller multiplying by
+    an inexact one does so in `QUOTIENT`."""
+    try:
+        return _EXACT.divide(dividend, divisor), True
+    except Inexact:
+        return QUOTIENT.divide(dividend, divisor), False
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_local = threading.local()
+
+
+def thread_context() -> Context:
+    """The calling thread's own copy of `CONTEXT` (made on first use). A copy per
+    thread, so no two threads ever share the flags a computation sets."""
+    try:
+        ctx: Context = _local.context
+    except AttributeError:
+        ctx = _local.context = CONTEXT.copy()
+    return ctx
+
+
+def enter() -> Context | None:
+    """Make `thread_context()` current; returns the context to restore with
+    `setcontext`, or None when it was current already (a nested entry point). For a
+    hot entry point that cannot afford `exact_context`'s generic call."""
+    old = getcontext()
+    try:
+        ctx = _local.context
+    except AttributeError:
+        ctx = thread_context()
+    if old is ctx:
+        return None
+    setcontext(ctx)
+    return old
+
+
+def exact_context(fn: Callable[P, R]) -> Callable[P, R]:
+    """`fn` run with `thread_context()` as the current decimal context, and the
+    caller's context restored afterwards (also when `fn` raises). Nested entry
+    points run directly: the context is switched once per outermost call."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        old = getcontext()
+        ctx = thread_context()
+        if old is ctx:
+            return fn(*args, **kwargs)
+        setcontext(ctx)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            setcontext(old)
+
+    return run
