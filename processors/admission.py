@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from billing.admission import AdmissionPolicy, to_ms
+from billing.admission import AdmissionPolicy
 from billing.events import Event, RejectReason, UsageRecorded
 from streambill import convert
 from streambill.codec import Codec, DecodeError
@@ -105,10 +105,6 @@ class Doors:
         ):
             raise Rejection(RejectReason.UNKNOWN_SCHEMA, f"{name} is not accepted on {topic}")
         return event
-
-
-def event_ms(event: Event) -> int:
-    return to_ms(event.timestamp)
 
 
 def policy_from(settings: Settings) -> AdmissionPolicy:

@@ -67,7 +67,7 @@ class GroupResult:
     events_read: int = 0
     duplicates: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
-    undecodable: dict[str, int] = field(default_factory=dict)
+    undecodable: dict[str, int] = field(default_factory=dict)  # refused at the doors
     beyond_horizon: list[str] = field(default_factory=list)
     customers: int = 0
     # Where the time went, one dict per fold (per worker when folded in parallel):

@@ -18,7 +18,6 @@ fingerprint, where it was read, its customer and its event time (for the window)
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,11 +32,6 @@ json_string: Callable[[str], str] = json.encoder.encode_basestring  # "…" with
 def tp_key(topic: str, partition: int) -> str:
     """The "topic/partition" form used in offsets maps and snapshots."""
     return f"{topic}/{partition}"
-
-
-def fingerprint(payload: bytes) -> str:
-    """Payload fingerprint: a retry of the same message has the same bytes."""
-    return hashlib.blake2b(payload, digest_size=16).hexdigest()
 
 
 def ms_to_datetime(ms: int) -> datetime:

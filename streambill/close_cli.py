@@ -140,7 +140,7 @@ def _say(report: CloseReport) -> None:
         f"period {report.month}: {verdict}; {len(report.invoices)} invoice(s) ({totals}),"
         f" {report.sent} sent, {report.already_on_topic} already on the topic;"
         f" {f.events_read:,} events read, {f.customers:,} customers, {f.duplicates} duplicates,"
-        f" rejected {f.rejected or 'none'}, undecodable {f.undecodable or 'none'}"
+        f" rejected {f.rejected or 'none'}, refused at the doors {f.undecodable or 'none'}"
         f" in {report.seconds:.1f}s\n"
     )
     for note in report.notes:

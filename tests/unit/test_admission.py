@@ -15,13 +15,13 @@ from billing import ledger
 from billing.admission import fingerprint, same_payload
 from billing.events import SubscriptionStarted, UsageRecorded
 from processors.close_log import LogRecord, partition_for
-from processors.fold import BatchFolder, BatchResult, FoldPolicy, SourceMessage, Topics
+from processors.fold import BatchFolder, FoldPolicy, SourceMessage, Topics
 from processors.reconcile import reconcile_log
-from processors.records import CustomerRecord, SeenEntry
 from streambill.convert import decode_value, encode_value
 from streambill.partitioner import owner
 from tests.close_support import TOPICS as CLOSE_TOPICS
 from tests.close_support import Harness, load_example_catalog, utc
+from tests.worker_tables import Tables
 
 DAY = 86_400_000
 PARTS = 3
@@ -29,23 +29,6 @@ NOW = utc(2025, 3, 1)
 TOPICS = Topics(CLOSE_TOPICS.usage, CLOSE_TOPICS.account, "t.state", "t.al", "t.inv", "t.rej")
 POLICY = FoldPolicy(35 * DAY, 35 * DAY, 300_000)
 CATALOG = load_example_catalog()
-
-
-class Tables:
-    def __init__(self) -> None:
-        self.customers: dict[str, CustomerRecord] = {}
-        self.seen_ids: dict[str, SeenEntry] = {}
-
-    def customer(self, customer_id: str, partition: int) -> CustomerRecord | None:
-        rec = self.customers.get(customer_id)
-        return None if rec is None else CustomerRecord.from_dict(rec.to_dict())
-
-    def seen(self, key: str, partition: int) -> SeenEntry | None:
-        return self.seen_ids.get(key)
-
-    def commit(self, result: BatchResult) -> None:
-        self.seen_ids.update({k: e for k, (_, e) in result.seen.items()})
-        self.customers.update({c: r for c, (_, r) in result.customers.items()})
 
 
 def folder() -> BatchFolder:

@@ -50,12 +50,12 @@ from processors.fold import BatchFolder, FoldPolicy, SourceMessage, Topics, merg
 from processors.reconcile import read_outputs, reconcile_log
 from processors.reconcile_live import check_against_live
 from processors.reconcile_run import render
-from processors.records import CustomerRecord, SeenEntry
 from streambill.convert import encode_value
 from streambill.partitioner import owner
 from streambill.simulation import simulate
 from tests.close_support import TOPICS as CT
 from tests.close_support import Harness, load_example_catalog, utc
+from tests.worker_tables import Tables
 
 CATALOG = load_example_catalog()
 DAY = 86_400_000
@@ -75,21 +75,6 @@ CUSTOMERS = [
     ("cus_d", "dev-api", "tokens",
      lambda q: {"model": "small", "input_tokens": str(q), "output_tokens": "0"}),
 ]  # fmt: skip
-
-
-class Tables:
-    """The worker's two tables, committed after each batch."""
-
-    def __init__(self) -> None:
-        self.customers: dict[str, CustomerRecord] = {}
-        self.seen_ids: dict[str, SeenEntry] = {}
-
-    def customer(self, customer_id: str, partition: int) -> CustomerRecord | None:
-        rec = self.customers.get(customer_id)
-        return None if rec is None else CustomerRecord.from_dict(rec.to_dict())
-
-    def seen(self, key: str, partition: int) -> SeenEntry | None:
-        return self.seen_ids.get(key)
 
 
 @dataclasses.dataclass(frozen=True)

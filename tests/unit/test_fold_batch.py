@@ -19,29 +19,11 @@ from streambill import convert
 from streambill.catalog_file import load_catalog
 from streambill.codec import Codec
 from streambill.settings import Settings
+from tests.worker_tables import Tables as View
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 TOPICS = Topics("u", "a", "s", "al", "inv", "rej")
 DAY = 86_400_000
-
-
-class View:
-    def __init__(self) -> None:
-        self.customers: dict[str, CustomerRecord] = {}
-        self.seen_ids: dict[str, SeenEntry] = {}
-
-    def customer(self, customer_id: str, partition: int) -> CustomerRecord | None:
-        rec = self.customers.get(customer_id)
-        return None if rec is None else CustomerRecord.from_dict(rec.to_dict())
-
-    def seen(self, event_id: str, partition: int) -> SeenEntry | None:
-        return self.seen_ids.get(event_id)
-
-    def commit(self, result) -> None:  # type: ignore[no-untyped-def]
-        for eid, (_, entry) in result.seen.items():
-            self.seen_ids[eid] = entry
-        for cid, (_, rec) in result.customers.items():
-            self.customers[cid] = rec
 
 
 codec = Codec()

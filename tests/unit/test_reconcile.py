@@ -14,14 +14,14 @@ from billing.events import (
     UsageRecorded,
 )
 from processors.close_log import InMemoryLog, LogRecord
-from processors.fold import BatchFolder, BatchResult, FoldPolicy, SourceMessage, Topics
+from processors.fold import BatchFolder, FoldPolicy, SourceMessage, Topics
 from processors.reconcile import ReconcileReport, reconcile_log
 from processors.reconcile_run import render
-from processors.records import CustomerRecord, SeenEntry
 from streambill import convert
 from streambill.catalog_file import load_catalog
 from streambill.codec import Codec
 from streambill.settings import Settings
+from tests.worker_tables import Tables
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 DAY = 86_400_000
@@ -34,25 +34,6 @@ catalog = load_catalog(Settings().catalog_path)
 def enc(value: object) -> bytes:
     name, record = convert.to_avro(value)  # type: ignore[arg-type]
     return codec.encode(name, record)
-
-
-class Tables:
-    """The worker's two tables, committed after each batch."""
-
-    def __init__(self) -> None:
-        self.customers: dict[str, CustomerRecord] = {}
-        self.seen_ids: dict[str, SeenEntry] = {}
-
-    def customer(self, customer_id: str, partition: int) -> CustomerRecord | None:
-        rec = self.customers.get(customer_id)
-        return None if rec is None else CustomerRecord.from_dict(rec.to_dict())
-
-    def seen(self, event_id: str, partition: int) -> SeenEntry | None:
-        return self.seen_ids.get(event_id)
-
-    def commit(self, result: BatchResult) -> None:
-        self.seen_ids.update({eid: e for eid, (_, e) in result.seen.items()})
-        self.customers.update({cid: r for cid, (_, r) in result.customers.items()})
 
 
 def append(log: InMemoryLog, topic: str, key: bytes | None, value: bytes, ts: int) -> LogRecord:
