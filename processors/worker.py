@@ -5,9 +5,11 @@ One agent (concurrency 1) reads raw bytes from usage-events and account-events
 and keeps two changelog-backed tables:
 
 - `customers`: customer id -> `CustomerRecord` (ledger state + last applied offset
-  per source topic-partition + event-time watermark), one record per customer;
-- `seen`: event id -> `SeenEntry` (fingerprint, source position, customer, event
-  time), pruned once older than `dedupe_window` behind the customer's watermark.
+  per source topic-partition + the customer's usage watermark), one per customer;
+- `seen`: `billing.admission.dedupe_key(customer_id, event_id)` -> `SeenEntry`
+  (canonical fingerprint, source position, customer, event time); an entry more
+  than `dedupe_window` behind its customer's watermark no longer counts
+  (docs/ARCHITECTURE.md, "Admission") and is pruned from time to time.
 
 Why `seen` lives outside the customer record: a customer record holding every id of
 35 days would be rewritten (megabytes) on every batch. A per-event key costs one
@@ -209,9 +211,11 @@ def create_app(
         durable the same way before anything else, see `processors.catch_up`):
           0. messages Faust skipped before this batch's (a range per partition, see
              `processors.catch_up.OffsetOrder`) are read from the log and go first;
-          1. decode and validate every message (bad ones become dead letters);
+          1. the admission doors: decode, key and partition (bad ones become dead
+             letters);
           2. skip what is already applied (offset <= the customer's recorded offset
-             for that topic-partition; or a known event_id seen at another position);
+             for that topic-partition); then the customer rules of
+             `billing.admission.decide` (future, lateness, dedupe by customer and id);
           3. `billing.ledger.apply` (pure), on the fold thread while the loop goes on
              fetching, on top of the batches still in flight (their customer
              records are cached and their seen entries overlaid once folded; a fold
