@@ -163,16 +163,10 @@ def fingerprint(event: Event) -> str:
     mappings sorted by key. Equal events (by value) have equal fingerprints."""
     if type(event) is UsageRecorded:  # the hot path: one string, one digest
         props = event.properties
-        text = "\x1e".join(
-            (
-                "UsageRecorded",
-                event.event_id,
-                event.customer_id,
-                event.feature_id,
-                canonical_decimal(event.quantity),
-                str(to_ms(event.timestamp)),
-                "\x1f".join(f"{k}\x1d{props[k]}" for k in sorted(props)) if props else "",
-            )
+        text = (
+            f"UsageRecorded\x1e{event.event_id}\x1e{event.customer_id}\x1e{event.feature_id}"
+            f"\x1e{canonical_decimal(event.quantity)}\x1e{to_ms(event.timestamp)}\x1e"
+            + ("\x1f".join(map(_pair, sorted(props.items()))) if props else "")
         )
     else:
         parts = [type(event).__name__]
@@ -190,9 +184,15 @@ def same_payload(a: Event, b: Event) -> bool:
     return a == b
 
 
+_pair = "\x1d".join  # (key, value) of a property
+
+
 def canonical_decimal(value: Decimal) -> str:
     """Plain notation without trailing fractional zeros: 12.50 -> 12.5, -0 -> 0.
     Exact for every finite value (no context involved)."""
+    text = str(value)
+    if "E" not in text and "." not in text and text != "-0":
+        return text  # an integer written without exponent: already canonical
     text = format(value, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
