@@ -48,7 +48,9 @@ def _free_port() -> int:
 
 @pytest.fixture
 def running(base: Settings) -> Iterator[Settings]:
-    settings = isolated(base, worker_metrics_port=_free_port())
+    # Infinite usage retention: the events are months old by the broker's clock, and
+    # a 75-day retention would delete them within minutes of their arrival.
+    settings = isolated(base, worker_metrics_port=_free_port(), usage_retention_days=0)
     worker = WorkerProcess(settings)
     worker.start()
     yield settings
@@ -103,7 +105,8 @@ def test_late_usage_after_each_close_is_billed_once_and_too_late_never(
     running: Settings, codec: Codec
 ) -> None:
     settings = running
-    send_with_sdk(settings, [SubscriptionStarted("sub-late", CUSTOMER, at(8, 1), "writer")])
+    start = datetime(2026, 8, 1, tzinfo=UTC)  # periods are calendar months
+    send_with_sdk(settings, [SubscriptionStarted("sub-late", CUSTOMER, start, "writer")])
     caught_up(settings)
     send_with_sdk(settings, [tokens("a1", 150_000, at(8, 10)), tokens("s1", 50_000, at(9, 20))])
     caught_up(settings)
