@@ -84,13 +84,29 @@ def problem(value: Decimal) -> str | None:
     return None
 
 
+def plain_within(text: str) -> bool:
+    """True when `text`, a decimal in plain notation (`-?[0-9]+(.[0-9]+)?`, the wire
+    form), is within the bounds: `problem(Decimal(text)) is None` without building
+    the Decimal (the SDK's per-event path). False means "ask `problem`"."""
+    whole, _, frac = text.partition(".")
+    if whole.startswith("-"):
+        whole = whole[1:]
+    return (
+        whole.isdigit()
+        and whole.isascii()
+        and (not frac or (frac.isdigit() and frac.isascii()))
+        and len(whole.lstrip("0")) <= INTEGER_DIGITS
+        and len(frac) <= FRACTION_DIGITS
+    )
+
+
 def property_problem(properties: Mapping[str, str]) -> tuple[str, str] | None:
     """(field, problem) for the first numeric property (`NUMERIC_PROPERTIES`) whose
     value is a number beyond the bounds, e.g. ("properties['input_tokens']", ...).
     A value that is not a number at all is left to rating (`token_breakdown`)."""
     for name in NUMERIC_PROPERTIES:
         text = properties.get(name)
-        if not isinstance(text, str):
+        if not isinstance(text, str) or plain_within(text):
             continue
         try:
             value = Decimal(text)

@@ -82,6 +82,8 @@ def signed_decimal_text(value: object, field: str) -> str:
 
 def _bounded(text: str, field: str) -> str:
     """`text` if its number is within the bounds of `billing.bounds`."""
+    if bounds.plain_within(text):
+        return text
     found = bounds.problem(Decimal(text))
     if found is not None:
         raise ValidationError(field, found)

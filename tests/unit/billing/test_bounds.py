@@ -178,3 +178,14 @@ def test_numbers_within_bounds_never_raise_and_sums_stay_exact(
     rec = state.record(START)
     usage = rec.usage.values() if rec is not None else ()
     assert sum(map(Fraction, usage), Fraction(0)) == first_period  # exact: 30+ digits
+
+
+@given(
+    st.from_regex(r"-?[0-9]{1,22}(\.[0-9]{1,15})?", fullmatch=True),
+)
+def test_plain_within_is_problem_without_the_decimal(text: str) -> None:
+    """The SDK's fast check agrees with the reference on every plain decimal."""
+    if bounds.plain_within(text):
+        assert bounds.problem(D(text)) is None
+    else:
+        assert bounds.problem(D(text)) is not None
