@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from billing import bounds
 from billing.catalog import Catalog, parse_catalog
 from billing.events import (
     CreditsPurchased,
@@ -117,6 +118,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.gc_gen0:
         gc.set_threshold(args.gc_gen0, *gc.get_threshold()[1:])
+    bounds.install()  # as every streambill process does (streambill.cli.main)
     catalog = parse_catalog(yaml.safe_load(CATALOG.read_text()))
     print(
         f"apply() throughput, {args.events:,} events, {args.customers} customers,"

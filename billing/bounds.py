@@ -31,7 +31,6 @@ equal what the core computed before it had its own context.
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable, Mapping
 from decimal import (
     ROUND_HALF_EVEN,
@@ -138,46 +137,39 @@ def fraction(dividend: Decimal, divisor: Decimal) -> tuple[Decimal, bool]:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_local = threading.local()
-
-
-def thread_context() -> Context:
-    """The calling thread's own copy of `CONTEXT` (made on first use). A copy per
-    thread, so no two threads ever share the flags a computation sets."""
-    try:
-        ctx: Context = _local.context
-    except AttributeError:
-        ctx = _local.context = CONTEXT.copy()
-    return ctx
+def install() -> None:
+    """Make `CONTEXT` the calling thread's decimal context, for good: the processes'
+    entry points and the worker's fold thread call it once, so `enter` finds it in
+    place and costs one comparison per call."""
+    setcontext(CONTEXT)
 
 
 def enter() -> Context | None:
-    """Make `thread_context()` current; returns the context to restore with
-    `setcontext`, or None when it was current already (a nested entry point). For a
-    hot entry point that cannot afford `exact_context`'s generic call."""
+    """Make `CONTEXT` current; returns the context to restore with `setcontext`, or
+    None when it was current already (installed, or a nested entry point). For a hot
+    entry point that cannot afford `exact_context`'s generic call.
+
+    One `CONTEXT` object serves every thread: decimal operations run under the GIL,
+    the core never reads the flags they set, and a trap raises in the thread that
+    computes."""
     old = getcontext()
-    try:
-        ctx = _local.context
-    except AttributeError:
-        ctx = thread_context()
-    if old is ctx:
+    if old is CONTEXT:
         return None
-    setcontext(ctx)
+    setcontext(CONTEXT)
     return old
 
 
 def exact_context(fn: Callable[P, R]) -> Callable[P, R]:
-    """`fn` run with `thread_context()` as the current decimal context, and the
+    """`fn` run with `CONTEXT` as the current decimal context, and the
     caller's context restored afterwards (also when `fn` raises). Nested entry
     points run directly: the context is switched once per outermost call."""
 
     @functools.wraps(fn)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         old = getcontext()
-        ctx = thread_context()
-        if old is ctx:
+        if old is CONTEXT:
             return fn(*args, **kwargs)
-        setcontext(ctx)
+        setcontext(CONTEXT)
         try:
             return fn(*args, **kwargs)
         finally:

@@ -32,9 +32,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import setcontext
 from typing import Protocol
 
-from billing import ledger
+from billing import bounds, ledger
 from billing.admission import AdmissionPolicy, decide, dedupe_key, fingerprint, to_ms
 from billing.catalog import Catalog
 from billing.events import (
@@ -162,9 +163,14 @@ class BatchFolder:
     def fold(self, messages: Iterable[SourceMessage], view: RecordView) -> BatchResult:
         batch = list(messages)
         now_ms = to_ms(self._clock())
-        out, broken = self._fold(batch, view, now_ms, frozenset())
-        if broken:  # rare: fold again, checking those customers' snapshots per event
-            out, broken = self._fold(batch, view, now_ms, frozenset(broken))
+        old = bounds.enter()  # once per batch: the core's calls inside find it current
+        try:
+            out, broken = self._fold(batch, view, now_ms, frozenset())
+            if broken:  # rare: fold again, checking those customers' snapshots per event
+                out, broken = self._fold(batch, view, now_ms, frozenset(broken))
+        finally:
+            if old is not None:
+                setcontext(old)
         return out
 
     def _fold(

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from billing.admission import AdmissionPolicy
+from billing.bounds import exact_context
 from billing.catalog import Catalog
 from billing.events import (
     AccountEvent,
@@ -212,6 +213,7 @@ def read_jsonl(path: Path, account: bool) -> tuple[list[Event], list[Rejected]]:
 # ------------------------------------------------------------------- running
 
 
+@exact_context
 def simulate(
     catalog: Catalog,
     events: Iterable[Event],

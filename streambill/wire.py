@@ -103,7 +103,11 @@ def bounded(value: Decimal, field: str) -> Decimal:
 def bounded_dec_from(r: Mapping[str, Any], name: str, *, path: str = "") -> Decimal:
     """An input event's decimal: `dec_from`, then `bounded`."""
     field = _path(path, name)
-    return bounded(parse_decimal(r.get(name), field), field)
+    text = r.get(name)
+    value = parse_decimal(text, field)
+    if bounds.plain_within(text):  # type: ignore[arg-type]  # a str once parsed
+        return value
+    return bounded(value, field)
 
 
 def bounded_properties(values: dict[str, str]) -> dict[str, str]:
