@@ -44,8 +44,9 @@ from decimal import Decimal
 from billing.events import Event, RejectReason, UsageRecorded
 
 __all__ = [
+    "DUPLICATE",
     "AdmissionPolicy",
-    "Decision",
+    "Refusal",
     "canonical_decimal",
     "decide",
     "dedupe_key",
@@ -72,16 +73,16 @@ class AdmissionPolicy:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
-    """`admitted`: hand the event to `ledger.apply`. Otherwise `duplicate` (nothing
-    to do) or a rejection (`reason`, `detail`). `watermark_ms` is C's watermark
-    after this event, whatever the outcome (rule 2)."""
+class Refusal:
+    """Why `decide` did not admit an event: a duplicate (nothing to do), or a
+    rejection with its reason code and a readable detail."""
 
-    admitted: bool
-    watermark_ms: int | None
     duplicate: bool = False
     reason: RejectReason | None = None
     detail: str = ""
+
+
+DUPLICATE = Refusal(duplicate=True)
 
 
 def to_ms(at: datetime) -> int:
@@ -100,48 +101,47 @@ def dedupe_key(customer_id: str, event_id: str) -> str:
 
 def decide(
     policy: AdmissionPolicy,
-    *,
     usage: bool,
     event_ms: int,
     watermark_ms: int | None,
     prior: tuple[Callable[[], bool], int] | None,
     now_ms: int | None,
-) -> Decision:
-    """Rules 1-3 for one event. `prior` is what dedupe remembers of an earlier
-    event with the same `(customer_id, event_id)`: a function that says whether
-    its canonical payload equals this event's (called only when it matters: the
-    fingerprints, or `same_payload` where both events are at hand) and its event
-    time; or None. `now_ms` None skips rule 1 (a reader without a clock)."""
+) -> tuple[int | None, Refusal | None]:
+    """Rules 1-3 for one event: (the customer's watermark after it, None when it is
+    admitted, else the `Refusal`). The watermark is returned whatever the outcome
+    (rule 2). `prior` is what dedupe remembers of an earlier event with the same
+    `(customer_id, event_id)`: a function that says whether its canonical payload
+    equals this event's (called only when it matters: the fingerprints, or
+    `same_payload` where both events are at hand) and its event time; or None.
+    `now_ms` None skips rule 1 (a reader without a clock). Called once per event on
+    every path: positional, and no object made for an admitted event."""
     if now_ms is not None and event_ms > now_ms + policy.future_tolerance_ms:
-        return Decision(
-            False,
-            watermark_ms,
+        return watermark_ms, Refusal(
             reason=RejectReason.TIMESTAMP_IN_FUTURE,
             detail=f"event time {_iso(event_ms)} is more than {policy.future_tolerance_ms} ms"
             f" after {_iso(now_ms)}",
         )
-    if watermark_ms is not None and event_ms < watermark_ms - policy.max_lateness_ms:
-        return Decision(
-            False,
-            watermark_ms,
-            reason=RejectReason.TOO_LATE,
-            detail=f"event time {_iso(event_ms)} is more than {policy.max_lateness_ms} ms"
-            f" behind the customer's watermark {_iso(watermark_ms)}",
-        )
-    if usage and (watermark_ms is None or event_ms > watermark_ms):
+    if watermark_ms is not None:
+        if event_ms < watermark_ms - policy.max_lateness_ms:
+            return watermark_ms, Refusal(
+                reason=RejectReason.TOO_LATE,
+                detail=f"event time {_iso(event_ms)} is more than {policy.max_lateness_ms} ms"
+                f" behind the customer's watermark {_iso(watermark_ms)}",
+            )
+        if usage and event_ms > watermark_ms:
+            watermark_ms = event_ms
+    elif usage:
         watermark_ms = event_ms
-    if prior is not None and (
-        watermark_ms is None or prior[1] >= watermark_ms - policy.dedupe_window_ms
+    if prior is None or (
+        watermark_ms is not None and prior[1] < watermark_ms - policy.dedupe_window_ms
     ):
-        if prior[0]():
-            return Decision(False, watermark_ms, duplicate=True)
-        return Decision(
-            False,
-            watermark_ms,
-            reason=RejectReason.DUPLICATE_CONFLICT,
-            detail="this event id was applied before for this customer with another payload",
-        )
-    return Decision(True, watermark_ms)
+        return watermark_ms, None
+    if prior[0]():
+        return watermark_ms, DUPLICATE
+    return watermark_ms, Refusal(
+        reason=RejectReason.DUPLICATE_CONFLICT,
+        detail="this event id was applied before for this customer with another payload",
+    )
 
 
 def expired(policy: AdmissionPolicy, event_ms: int, watermark_ms: int | None) -> bool:
@@ -157,15 +157,17 @@ def _iso(ms: int) -> str:
 # ---------------------------------------------------------------- fingerprint
 
 
-def fingerprint(event: Event) -> str:
+def fingerprint(event: Event, event_ms: int | None = None) -> str:
     """A digest of the event's canonical payload: the event type, then every field
     in schema order with decimals without trailing zeros, times in milliseconds and
-    mappings sorted by key. Equal events (by value) have equal fingerprints."""
+    mappings sorted by key. Equal events (by value) have equal fingerprints.
+    `event_ms`: `to_ms(event.timestamp)` when the caller has it already."""
     if type(event) is UsageRecorded:  # the hot path: one string, one digest
         props = event.properties
+        ms = to_ms(event.timestamp) if event_ms is None else event_ms
         text = (
             f"UsageRecorded\x1e{event.event_id}\x1e{event.customer_id}\x1e{event.feature_id}"
-            f"\x1e{canonical_decimal(event.quantity)}\x1e{to_ms(event.timestamp)}\x1e"
+            f"\x1e{canonical_decimal(event.quantity)}\x1e{ms}\x1e"
             + ("\x1f".join(map(_pair, sorted(props.items()))) if props else "")
         )
     else:

@@ -125,21 +125,15 @@ class Replay:
         if seen is not None:
             earlier = seen[0]
             prior = (lambda: same_payload(earlier, event), seen[1])
-        decision = decide(
-            self.policy,
-            usage=usage,
-            event_ms=event_ms,
-            watermark_ms=c.watermark_ms,
-            prior=prior,
-            now_ms=self.now_ms,
+        c.watermark_ms, refusal = decide(
+            self.policy, usage, event_ms, c.watermark_ms, prior, self.now_ms
         )
-        c.watermark_ms = decision.watermark_ms
-        if not decision.admitted:
-            if decision.duplicate:
+        if refusal is not None:
+            if refusal.duplicate:
                 self.duplicates += 1
             else:
-                reason = decision.reason or RejectReason.INVALID_FIELD
-                self._reject(event, reason.value, decision.detail)
+                reason = refusal.reason or RejectReason.INVALID_FIELD
+                self._reject(event, reason.value, refusal.detail)
             return
         try:
             state, effects = apply(c.state, event, self.catalog, remember=False)

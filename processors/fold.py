@@ -215,7 +215,7 @@ class BatchFolder:
             batch.out.counts["redelivered"] += 1
             return
         event_ms = to_ms(event.timestamp)
-        digest = fingerprint(event)
+        digest = fingerprint(event, event_ms)
         key = dedupe_key(customer_id, event.event_id)
         seen = batch.seen(key, message.partition)
         prior = None
@@ -223,22 +223,22 @@ class BatchFolder:
             message.topic, message.partition, message.offset
         ):
             prior = (lambda: seen.fingerprint == digest, seen.event_ms)
-        decision = decide(
+        watermark, refusal = decide(
             self._policy,
-            usage=message.topic == self._topics.usage,
-            event_ms=event_ms,
-            watermark_ms=record.watermark_ms,
-            prior=prior,
-            now_ms=now_ms,
+            message.topic == self._topics.usage,
+            event_ms,
+            record.watermark_ms,
+            prior,
+            now_ms,
         )
-        if decision.watermark_ms != record.watermark_ms:
-            record.watermark_ms = decision.watermark_ms
+        if watermark != record.watermark_ms:
+            record.watermark_ms = watermark
             batch.out.customers[customer_id] = (message.partition, record)
-        if not decision.admitted:
-            if decision.duplicate:
+        if refusal is not None:
+            if refusal.duplicate:
                 batch.out.counts["deduplicated"] += 1
                 return
-            raise Rejection(decision.reason or RejectReason.INVALID_FIELD, decision.detail, event)
+            raise Rejection(refusal.reason or RejectReason.INVALID_FIELD, refusal.detail, event)
         try:
             new_state, effects = ledger.apply(record.state, event, self._catalog, remember=False)
             if customer_id in suspects and effects.rejection is None:

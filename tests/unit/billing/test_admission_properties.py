@@ -86,29 +86,25 @@ def test_watermark_never_goes_back_and_any_copy_that_passes_lateness_finds_its_o
     for event_ms, copy in arrivals:
         prior = (lambda: True, applied[-1]) if copy and applied else None
         ms = applied[-1] if copy and applied else event_ms
-        d = decide(POLICY, usage=True, event_ms=ms, watermark_ms=wm, prior=prior, now_ms=None)
-        assert wm is None or (d.watermark_ms is not None and d.watermark_ms >= wm)
-        if prior is not None and d.reason is None:
-            assert d.duplicate  # never applied twice
-        if d.admitted:
+        new_wm, refusal = decide(POLICY, True, ms, wm, prior, None)
+        assert wm is None or (new_wm is not None and new_wm >= wm)
+        if prior is not None:
+            assert refusal is not None and refusal.duplicate  # never applied twice
+        if refusal is None:
             applied.append(ms)
-        wm = d.watermark_ms
+        wm = new_wm
 
 
 def test_future_rule_reads_the_given_clock_and_none_skips_it() -> None:
     now = 10 * DAY
     ahead = now + POLICY.future_tolerance_ms + 1
-    d = decide(POLICY, usage=True, event_ms=ahead, watermark_ms=None, prior=None, now_ms=now)
-    assert not d.admitted and d.reason == "timestamp_in_future" and d.watermark_ms is None
-    assert decide(
-        POLICY, usage=True, event_ms=ahead, watermark_ms=None, prior=None, now_ms=None
-    ).admitted
+    wm, refusal = decide(POLICY, True, ahead, None, None, now)
+    assert refusal is not None and refusal.reason == "timestamp_in_future" and wm is None
+    assert decide(POLICY, True, ahead, None, None, None) == (ahead, None)
 
 
 def test_an_expired_entry_counts_as_absent_whenever_it_is_pruned() -> None:
     wm = 100 * DAY
     old = wm - POLICY.dedupe_window_ms - 1
-    d = decide(
-        POLICY, usage=True, event_ms=wm, watermark_ms=wm, prior=(lambda: False, old), now_ms=None
-    )
-    assert d.admitted  # a reused id past the window is a new event
+    # a reused id past the window is a new event
+    assert decide(POLICY, True, wm, wm, (lambda: False, old), None) == (wm, None)
