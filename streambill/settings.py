@@ -17,7 +17,8 @@ from billing.admission import AdmissionPolicy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Logical topic names (DESIGN.md section 2); the physical name adds `topic_prefix`.
+# Logical topic names (docs/ARCHITECTURE.md, "Topics and owners");
+# the physical name adds `topic_prefix`.
 USAGE_EVENTS = "usage-events"
 ACCOUNT_EVENTS = "account-events"
 CUSTOMER_STATE = "customer-state"

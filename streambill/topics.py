@@ -1,4 +1,4 @@
-"""The topics of DESIGN.md section 2: `streambill topics create | list`.
+"""The topics of docs/ARCHITECTURE.md ("Topics and owners"): `streambill topics create | list`.
 
 Topics are created explicitly (the local broker has auto-creation off) under
 `settings.topic_prefix`, every one with `settings.partitions` partitions, so usage-events
@@ -23,7 +23,7 @@ from streambill.settings import Settings
 DAY_MS = 24 * 60 * 60 * 1000
 INFINITE = "-1"
 # Usage must outlive two monthly periods plus the late-arrival grace: a first close and
-# an adjustment of late usage both replay it (DESIGN.md sections 5 and 6).
+# an adjustment of late usage both replay it (docs/ARCHITECTURE.md, "Late usage and the closes").
 USAGE_RETENTION_MS = str(75 * DAY_MS)
 ALERT_RETENTION_MS = str(30 * DAY_MS)
 

@@ -1,4 +1,5 @@
-"""The topic table of DESIGN.md section 2, as `streambill topics create` will create it."""
+"""The topic table of docs/ARCHITECTURE.md ("Topics and owners"), as `streambill topics
+create` will create it."""
 
 from __future__ import annotations
 
