@@ -34,11 +34,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import setcontext
 from typing import Any
 
-from billing import bounds
 from billing.admission import AdmissionPolicy, to_ms
+from billing.bounds import exact_context
 from billing.events import Event, Invoice, UsageRecorded
 from billing.invoicing import adjustment, period_invoice, periods_ending_in
 from billing.ledger import CustomerState
@@ -131,6 +130,7 @@ def _fold_usage_batch(
         usage(event, phase_b=phase_b)
 
 
+@exact_context
 def fold_group(
     log: LogPort,
     names: TopicNames,
@@ -147,26 +147,6 @@ def fold_group(
     """Fold the records of `partitions` under `plan` and price this close's invoices.
     `now_ms` is the clock of the future rule (the close's plan time). Runs in the
     core's decimal context (`billing.bounds`), entered once."""
-    old = bounds.enter()
-    try:
-        return _fold_group(log, names, plan, partitions, doors, policy, catalog, keys, tick, now_ms)
-    finally:
-        if old is not None:
-            setcontext(old)
-
-
-def _fold_group(
-    log: LogPort,
-    names: TopicNames,
-    plan: ReadPlan,
-    partitions: Iterable[int],
-    doors: Doors,
-    policy: AdmissionPolicy,
-    catalog: Any,
-    keys: frozenset[bytes] | None,
-    tick: Callable[[int, int], None],
-    now_ms: int | None,
-) -> GroupResult:
     parts = sorted(partitions)
     result = GroupResult()
     folder = Replay(catalog, policy, now_ms)
