@@ -34,10 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from projections import tokens  # noqa: E402
-from projections.model import Source, to_write  # noqa: E402
-from projections.redis_store import RedisStore  # noqa: E402
-from projections.store import Keys  # noqa: E402
-from streambill.settings import CUSTOMER_STATE, Settings  # noqa: E402
+from projections.read.model import Source, to_write  # noqa: E402
+from projections.read.redis_store import RedisStore  # noqa: E402
+from projections.read.store import Keys  # noqa: E402
+from streambill.config.settings import CUSTOMER_STATE, Settings  # noqa: E402
 from tests.projections import samples  # noqa: E402
 
 SECRET = "bench-token-secret-0123456789abcdef"
@@ -48,8 +48,8 @@ T = TypeVar("T")
 def serve(port: int, prefix: str) -> None:
     import uvicorn
 
-    from projections.api import create_app
-    from streambill.sdk import UsageClient
+    from projections.http.app import create_app
+    from streambill.sdk.client import UsageClient
 
     settings = Settings(
         read_model_prefix=prefix, token_secret=SecretStr(SECRET), admin_key=SecretStr(ADMIN)

@@ -40,17 +40,15 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from billing.events import SubscriptionStarted, UsageRecorded
-from processors.admission import policy_from
-from processors.close import CloseDeps, CloseOptions, CloseReport, CloseTopics, close_period
-from processors.close_fold import TopicNames
-from processors.close_kafka import KafkaLog
-from processors.close_parallel import ParallelRunner
-from processors.close_plan import Month
-from processors.close_setup import prepare_process
-from streambill.catalog_file import load_catalog
-from streambill.codec import Codec
-from streambill.convert import encode_value
-from streambill.settings import (
+from processors.close.fold import TopicNames
+from processors.close.kafka import KafkaLog
+from processors.close.parallel import ParallelRunner
+from processors.close.plan import Month
+from processors.close.run import CloseDeps, CloseOptions, CloseReport, CloseTopics, close_period
+from processors.close.setup import prepare_process
+from processors.fold.admission import policy_from
+from streambill.config.catalog_file import load_catalog
+from streambill.config.settings import (
     ACCOUNT_EVENTS,
     ALL_TOPICS,
     INVOICES,
@@ -58,7 +56,9 @@ from streambill.settings import (
     USAGE_EVENTS,
     Settings,
 )
-from streambill.topics import create_topics
+from streambill.config.topics import create_topics
+from streambill.wire.codec import Codec
+from streambill.wire.convert import encode_value
 
 
 def closable_month(now: datetime) -> Month:

@@ -24,15 +24,15 @@ from decimal import Decimal
 from typing import Any
 
 from billing.events import SubscriptionStarted, UsageRecorded
-from processors.close import make_decoder
-from processors.close_fold import GroupResult, TopicNames, fold_group
-from processors.close_log import InMemoryLog
-from processors.close_plan import CloseHistory, Month, ReadPlan, build_plan
-from processors.close_setup import paused_gc, prepare_process
-from streambill.catalog_file import load_catalog
-from streambill.codec import Codec
-from streambill.convert import encode_value
-from streambill.settings import Settings
+from processors.close.fold import GroupResult, TopicNames, fold_group
+from processors.close.log import InMemoryLog
+from processors.close.plan import CloseHistory, Month, ReadPlan, build_plan
+from processors.close.run import make_decoder
+from processors.close.setup import paused_gc, prepare_process
+from streambill.config.catalog_file import load_catalog
+from streambill.config.settings import Settings
+from streambill.wire.codec import Codec
+from streambill.wire.convert import encode_value
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 USAGE, ACCOUNT = "usage", "account"

@@ -48,8 +48,8 @@ from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from billing.events import CustomerStateChanged, EventRejected, UsageRecorded
-from streambill.codec import Codec
-from streambill.settings import Settings
+from streambill.config.settings import Settings
+from streambill.wire.codec import Codec
 from tests.integration import scenarios
 from tests.integration.fold_support import (
     StateWatcher,

@@ -24,11 +24,11 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from streambill.codec import Codec
-from streambill.sdk import UsageClient
-from streambill.settings import ALL_TOPICS, Settings
-from streambill.topics import create_topics
-from streambill.usage_wire import USAGE_RECORDED, EventIds, UsageEncoder
+from streambill.config.settings import ALL_TOPICS, Settings
+from streambill.config.topics import create_topics
+from streambill.sdk.client import UsageClient
+from streambill.wire.codec import Codec
+from streambill.wire.usage_wire import USAGE_RECORDED, EventIds, UsageEncoder
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet", "llama-3-70b")
 

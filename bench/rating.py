@@ -40,8 +40,8 @@ from billing.events import (
 from billing.ledger import CustomerState, apply, new_state
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
-# The generation-0 threshold the processes that call `apply` run with (processors/cli.py
-# for the fold worker, processors/close_setup.py for the close): the bench measures
+# The generation-0 threshold the processes that call `apply` run with (processors/worker/cli.py
+# for the fold worker, processors/close/setup.py for the close): the bench measures
 # `apply` under the same garbage-collector setting. `--gc-gen0 0` shows Python's default.
 PROCESS_GEN0 = 50_000
 CATALOG = Path(__file__).resolve().parent.parent / "examples" / "catalog.yaml"
@@ -118,7 +118,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.gc_gen0:
         gc.set_threshold(args.gc_gen0, *gc.get_threshold()[1:])
-    bounds.install()  # as every streambill process does (streambill.cli.main)
+    bounds.install()  # as every streambill process does (streambill.cli.main.main)
     catalog = parse_catalog(yaml.safe_load(CATALOG.read_text()))
     print(
         f"apply() throughput, {args.events:,} events, {args.customers} customers,"

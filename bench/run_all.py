@@ -221,7 +221,7 @@ def versions(env: Mapping[str, str]) -> dict[str, str]:
     import confluent_kafka
     import redis
 
-    from streambill.services import KAFKA_VERSION
+    from streambill.local.services import KAFKA_VERSION
 
     found = {
         "OS": platform.platform(),

@@ -4,7 +4,7 @@ Between "an event was decoded from the log" and `billing.ledger.apply` every pat
 (the fold worker's batch fold, the period close, reconcile and `simulate`) asks
 `decide` the same question with the same customer-level facts, so a live run and
 any replay accept exactly the same events. The doors before it (decoding, numeric
-bounds, the message key and its partition) are `processors.admission`'s; they look
+bounds, the message key and its partition) are `processors.fold.admission`'s; they look
 at one record alone.
 
 The rules, for one event of customer C (docs/ARCHITECTURE.md, "Admission"):

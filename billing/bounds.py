@@ -137,6 +137,8 @@ def fraction(dividend: Decimal, divisor: Decimal) -> tuple[Decimal, bool]:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
 def install() -> None:
     """Make `CONTEXT` the calling thread's decimal context, for good: the processes'
     entry points and the worker's fold thread call it once, so `enter` finds it in

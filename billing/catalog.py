@@ -12,7 +12,7 @@ top-up for credits and balance plans (default 20, 10 and 0).
 
 `parse_catalog` turns plain data (what YAML gives) into a `Catalog` or raises
 `CatalogError` listing every problem, each naming the plan and the field. Reading
-YAML is the edge's job (`streambill.catalog_file`).
+YAML is the edge's job (`streambill.config.catalog_file`).
 """
 
 from __future__ import annotations

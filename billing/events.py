@@ -2,7 +2,7 @@
 
 Frozen, past tense, versioned (`VERSION`). These are the domain values; their wire
 form lives in `schemas/` and the conversion functions live at the edge
-(`streambill.convert`: `to_avro_*` / `from_avro_*`). Amounts and quantities are
+(`streambill.wire.convert`: `to_avro_*` / `from_avro_*`). Amounts and quantities are
 `Decimal` (never float); times are timezone-aware UTC `datetime`s.
 
 Invariant: a given `event_id` identifies one fact for ever. The same id with a

@@ -1,8 +1,8 @@
 """Replaying a log in memory: admission and fold per customer, as every replay does.
 
-`Replay` is what the period close (`processors.close_fold`) and `simulate`
-(`streambill.simulation`) run for each customer; the live worker
-(`processors.fold`) takes the same steps per message, in arrival order. Pure: no
+`Replay` is what the period close (`processors.close.fold`) and `simulate`
+(`processors.simulate.simulation`) run for each customer; the live worker
+(`processors.fold.batch`) takes the same steps per message, in arrival order. Pure: no
 I/O, no clock (the future rule's clock is passed in).
 
 Order: usage events are taken in log order (the usage topic's offset order, or a

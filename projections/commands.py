@@ -10,15 +10,15 @@ import threading
 import time
 from typing import Any
 
-from projections import tokens
-from projections.rebuild import rebuild
+from projections.http import tokens
+from projections.read.rebuild import rebuild
 from projections.wiring import (
     build_applier,
     build_projector,
     build_rebuild_consumer,
     build_store,
 )
-from streambill.settings import Settings
+from streambill.config.settings import Settings
 
 
 def register(subparsers: Any) -> None:
@@ -84,8 +84,8 @@ def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 def run_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from projections.api import create_app
-    from streambill.sdk import UsageClient
+    from projections.http.app import create_app
+    from streambill.sdk.client import UsageClient
 
     store = build_store(settings)
     with UsageClient(settings) as sdk:

@@ -6,13 +6,13 @@ import uuid
 
 from confluent_kafka import Consumer
 
-from projections.model import SOURCE_TOPICS
-from projections.projector import BatchApplier, Projector, consumer_config
-from projections.redis_store import RedisStore
-from projections.store import Keys, ReadModelStore
-from streambill.codec import Codec, DecodeError
-from streambill.convert import InvalidField, decode_value
-from streambill.settings import Settings
+from projections.read.model import SOURCE_TOPICS
+from projections.read.projector import BatchApplier, Projector, consumer_config
+from projections.read.redis_store import RedisStore
+from projections.read.store import Keys, ReadModelStore
+from streambill.config.settings import Settings
+from streambill.wire.codec import Codec, DecodeError
+from streambill.wire.convert import InvalidField, decode_value
 
 
 def build_store(settings: Settings) -> RedisStore:

@@ -23,12 +23,12 @@ from billing.events import (
     WalletDeposited,
 )
 from billing.ledger import apply, new_state, snapshot
-from processors.close import CloseDeps, CloseOptions, CloseReport, CloseTopics, close_period
-from processors.close_log import InMemoryLog, LogPort
-from processors.close_plan import Month
-from streambill.codec import Codec
-from streambill.convert import decode_value, encode_value
-from streambill.settings import Settings
+from processors.close.log import InMemoryLog, LogPort
+from processors.close.plan import Month
+from processors.close.run import CloseDeps, CloseOptions, CloseReport, CloseTopics, close_period
+from streambill.config.settings import Settings
+from streambill.wire.codec import Codec
+from streambill.wire.convert import decode_value, encode_value
 
 TOPICS = CloseTopics("t.usage-events", "t.account-events", "t.invoices", "t.period-closes")
 

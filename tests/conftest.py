@@ -18,8 +18,8 @@ import redis
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from streambill.settings import ALL_TOPICS, Settings
-from streambill.topics import create_topics
+from streambill.config.settings import ALL_TOPICS, Settings
+from streambill.config.topics import create_topics
 from tests.support import unavailable
 
 TEST_PARTITIONS = 3

@@ -3,8 +3,8 @@ records and seen entries, committed after each batch as the pipeline does."""
 
 from __future__ import annotations
 
-from processors.fold import BatchResult
-from processors.records import CustomerRecord, SeenEntry
+from processors.fold.batch import BatchResult
+from processors.fold.records import CustomerRecord, SeenEntry
 
 
 class Tables:

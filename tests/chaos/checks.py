@@ -25,22 +25,28 @@ from datetime import UTC, datetime
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from billing.events import Event, Invoice
-from processors.admission import policy_from
-from processors.close import CloseDeps, CloseOptions, CloseTopics, close_period
-from processors.close_kafka import KafkaLog
-from processors.close_plan import Month
-from processors.reconcile import ReconcileReport
-from processors.reconcile_run import reconcile, render
-from projections import views
-from projections.model import SOURCE_TOPICS
-from projections.rebuild import rebuild
-from projections.store import InMemoryStore, Keys
+from processors.close.kafka import KafkaLog
+from processors.close.plan import Month
+from processors.close.run import CloseDeps, CloseOptions, CloseTopics, close_period
+from processors.fold.admission import policy_from
+from processors.reconcile.log import ReconcileReport
+from processors.reconcile.run import reconcile, render
+from processors.simulate.simulation import simulate
+from projections.http import views
+from projections.read.model import SOURCE_TOPICS
+from projections.read.rebuild import rebuild
+from projections.read.store import InMemoryStore, Keys
 from projections.wiring import build_applier, build_rebuild_consumer, build_store
-from streambill.catalog_file import load_catalog
-from streambill.codec import Codec
-from streambill.demo_watch import WorkerProgress
-from streambill.settings import ACCOUNT_EVENTS, INVOICES, PERIOD_CLOSES, USAGE_EVENTS, Settings
-from streambill.simulation import simulate
+from streambill.config.catalog_file import load_catalog
+from streambill.config.settings import (
+    ACCOUNT_EVENTS,
+    INVOICES,
+    PERIOD_CLOSES,
+    USAGE_EVENTS,
+    Settings,
+)
+from streambill.local.demo_watch import WorkerProgress
+from streambill.wire.codec import Codec
 
 
 def wait_worker(settings: Settings, timeout: float) -> float:
@@ -196,7 +202,11 @@ def check_invoices(settings: Settings, month: Month, intended: Sequence[Event]) 
     log = KafkaLog(settings.kafka_config())
     try:
         deps = CloseDeps(
-            log=log, codec=codec, catalog=catalog, topics=close_topics(settings), clock=_now,
+            log=log,
+            codec=codec,
+            catalog=catalog,
+            topics=close_topics(settings),
+            clock=_now,
             policy=policy_from(settings),
         )
         report = close_period(deps, CloseOptions(month, dry_run=True))

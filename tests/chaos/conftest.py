@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from streambill.procs import ServiceError
+from streambill.local.procs import ServiceError
 from tests.chaos.harness import Cluster, Supervisor, chaos_settings
 from tests.chaos.scenario import Chaos, ChaosReport, prepare
 from tests.support import unavailable

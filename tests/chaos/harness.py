@@ -30,10 +30,10 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from streambill import services
-from streambill.demo_procs import free_port, settings_env
-from streambill.procs import ServiceError
-from streambill.settings import Settings
+from streambill.config.settings import Settings
+from streambill.local import services
+from streambill.local.demo_procs import free_port, settings_env
+from streambill.local.procs import ServiceError
 
 KAFKA_PORT = int(os.environ.get("STREAMBILL_CHAOS_KAFKA_PORT", "49092"))
 CONTROLLER_PORT = int(os.environ.get("STREAMBILL_CHAOS_CONTROLLER_PORT", "49093"))

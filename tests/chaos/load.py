@@ -22,10 +22,10 @@ from decimal import Decimal
 from confluent_kafka import Producer
 
 from billing.events import UsageRecorded
-from streambill import convert
-from streambill.codec import Codec
-from streambill.sdk import UsageClient
-from streambill.settings import ACCOUNT_EVENTS, USAGE_EVENTS, Settings
+from streambill.config.settings import ACCOUNT_EVENTS, USAGE_EVENTS, Settings
+from streambill.sdk.client import UsageClient
+from streambill.wire import convert
+from streambill.wire.codec import Codec
 
 GARBAGE_KINDS = (
     "undecodable",

@@ -26,13 +26,18 @@ from pathlib import Path
 import pytest
 
 from billing.events import AccountEvent, Event, UsageRecorded
-from processors.close_plan import Month
-from streambill.codec import Codec
-from streambill.demo_load import DemoCustomer, population, usage_day
-from streambill.demo_steps import closable_month, send_account, usage_day_start, watched_customers
-from streambill.sdk import UsageClient
-from streambill.settings import Settings
-from streambill.topics import create_topics
+from processors.close.plan import Month
+from streambill.config.settings import Settings
+from streambill.config.topics import create_topics
+from streambill.local.demo_load import DemoCustomer, population, usage_day
+from streambill.local.demo_steps import (
+    closable_month,
+    send_account,
+    usage_day_start,
+    watched_customers,
+)
+from streambill.sdk.client import UsageClient
+from streambill.wire.codec import Codec
 from tests.chaos import checks
 from tests.chaos.harness import Cluster, Supervisor
 from tests.chaos.load import Garbage, LoadRun

@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import pytest
 
-from processors.close_kafka import KafkaLog
-from streambill.settings import INVOICES, PERIOD_CLOSES, Settings
+from processors.close.kafka import KafkaLog
+from streambill.config.settings import INVOICES, PERIOD_CLOSES, Settings
 from tests.chaos.harness import Proc
 from tests.chaos.load import LoadRun
 from tests.chaos.scenario import PHASE_SECONDS, Chaos

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processors.close_log import LogPort, LogRecord
+from processors.close.log import LogPort, LogRecord
 
 
 def _all(

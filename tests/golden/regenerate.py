@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streambill.codec import Codec
-from streambill.convert import encode_value
+from streambill.wire.codec import Codec
+from streambill.wire.convert import encode_value
 from tests.unit.samples import SAMPLES
 
 GOLDEN_DIR = Path(__file__).resolve().parent

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from streambill.codec import Codec
-from streambill.settings import ALL_TOPICS, Settings
-from streambill.topics import create_topics
+from streambill.config.settings import ALL_TOPICS, Settings
+from streambill.config.topics import create_topics
+from streambill.wire.codec import Codec
 
 
 @pytest.fixture

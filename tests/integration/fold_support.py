@@ -35,11 +35,11 @@ from billing.events import (
     UsageRecorded,
     WalletDeposited,
 )
-from streambill import convert
-from streambill.codec import Codec
-from streambill.sdk import UsageClient
-from streambill.settings import Settings
-from streambill.topics import create_topics
+from streambill.config.settings import Settings
+from streambill.config.topics import create_topics
+from streambill.sdk.client import UsageClient
+from streambill.wire import convert
+from streambill.wire.codec import Codec
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 LOGLEVEL = os.environ.get("STREAMBILL_TEST_WORKER_LOGLEVEL", "warning")  # of worker processes
@@ -115,7 +115,15 @@ class WorkerProcess:
         with open(log, "wb") as out:
             prof = ["-m", "cProfile", "-o", str(self.profile)] if self.profile else []
             self.proc = subprocess.Popen(
-                [sys.executable, *prof, "-m", "streambill.cli", "worker", "--loglevel", LOGLEVEL],
+                [
+                    sys.executable,
+                    *prof,
+                    "-m",
+                    "streambill.cli",
+                    "worker",
+                    "--loglevel",
+                    LOGLEVEL,
+                ],
                 env=env_for(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -144,7 +152,7 @@ def publish(settings: Settings, items: Iterable[tuple[str, bytes | None, bytes]]
     """Publish (physical topic, key, value) in order; waits for every ack.
 
     Placed as the topic contract requires (README): murmur2 of the key, the Java
-    client's partitioner (`streambill.partitioner.owner`), so a keyed record lands on
+    client's partitioner (`streambill.wire.partitioner.owner`), so a keyed record lands on
     the partition that owns its customer, like the SDK's; a record without a key goes
     to a random partition (the worker dead-letters it `missing_key` wherever it is).
     librdkafka's default (CRC32) would scatter a customer's records away from its

@@ -7,7 +7,7 @@ import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from streambill.settings import Settings
+from streambill.config.settings import Settings
 
 
 def consume_all(

@@ -1,4 +1,4 @@
-"""The worker's own producer (`processors.batch_send.Writer`) on the real broker:
+"""The worker's own producer (`processors.worker.batch_send.Writer`) on the real broker:
 records land on the partitions asked for, in order, and `Sent.wait` reports the
 last offset written per partition; a record that cannot be delivered fails the
 wait instead of passing silently."""
@@ -10,8 +10,8 @@ import asyncio
 import pytest
 from confluent_kafka import KafkaException
 
-from processors.batch_send import Groups, Writer
-from streambill.settings import Settings
+from processors.worker.batch_send import Groups, Writer
+from streambill.config.settings import Settings
 from tests.integration.kafka_helpers import consume_all
 
 

@@ -15,8 +15,8 @@ from collections import Counter
 import pytest
 
 from billing.events import Event
-from processors.close_plan import Month
-from streambill.settings import Settings
+from processors.close.plan import Month
+from streambill.config.settings import Settings
 from tests.close_support import subscribe, usage, utc
 from tests.integration.test_close_kafka import Kafka, dedupe_by_id
 

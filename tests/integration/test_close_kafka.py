@@ -19,7 +19,9 @@ from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from billing.events import Event, Invoice, UsageRecorded
-from processors.close import (
+from processors.close.kafka import KafkaLog
+from processors.close.plan import Month
+from processors.close.run import (
     CloseDeps,
     CloseOptions,
     CloseReport,
@@ -27,11 +29,7 @@ from processors.close import (
     close_due,
     close_period,
 )
-from processors.close_kafka import KafkaLog
-from processors.close_plan import Month
-from streambill.codec import Codec
-from streambill.convert import decode_value, encode_value
-from streambill.settings import (
+from streambill.config.settings import (
     ACCOUNT_EVENTS,
     INVOICES,
     PERIOD_CLOSES,
@@ -39,6 +37,8 @@ from streambill.settings import (
     USAGE_EVENTS,
     Settings,
 )
+from streambill.wire.codec import Codec
+from streambill.wire.convert import decode_value, encode_value
 from tests.close_support import live_preview, load_example_catalog, ms, utc
 from tests.unit.test_close_late_and_crash import base
 from tests.unit.test_close_scenarios import history

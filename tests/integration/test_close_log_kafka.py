@@ -7,8 +7,8 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from processors.close_kafka import KafkaLog
-from streambill.settings import Settings
+from processors.close.kafka import KafkaLog
+from streambill.config.settings import Settings
 from tests.contract.log_contract import check_log_port
 
 pytestmark = pytest.mark.integration

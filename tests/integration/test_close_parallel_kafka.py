@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from processors.close import CloseDeps, CloseOptions, close_period
-from processors.close_fold import TopicNames
-from processors.close_parallel import ParallelRunner
-from processors.close_plan import Month, PeriodNotClosable
-from streambill.settings import Settings
+from processors.close.fold import TopicNames
+from processors.close.parallel import ParallelRunner
+from processors.close.plan import Month, PeriodNotClosable
+from processors.close.run import CloseDeps, CloseOptions, close_period
+from streambill.config.settings import Settings
 from tests.close_support import utc
 from tests.integration.test_close_kafka import Kafka
 from tests.unit.test_close_scenarios import history

@@ -19,16 +19,23 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from billing.events import Event, EventRejected, RejectReason
-from processors.reconcile_run import reconcile, render
-from streambill import convert
-from streambill.catalog_file import load_catalog
-from streambill.codec import Codec
-from streambill.demo import CHUNK, DemoOptions, DemoResult, PlanSummary, run_demo, usage_day_start
-from streambill.demo_load import PLAN_MIX, population, usage_day
-from streambill.demo_readback import SAMPLE_SIZE
-from streambill.settings import ALL_TOPICS, USAGE_EVENTS, USAGE_REJECTED, Settings
-from streambill.simulation import simulate
-from streambill.tail import json_safe, rfc3339
+from processors.reconcile.run import reconcile, render
+from processors.simulate.simulation import simulate
+from streambill.config.catalog_file import load_catalog
+from streambill.config.settings import ALL_TOPICS, USAGE_EVENTS, USAGE_REJECTED, Settings
+from streambill.local.demo import (
+    CHUNK,
+    DemoOptions,
+    DemoResult,
+    PlanSummary,
+    run_demo,
+    usage_day_start,
+)
+from streambill.local.demo_load import PLAN_MIX, population, usage_day
+from streambill.local.demo_readback import SAMPLE_SIZE
+from streambill.wire import convert
+from streambill.wire.codec import Codec
+from streambill.wire.tail import json_safe, rfc3339
 
 pytestmark = pytest.mark.integration
 

@@ -16,11 +16,11 @@ import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME
 
 from billing.events import EventRejected, RejectReason, SubscriptionStarted, UsageRecorded
-from processors.dlq import replay
-from streambill.codec import Codec
-from streambill.partitioner import owner
-from streambill.settings import Settings
-from streambill.wire import to_millis
+from processors.worker.dlq import replay
+from streambill.config.settings import Settings
+from streambill.wire.codec import Codec
+from streambill.wire.fields import to_millis
+from streambill.wire.partitioner import owner
 from tests.integration.fold_support import encode, isolated, publish
 from tests.integration.kafka_helpers import consume_all
 

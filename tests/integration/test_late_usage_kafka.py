@@ -19,21 +19,21 @@ from decimal import Decimal
 import pytest
 
 from billing.events import Invoice, SubscriptionStarted, UsageRecorded
-from processors.admission import policy_from
-from processors.close import CloseDeps, CloseOptions, CloseTopics, close_period
-from processors.close_kafka import KafkaLog
-from processors.close_plan import Month
-from processors.reconcile_run import reconcile, render
-from streambill.catalog_file import load_catalog
-from streambill.codec import Codec
-from streambill.demo_watch import WorkerProgress
-from streambill.settings import (
+from processors.close.kafka import KafkaLog
+from processors.close.plan import Month
+from processors.close.run import CloseDeps, CloseOptions, CloseTopics, close_period
+from processors.fold.admission import policy_from
+from processors.reconcile.run import reconcile, render
+from streambill.config.catalog_file import load_catalog
+from streambill.config.settings import (
     ACCOUNT_EVENTS,
     INVOICES,
     PERIOD_CLOSES,
     USAGE_EVENTS,
     Settings,
 )
+from streambill.local.demo_watch import WorkerProgress
+from streambill.wire.codec import Codec
 from tests.integration.fold_support import TopicReader, WorkerProcess, isolated, send_with_sdk
 
 pytestmark = pytest.mark.integration

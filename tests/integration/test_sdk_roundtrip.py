@@ -19,12 +19,12 @@ from billing.events import (
     UsageRecorded,
     WalletDeposited,
 )
-from streambill.cli import build_parser
-from streambill.codec import Codec
-from streambill.convert import from_avro
-from streambill.sdk import DeliveryError, UsageClient
-from streambill.settings import ACCOUNT_EVENTS, USAGE_EVENTS, Settings
-from streambill.wire import to_millis
+from streambill.cli.main import build_parser
+from streambill.config.settings import ACCOUNT_EVENTS, USAGE_EVENTS, Settings
+from streambill.sdk.client import DeliveryError, UsageClient
+from streambill.wire.codec import Codec
+from streambill.wire.convert import from_avro
+from streambill.wire.fields import to_millis
 from tests.integration.kafka_helpers import consume_all
 
 pytestmark = pytest.mark.integration

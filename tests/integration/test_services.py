@@ -20,9 +20,9 @@ import redis
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
-from streambill import services
-from streambill.settings import ALL_TOPICS, REPO_ROOT, Settings
-from streambill.topics import create_topics, list_topics
+from streambill.config.settings import ALL_TOPICS, REPO_ROOT, Settings
+from streambill.config.topics import create_topics, list_topics
+from streambill.local import services
 from tests.support import unavailable
 
 pytestmark = pytest.mark.integration

@@ -17,10 +17,10 @@ from decimal import Decimal
 import pytest
 
 from billing.events import EventRejected, SubscriptionStarted, UsageRecorded
-from streambill import convert
-from streambill.catalog_file import load_catalog
-from streambill.codec import Codec
-from streambill.settings import Settings
+from streambill.config.catalog_file import load_catalog
+from streambill.config.settings import Settings
+from streambill.wire import convert
+from streambill.wire.codec import Codec
 from tests.integration import scenarios
 from tests.integration.fold_support import (
     StateWatcher,

@@ -19,10 +19,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from billing.events import UsageRecorded
-from streambill.catalog_file import load_catalog
-from streambill.codec import Codec
-from streambill.sdk import UsageClient
-from streambill.settings import Settings
+from streambill.config.catalog_file import load_catalog
+from streambill.config.settings import Settings
+from streambill.sdk.client import UsageClient
+from streambill.wire.codec import Codec
 from tests.integration import scenarios
 from tests.integration.fold_support import (
     StateWatcher,

@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from projections.model import Source, to_write
-from projections.store import ReadModelStore
-from streambill.settings import BILLING_ALERTS, CUSTOMER_STATE, INVOICES, Settings
+from projections.read.model import Source, to_write
+from projections.read.store import ReadModelStore
+from streambill.config.settings import BILLING_ALERTS, CUSTOMER_STATE, INVOICES, Settings
 from tests.projections import samples
 
 ADMIN_KEY = "admin-key-for-tests-0123456789"

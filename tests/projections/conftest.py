@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from projections.redis_store import RedisStore
-from projections.store import InMemoryStore, Keys, ReadModelStore
-from streambill.settings import Settings
+from projections.read.redis_store import RedisStore
+from projections.read.store import InMemoryStore, Keys, ReadModelStore
+from streambill.config.settings import Settings
 
 REDIS_DB = int(os.environ.get("STREAMBILL_TEST_REDIS_DB", "13"))
 REDIS_URL = str(urlsplit(Settings().redis_url)._replace(path=f"/{REDIS_DB}").geturl())

@@ -9,12 +9,12 @@ from contextlib import contextmanager
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from projections.model import SOURCE_TOPICS
-from projections.projector import Projector
-from projections.store import ReadModelStore
-from streambill.codec import Codec
-from streambill.convert import WireValue, encode_value
-from streambill.settings import Settings
+from projections.read.model import SOURCE_TOPICS
+from projections.read.projector import Projector
+from projections.read.store import ReadModelStore
+from streambill.config.settings import Settings
+from streambill.wire.codec import Codec
+from streambill.wire.convert import WireValue, encode_value
 
 
 def produce(

@@ -9,12 +9,12 @@ from confluent_kafka import Consumer
 from fastapi.testclient import TestClient
 
 from billing.events import SubscriptionStarted, UsageRecorded, WalletDeposited
-from projections.api import create_app
-from projections.store import InMemoryStore
-from streambill.codec import Codec
-from streambill.convert import decode_value
-from streambill.sdk import UsageClient
-from streambill.settings import ACCOUNT_EVENTS, USAGE_EVENTS, Settings
+from projections.http.app import create_app
+from projections.read.store import InMemoryStore
+from streambill.config.settings import ACCOUNT_EVENTS, USAGE_EVENTS, Settings
+from streambill.sdk.client import UsageClient
+from streambill.wire.codec import Codec
+from streambill.wire.convert import decode_value
 from tests.projections.apphelpers import ADMIN_KEY
 from tests.projections.apphelpers import settings as app_settings
 

@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from projections import tokens
-from projections.api import create_app
-from projections.api_models import MAX_BATCH, EntitlementOut
-from projections.auth import TOKEN_COOKIE
-from projections.store import InMemoryStore
+from projections.http import tokens
+from projections.http.app import create_app
+from projections.http.auth import TOKEN_COOKIE
+from projections.http.models import MAX_BATCH, EntitlementOut
+from projections.read.store import InMemoryStore
 from tests.projections import samples
 from tests.projections.apphelpers import (
     ADMIN_KEY,

@@ -11,9 +11,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from projections import tokens
-from projections.api import create_app
-from projections.store import InMemoryStore
+from projections.http import tokens
+from projections.http.app import create_app
+from projections.read.store import InMemoryStore
 from tests.projections.apphelpers import ADMIN_KEY, NOW, SECRET, RecordingWriter, fill
 from tests.projections.apphelpers import settings as app_settings
 

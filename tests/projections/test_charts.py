@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from projections.charts import HEIGHT, WIDTH, trend_chart
+from projections.http.charts import HEIGHT, WIDTH, trend_chart
 
 
 def coordinates(svg: str) -> list[tuple[Decimal, Decimal]]:

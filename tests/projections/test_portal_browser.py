@@ -20,12 +20,12 @@ import redis
 import uvicorn
 from playwright.sync_api import sync_playwright
 
-from projections import tokens
-from projections.api import create_app
-from projections.model import Source, to_write
-from projections.redis_store import RedisStore
-from projections.store import Keys
-from streambill.settings import BILLING_ALERTS, CUSTOMER_STATE, INVOICES
+from projections.http import tokens
+from projections.http.app import create_app
+from projections.read.model import Source, to_write
+from projections.read.redis_store import RedisStore
+from projections.read.store import Keys
+from streambill.config.settings import BILLING_ALERTS, CUSTOMER_STATE, INVOICES
 from tests.projections import samples
 from tests.projections.apphelpers import SECRET, RecordingWriter, settings
 from tests.projections.conftest import REDIS_URL

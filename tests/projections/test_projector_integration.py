@@ -11,14 +11,14 @@ from datetime import timedelta
 import pytest
 import redis
 
-from projections.rebuild import rebuild
-from projections.redis_store import RedisStore
-from projections.series import TREND_LIMIT
-from projections.store import InMemoryStore, Keys
+from projections.read.rebuild import rebuild
+from projections.read.redis_store import RedisStore
+from projections.read.series import TREND_LIMIT
+from projections.read.store import InMemoryStore, Keys
 from projections.wiring import build_applier, build_projector, build_rebuild_consumer
-from streambill.codec import Codec
-from streambill.convert import WireValue
-from streambill.settings import BILLING_ALERTS, CUSTOMER_STATE, INVOICES, Settings
+from streambill.config.settings import BILLING_ALERTS, CUSTOMER_STATE, INVOICES, Settings
+from streambill.wire.codec import Codec
+from streambill.wire.convert import WireValue
 from tests.projections import samples
 from tests.projections.conftest import REDIS_URL
 from tests.projections.kafkahelpers import caught_up, produce, running, wait_until

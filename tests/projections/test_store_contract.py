@@ -7,10 +7,10 @@ import random
 from datetime import timedelta
 from decimal import Decimal
 
-from projections.model import Source, Write, to_write
-from projections.series import ALERT_HISTORY_LIMIT, TREND_LIMIT
-from projections.store import InMemoryStore, Keys, ReadModelStore
-from streambill.settings import BILLING_ALERTS, CUSTOMER_STATE, INVOICES
+from projections.read.model import Source, Write, to_write
+from projections.read.series import ALERT_HISTORY_LIMIT, TREND_LIMIT
+from projections.read.store import InMemoryStore, Keys, ReadModelStore
+from streambill.config.settings import BILLING_ALERTS, CUSTOMER_STATE, INVOICES
 from tests.projections import samples
 
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from projections import tokens
-from projections.errors import Unauthenticated
-from streambill.cli import main
+from projections.http import tokens
+from projections.read.errors import Unauthenticated
+from streambill.cli.main import main
 from tests.projections.apphelpers import SECRET
 
 

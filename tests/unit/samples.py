@@ -26,8 +26,8 @@ from billing.events import (
     UsageRecorded,
     WalletDeposited,
 )
-from streambill.codec import Codec
-from streambill.convert import WireValue
+from streambill.wire.codec import Codec
+from streambill.wire.convert import WireValue
 
 T0 = datetime(2025, 3, 14, 9, 26, 53, 589000, tzinfo=UTC)
 P_START = datetime(2025, 3, 1, tzinfo=UTC)

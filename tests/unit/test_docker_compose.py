@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from streambill.settings import REPO_ROOT
+from streambill.config.settings import REPO_ROOT
 
 
 def _compose() -> dict[str, Any]:

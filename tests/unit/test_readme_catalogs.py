@@ -11,8 +11,8 @@ import yaml
 
 from billing.catalog import Catalog, parse_catalog
 from billing.catalog_parse import STRATEGIES
-from streambill.catalog_file import load_catalog
-from streambill.settings import REPO_ROOT, Settings
+from streambill.config.catalog_file import load_catalog
+from streambill.config.settings import REPO_ROOT, Settings
 
 README = REPO_ROOT / "README.md"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from billing.catalog import Catalog
-from streambill.catalog_file import load_catalog
+from streambill.config.catalog_file import load_catalog
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "catalog.yaml"
 

@@ -22,7 +22,7 @@ from billing.events import (
 )
 from billing.invoicing import period_invoice, periods_ending_in
 from billing.ledger import Effects, apply, state_to_dict
-from streambill.catalog_file import load_catalog
+from streambill.config.catalog_file import load_catalog
 from tests.unit.billing.conftest import EXAMPLE, t
 from tests.unit.billing.helpers import fold
 from tests.unit.billing.strategies import EXAMPLE_PLANS, histories

@@ -1,0 +1,251 @@
+"""Admin routes: HTTP ingest of usage and account commands, written to Kafka through
+the SDK (`streambill.sdk.client.UsageClient`). They need the admin key.
+
+Ingest validates each item on its own: valid items are produced, invalid ones come
+back with their errors (202 if anything was accepted, 422 if nothing was). The
+`event_id` makes a retry harmless: the fold worker applies an id once. Within one
+batch an identical repeat is sent once; the same id with another payload is refused.
+Every route flushes the producer before answering, so 202 means "in Kafka".
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the route signatures
+# evaluated, including the `Annotated` dependencies defined inside the factory.
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Protocol
+
+from confluent_kafka import KafkaException
+from fastapi import APIRouter, Body, Depends, Header, Path
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from projections.http.auth import ADMIN_HEADER, Authenticator, Caller
+from projections.http.models import (
+    MAX_BATCH,
+    AcceptedOut,
+    CreditPurchaseIn,
+    DepositIn,
+    IngestOut,
+    ItemError,
+    SeatsIn,
+    SubscriptionIn,
+    UsageIn,
+    error_responses,
+)
+from projections.read.errors import InvalidRequest, Unavailable
+
+
+class AdminWriter(Protocol):
+    """What the API needs of `streambill.sdk.client.UsageClient`."""
+
+    def report(
+        self,
+        customer_id: str,
+        feature_id: str,
+        quantity: Decimal,
+        *,
+        event_id: str,
+        timestamp: datetime,
+        properties: Mapping[str, str],
+    ) -> str: ...
+
+    def subscribe(
+        self, customer_id: str, plan_id: str, *, seats: int, event_id: str, timestamp: datetime
+    ) -> str: ...
+
+    def change_seats(
+        self, customer_id: str, seats: int, *, event_id: str, timestamp: datetime
+    ) -> str: ...
+
+    def purchase_credits(
+        self, customer_id: str, pack_id: str, *, quantity: int, event_id: str, timestamp: datetime
+    ) -> str: ...
+
+    def deposit(
+        self,
+        customer_id: str,
+        amount: Decimal,
+        currency: str,
+        *,
+        event_id: str,
+        timestamp: datetime,
+    ) -> str: ...
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Raises (the SDK's `DeliveryError`) unless every queued event reached Kafka."""
+        ...
+
+
+WRITE_ERRORS = error_responses(401, 422, 503)
+CustomerId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
+
+
+def _validate_items(raw: list[Any]) -> tuple[list[tuple[int, UsageIn]], list[ItemError]]:
+    """(index in the batch, event) of the valid, first-seen events, and the errors."""
+    valid: dict[str, tuple[int, UsageIn]] = {}
+    errors: list[ItemError] = []
+    for index, item in enumerate(raw):
+        event_id = item.get("event_id") if isinstance(item, dict) else None
+        event_id = event_id if isinstance(event_id, str) else None
+        try:
+            usage = UsageIn.model_validate(item)
+        except ValidationError as exc:
+            messages = [
+                f"{'.'.join(str(p) for p in e['loc']) or 'item'}: {e['msg']}" for e in exc.errors()
+            ]
+            errors.append(ItemError(index=index, event_id=event_id, errors=messages))
+            continue
+        seen = valid.get(usage.event_id)
+        if seen is not None and seen[1] != usage:
+            errors.append(
+                ItemError(
+                    index=index,
+                    event_id=usage.event_id,
+                    errors=["event_id: duplicate_conflict (same id, other payload in this batch)"],
+                )
+            )
+            continue
+        valid.setdefault(usage.event_id, (index, usage))
+    return list(valid.values()), errors
+
+
+def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
+    router = APIRouter(tags=["admin"])
+
+    def admin(x_admin_key: Annotated[str | None, Header(alias=ADMIN_HEADER)] = None) -> Caller:
+        return auth.admin(x_admin_key)
+
+    Admin = Annotated[Caller, Depends(admin)]
+
+    def flush() -> None:
+        try:
+            sdk.flush(10.0)
+        except Exception as exc:  # DeliveryError and producer failures: the caller may retry
+            raise Unavailable(f"not all events reached Kafka, retry: {exc}") from exc
+
+    def send(command: Callable[[], str]) -> None:
+        """Run one SDK command and flush; the SDK's own validation (ValueError) is a 422."""
+        try:
+            command()
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        except (BufferError, KafkaException) as exc:
+            raise Unavailable(f"could not queue the event: {exc}") from exc
+        flush()
+
+    @router.post(
+        "/v1/usage",
+        status_code=202,
+        response_model=IngestOut,
+        responses={**WRITE_ERRORS, 422: {"model": IngestOut}},
+    )
+    def post_usage(
+        _: Admin,
+        payload: Annotated[
+            dict[str, Any] | list[Any],
+            Body(description=f"One usage event (UsageIn) or a list of up to {MAX_BATCH}."),
+        ],
+    ) -> Any:
+        items = payload if isinstance(payload, list) else [payload]
+        if not items or len(items) > MAX_BATCH:
+            raise InvalidRequest(f"send between 1 and {MAX_BATCH} events")
+        valid, errors = _validate_items(items)
+        accepted: list[str] = []
+        for index, usage in valid:
+            try:
+                sdk.report(
+                    usage.customer_id,
+                    usage.feature_id,
+                    Decimal(str(usage.quantity)),
+                    event_id=usage.event_id,
+                    timestamp=usage.timestamp,
+                    properties=usage.properties,
+                )
+            except ValueError as exc:  # the SDK's own validation
+                errors.append(ItemError(index=index, event_id=usage.event_id, errors=[str(exc)]))
+            except (BufferError, KafkaException) as exc:
+                raise Unavailable(f"could not queue events: {exc}") from exc
+            else:
+                accepted.append(usage.event_id)
+        if accepted:
+            flush()
+        body = IngestOut(accepted=accepted, errors=errors)
+        return JSONResponse(body.model_dump(), status_code=202 if accepted else 422)
+
+    @router.post(
+        "/v1/customers/{customer_id}/subscription",
+        status_code=202,
+        response_model=AcceptedOut,
+        responses=WRITE_ERRORS,
+    )
+    def post_subscription(customer_id: CustomerId, body: SubscriptionIn, _: Admin) -> AcceptedOut:
+        """Start a subscription to `plan_id`; periods are anchored at `timestamp`."""
+        send(
+            lambda: sdk.subscribe(
+                customer_id,
+                body.plan_id,
+                seats=body.seats,
+                event_id=body.event_id,
+                timestamp=body.timestamp,
+            )
+        )
+        return AcceptedOut(event_id=body.event_id)
+
+    @router.post(
+        "/v1/customers/{customer_id}/seats",
+        status_code=202,
+        response_model=AcceptedOut,
+        responses=WRITE_ERRORS,
+    )
+    def post_seats(customer_id: CustomerId, body: SeatsIn, _: Admin) -> AcceptedOut:
+        """Change the seat count from `timestamp` on (prorated)."""
+        send(
+            lambda: sdk.change_seats(
+                customer_id, body.seats, event_id=body.event_id, timestamp=body.timestamp
+            )
+        )
+        return AcceptedOut(event_id=body.event_id)
+
+    @router.post(
+        "/v1/customers/{customer_id}/credit-purchases",
+        status_code=202,
+        response_model=AcceptedOut,
+        responses=WRITE_ERRORS,
+    )
+    def post_credit_purchase(
+        customer_id: CustomerId, body: CreditPurchaseIn, _: Admin
+    ) -> AcceptedOut:
+        """Buy `quantity` credit packs (adds credits, issues a purchase invoice)."""
+        send(
+            lambda: sdk.purchase_credits(
+                customer_id,
+                body.pack_id,
+                quantity=body.quantity,
+                event_id=body.event_id,
+                timestamp=body.timestamp,
+            )
+        )
+        return AcceptedOut(event_id=body.event_id)
+
+    @router.post(
+        "/v1/customers/{customer_id}/deposits",
+        status_code=202,
+        response_model=AcceptedOut,
+        responses=WRITE_ERRORS,
+    )
+    def post_deposit(customer_id: CustomerId, body: DepositIn, _: Admin) -> AcceptedOut:
+        """Add money to a balance plan's wallet (issues a purchase invoice)."""
+        send(
+            lambda: sdk.deposit(
+                customer_id,
+                Decimal(body.amount),
+                body.currency,
+                event_id=body.event_id,
+                timestamp=body.timestamp,
+            )
+        )
+        return AcceptedOut(event_id=body.event_id)
+
+    return router

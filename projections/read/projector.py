@@ -1,0 +1,232 @@
+"""The projector: customer-state, billing-alerts and invoices -> Redis read models.
+
+Commit order, per batch (the loop in `Projector.run`):
+  1. Consume up to `batch_size` records (confluent-kafka, `enable.auto.commit=false`).
+     Kafka's group offsets are never used to resume: the positions stored in Redis
+     are, because they live next to the data they describe.
+  2. Check the generation sentinel in Redis. Missing or changed means the read models
+     were lost (FLUSHALL, a new Redis) or rebuilt: drop the batch, start or adopt the
+     new generation and seek every assigned partition to its stored position of that
+     generation, i.e. to the beginning after a loss. Then go back to 1.
+  3. Decode each record into a `Write`. A record that does not decode or does not
+     belong on its topic is logged, counted and skipped; it stays in the topic, and
+     skipping it is deterministic, so a rebuild skips it too.
+  4. Apply the writes: one Lua script per write stores the data and its source offset
+     atomically, and skips a write at or below the customer's stored offset.
+  5. Advance each partition's position (next offset) in Redis.
+
+What a crash does:
+  - before 4: nothing was written; the restart resumes at the stored position and
+    reads the batch again.
+  - inside 4: a prefix of the writes is stored with its offsets; on replay those
+    are skipped and the rest applied.
+  - between 4 and 5: all data is stored, the position lags; replay skips everything.
+  - after 5: resumes right after the batch.
+  - Redis loses data while we run: noticed at step 2 of the next batch (or within one
+    idle poll); writes that landed in the emptied Redis carry the old generation and
+    are wiped when the replay first touches their customer (see `store`).
+  - Redis loses data while we are down: no generation on start, so every partition
+    is read from the beginning.
+On partition assignment each partition starts at its stored position (or the
+beginning). Nothing is committed to Kafka, so at-least-once plus the stored offsets
+gives exactly the state of the log, whatever the redeliveries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from projections.read.model import Source, UnexpectedRecord, Write, to_write
+from projections.read.store import ReadModelStore
+
+log = logging.getLogger(__name__)
+
+Decoder = Callable[[bytes], object]
+
+
+class RecordLike(Protocol):
+    """The part of a confluent-kafka `Message` the projector reads."""
+
+    def error(self) -> Any: ...
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def value(self) -> bytes | None: ...
+
+
+@dataclass
+class Counters:
+    consumed: int = 0
+    applied: int = 0
+    skipped_duplicate: int = 0
+    skipped_bad: int = 0
+    resets: int = 0
+    by_partition: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+class BatchApplier:
+    """Steps 3-5 for one batch: decode, apply with offsets, advance positions.
+
+    Shared by the live projector and `rebuild`, so both apply records identically.
+    `logical` maps physical topic names to the logical ones stored in Redis."""
+
+    def __init__(
+        self,
+        store: ReadModelStore,
+        decode: Decoder,
+        bad_record_errors: tuple[type[Exception], ...],
+        logical: Mapping[str, str],
+    ) -> None:
+        self.store = store
+        self.decode = decode
+        self.bad_record_errors: tuple[type[Exception], ...] = (
+            *bad_record_errors,
+            UnexpectedRecord,
+        )
+        self.logical = dict(logical)
+        self.counters = Counters()
+
+    def apply(self, generation: str, records: Sequence[RecordLike]) -> None:
+        writes: list[Write] = []
+        next_offsets: dict[tuple[str, int], int] = {}
+        for record in records:
+            topic, partition, offset = record.topic(), record.partition(), record.offset()
+            if record.error() is not None or topic is None or partition is None or offset is None:
+                log.warning("projector: consumer error %s", record.error())
+                continue
+            self.counters.consumed += 1
+            source = Source(self.logical[topic], partition, offset)
+            next_offsets[(source.topic, partition)] = offset + 1
+            write = self._to_write(record.value(), source)
+            if write is not None:
+                writes.append(write)
+        results = self.store.apply(generation, writes)
+        applied = sum(results)
+        self.counters.applied += applied
+        self.counters.skipped_duplicate += len(results) - applied
+        for (topic, partition), nxt in next_offsets.items():
+            self.store.advance(generation, topic, partition, nxt)
+            self.counters.by_partition[(topic, partition)] = nxt
+
+    def _to_write(self, value: bytes | None, source: Source) -> Write | None:
+        try:
+            if value is None:
+                raise UnexpectedRecord("empty value")
+            return to_write(self.decode(value), source)
+        except self.bad_record_errors as exc:
+            self.counters.skipped_bad += 1
+            log.warning(
+                "projector: skipping %s/%d@%d: %s",
+                source.topic,
+                source.partition,
+                source.offset,
+                exc,
+            )
+            return None
+
+
+class Projector:
+    """The live loop (see the module docstring for its commit order)."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        applier: BatchApplier,
+        *,
+        batch_size: int = 500,
+        poll_timeout: float = 0.2,
+    ) -> None:
+        self.consumer = consumer
+        self.applier = applier
+        self.store = applier.store
+        self.batch_size = batch_size
+        self.poll_timeout = poll_timeout
+        self.generation = ""
+        self.assigned: set[tuple[str, int]] = set()
+
+    def subscribe(self) -> None:
+        self.consumer.subscribe(
+            sorted(self.applier.logical), on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+
+    def _start_offsets(self, partitions: Iterable[tuple[str, int]]) -> list[TopicPartition]:
+        """Stored positions of the current generation; the beginning where none."""
+        wanted = list(partitions)
+        out: list[TopicPartition] = []
+        for topic in {t for t, _ in wanted}:
+            numbers = [p for t, p in wanted if t == topic]
+            stored = self.store.positions(self.generation, self.applier.logical[topic], numbers)
+            for p in numbers:
+                out.append(TopicPartition(topic, p, stored.get(p, OFFSET_BEGINNING)))
+        return out
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.generation = self.store.ensure_generation()
+        self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        start = self._start_offsets((tp.topic, tp.partition) for tp in partitions)
+        log.info("projector: assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in start])
+        consumer.assign(start)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
+
+    def _generation_changed(self) -> bool:
+        return bool(self.assigned) and self.store.generation() != self.generation
+
+    def _reset(self) -> None:
+        """Step 2: the read models were lost or rebuilt; adopt the generation, reseek."""
+        self.generation = self.store.ensure_generation()
+        self.applier.counters.resets += 1
+        targets = self._start_offsets(self.assigned)
+        log.warning("projector: read models lost or rebuilt; reseeking %d partitions", len(targets))
+        for tp in targets:
+            try:
+                self.consumer.seek(tp)
+            except KafkaException:
+                # Not yet fetching: an assign with explicit offsets works in any state.
+                self.consumer.assign(targets)
+                return
+
+    def step(self) -> int:
+        """One iteration of the loop; returns the number of records consumed."""
+        records = self.consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout)
+        if self._generation_changed():
+            self._reset()
+            return 0
+        if records:
+            self.applier.apply(self.generation, records)
+        return len(records)
+
+    def run(self, stop: threading.Event) -> None:
+        self.subscribe()
+        try:
+            while not stop.is_set():
+                self.step()
+        finally:
+            self.consumer.close()
+
+
+# A SIGKILLed projector keeps its partitions until the broker gives up on its
+# session: librdkafka's default (45 s) made a restarted projector wait that long
+# before it could rejoin and catch up. Heartbeats every 2 s keep a live one well
+# inside the 10 s; the broker's group.min.session.timeout.ms (default 6 s) allows it.
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_INTERVAL_MS = 2_000
+
+
+def consumer_config(group_id: str) -> dict[str, Any]:
+    """confluent-kafka settings of the projector (added to the settings' base config)."""
+    return {
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": False,
+        "session.timeout.ms": SESSION_TIMEOUT_MS,
+        "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS,
+    }

@@ -1,0 +1,145 @@
+"""One settings object for every process, read from `STREAMBILL_*` environment variables.
+
+Built once in the composition root (`streambill.cli.main`) and passed down; no module
+reads the environment on its own.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from billing.admission import AdmissionPolicy
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Logical topic names (docs/ARCHITECTURE.md, "Topics and owners");
+# the physical name adds `topic_prefix`.
+USAGE_EVENTS = "usage-events"
+ACCOUNT_EVENTS = "account-events"
+CUSTOMER_STATE = "customer-state"
+BILLING_ALERTS = "billing-alerts"
+INVOICES = "invoices"
+PERIOD_CLOSES = "period-closes"
+USAGE_REJECTED = "usage-rejected"
+ALL_TOPICS = (
+    USAGE_EVENTS,
+    ACCOUNT_EVENTS,
+    CUSTOMER_STATE,
+    BILLING_ALERTS,
+    INVOICES,
+    PERIOD_CLOSES,
+    USAGE_REJECTED,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMBILL_", extra="ignore")
+
+    # Kafka
+    bootstrap_servers: str = "127.0.0.1:19092"
+    topic_prefix: str = "streambill."
+    partitions: int = 12
+    replication_factor: int = 1
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: str | None = None
+
+    # Redis
+    redis_url: str = "redis://127.0.0.1:16379/0"
+
+    # Local services (`streambill services`)
+    state_dir: Path = REPO_ROOT / ".state"
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    redis_port: int = 16379
+    # Broker jars resolved by Maven from services/kafka/pom.xml; kept outside the work tree.
+    kafka_libs_dir: Path = Path.home() / ".cache" / "streambill" / "kafka-4.1.1" / "libs"
+
+    # Read side (projections/): key prefix of the Redis read models, HTTP API address,
+    # the admin key for admin routes and the secret that signs customer tokens.
+    # Unset secrets disable what needs them (the API answers 401), never a default key.
+    read_model_prefix: str = "sb"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    admin_key: SecretStr | None = None
+    token_secret: SecretStr | None = None
+    token_ttl: str = "24h"
+
+    # Billing
+    catalog_path: Path = REPO_ROOT / "examples" / "catalog.yaml"
+    # Retention of usage-events in days (<= 0: for ever). It must cover two periods plus
+    # the maximum lateness, since closes and adjustments replay it.
+    usage_retention_days: int = 75
+
+    # Fold worker (processors/worker/worker.py). The Faust app id (= consumer group and
+    # changelog-topic prefix) is `topic_prefix + worker_app_id`, so environments
+    # sharing a cluster never share state.
+    worker_app_id: str = "fold-worker"
+    worker_store: str = "memory://"  # or "rocksdb://" (needs `rocksdict`)
+    worker_data_dir: Path = REPO_ROOT / ".state" / "worker"
+    # Up to this many messages are folded per batch; each changed customer gets one
+    # snapshot and one changelog record per batch, so large batches amortize that
+    # per-customer cost under backlog. A batch is what has been fetched meanwhile
+    # (processors/worker/feed.py); it never waits to fill, only for the interval below.
+    worker_batch_size: int = 20000
+    # A small batch starts at most this often (seconds): it waits this long after
+    # the previous batch started for more to arrive (processors/feed.paced_take).
+    # At low rates batches were single fetches of a few events, hundreds a second,
+    # each with its own produce requests (effects, seen entries, records); a fresh
+    # broker spent more than a core on them and its acks stalled for 200-300 ms.
+    # 0 folds whatever arrived at once.
+    worker_batch_interval: float = 0.01
+    worker_session_timeout: float = 10.0  # seconds; a killed worker's partitions move after it
+    # Liveness watchdog (processors/worker/watchdog.py): exit 70 when the worker's partitions
+    # have lag and nothing moved for this many seconds; 0 disables it.
+    worker_stall_timeout: float = 30.0
+    worker_metrics_port: int = 0  # Prometheus text endpoint; 0 = disabled
+    # An event id is remembered for `dedupe_window` of event time behind the
+    # customer's watermark; anything older than `max_lateness` behind it is
+    # rejected as too_late. max_lateness <= dedupe_window (checked by the worker)
+    # so every event that passes the lateness check is still deduplicated.
+    dedupe_window: timedelta = timedelta(days=35)
+    max_lateness: timedelta = timedelta(days=35)
+    future_tolerance: timedelta = timedelta(minutes=5)
+
+    def admission_policy(self) -> AdmissionPolicy:
+        """The admission settings every path reads (`billing.admission`)."""
+
+        def ms(value: timedelta) -> int:
+            return int(value.total_seconds() * 1000)
+
+        return AdmissionPolicy(
+            dedupe_window_ms=ms(self.dedupe_window),
+            max_lateness_ms=ms(self.max_lateness),
+            future_tolerance_ms=ms(self.future_tolerance),
+        )
+
+    def worker_group(self) -> str:
+        """Physical Faust app id / consumer group of the fold worker."""
+        return f"{self.topic_prefix}{self.worker_app_id}"
+
+    def topic(self, logical: str) -> str:
+        """Physical topic name for a logical one (`usage-events` -> `<prefix>usage-events`)."""
+        return f"{self.topic_prefix}{logical}"
+
+    def kafka_config(self, **extra: Any) -> dict[str, Any]:
+        """confluent-kafka configuration: bootstrap and security, plus `extra`."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.sasl_username or ""
+            conf["sasl.password"] = self.sasl_password or ""
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        conf.update(extra)
+        return conf

@@ -1,0 +1,237 @@
+"""The topics of docs/ARCHITECTURE.md ("Topics and owners"): `streambill topics create | list`.
+
+Topics are created explicitly (the local broker has auto-creation off) under
+`settings.topic_prefix`, every one with `settings.partitions` partitions, so usage-events
+and account-events are always co-partitioned: the fold reads both per customer. Creating
+is idempotent: a topic that already exists is reported and left exactly as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from streambill.config import settings as names
+from streambill.config.settings import Settings
+
+DAY_MS = 24 * 60 * 60 * 1000
+INFINITE = "-1"
+# Usage must outlive two monthly periods plus the late-arrival grace: a first close and
+# an adjustment of late usage both replay it (docs/ARCHITECTURE.md, "Late usage and the closes").
+USAGE_RETENTION_MS = str(75 * DAY_MS)
+ALERT_RETENTION_MS = str(30 * DAY_MS)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One logical topic and the configuration it is created with."""
+
+    logical: str
+    config: Mapping[str, str]
+    purpose: str
+
+
+TOPIC_SPECS: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        names.USAGE_EVENTS,
+        {"cleanup.policy": "delete", "retention.ms": USAGE_RETENTION_MS},
+        "usage reported by producers; retention covers 2 periods + lateness (75 days)",
+    ),
+    TopicSpec(
+        names.ACCOUNT_EVENTS,
+        {"cleanup.policy": "delete", "retention.ms": INFINITE, "retention.bytes": INFINITE},
+        "subscriptions, seats, credits, deposits; kept forever (every close replays it)",
+    ),
+    TopicSpec(
+        names.CUSTOMER_STATE,
+        {"cleanup.policy": "compact"},
+        "latest state snapshot per customer, compacted",
+    ),
+    TopicSpec(
+        names.BILLING_ALERTS,
+        {"cleanup.policy": "delete", "retention.ms": ALERT_RETENTION_MS},
+        "threshold alerts raised and resolved; 30 days",
+    ),
+    TopicSpec(
+        names.INVOICES,
+        {"cleanup.policy": "delete", "retention.ms": INFINITE, "retention.bytes": INFINITE},
+        "issued and adjusting invoices; kept forever",
+    ),
+    TopicSpec(
+        names.PERIOD_CLOSES,
+        {"cleanup.policy": "compact"},
+        "per-period close watermarks (key = period id), compacted",
+    ),
+    TopicSpec(
+        names.USAGE_REJECTED,
+        {"cleanup.policy": "delete", "retention.ms": INFINITE, "retention.bytes": INFINITE},
+        "dead letters with reason and original bytes; kept forever (bad input is never lost)",
+    ),
+)
+
+
+class TopicError(Exception):
+    """Topics could not be created or listed; the message is one sentence."""
+
+
+def _admin(settings: Settings) -> AdminClient:
+    return AdminClient(settings.kafka_config())
+
+
+def _existing(admin: AdminClient, timeout: float) -> dict[str, int]:
+    """Every topic on the cluster with its partition count."""
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise TopicError(f"the Kafka cluster did not answer a metadata request: {exc}") from exc
+    return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+
+
+def create_topics(settings: Settings, timeout: float = 30.0) -> tuple[list[str], list[str]]:
+    """Create every missing topic; returns (created, already existing) physical names.
+
+    Returns once the created topics appear in the cluster metadata with all partitions,
+    so a producer or consumer started right after finds them.
+    """
+    admin = _admin(settings)
+    present = _existing(admin, timeout)
+    wanted = [settings.topic(spec.logical) for spec in TOPIC_SPECS]
+    existed = [name for name in wanted if name in present]
+    new = [
+        NewTopic(
+            settings.topic(spec.logical),
+            num_partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+            config=_config(spec, settings),
+        )
+        for spec in TOPIC_SPECS
+        if settings.topic(spec.logical) not in present
+    ]
+    created: list[str] = []
+    if new:
+        for name, future in admin.create_topics(new, request_timeout=timeout).items():
+            try:
+                future.result(timeout=timeout)
+                created.append(name)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise TopicError(f"could not create topic {name}: {exc.args[0].str()}") from exc
+                existed.append(name)  # created concurrently by someone else: fine
+        _await_visible(admin, created, settings.partitions, timeout)
+    return sorted(created, key=wanted.index), sorted(existed, key=wanted.index)
+
+
+def _config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
+    """The spec's configuration; usage-events' retention follows the settings (0 or less:
+    kept for ever, e.g. for tests and back-fills whose event times lie years back, which a
+    time-based retention would delete within minutes of their arrival)."""
+    config = dict(spec.config)
+    if spec.logical == names.USAGE_EVENTS:
+        days = settings.usage_retention_days
+        config["retention.ms"] = str(days * DAY_MS) if days > 0 else INFINITE
+    return config
+
+
+def _await_visible(admin: AdminClient, topics: list[str], partitions: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        present = _existing(admin, timeout)
+        if all(present.get(name) == partitions for name in topics):
+            return
+        if time.monotonic() >= deadline:
+            raise TopicError(f"created topics did not appear in metadata within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    name: str
+    partitions: int
+    config: Mapping[str, str]
+
+
+def list_topics(settings: Settings, timeout: float = 30.0) -> list[TopicInfo]:
+    """The topics under our prefix, with partitions and cleanup/retention configuration."""
+    admin = _admin(settings)
+    present = {
+        name: count
+        for name, count in _existing(admin, timeout).items()
+        if name.startswith(settings.topic_prefix)
+    }
+    if not present:
+        return []
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in sorted(present)]
+    infos: list[TopicInfo] = []
+    for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
+        try:
+            entries = future.result(timeout=timeout)
+        except KafkaException as exc:
+            raise TopicError(f"could not describe topic {resource.name}: {exc}") from exc
+        shown = {
+            key: entries[key].value for key in ("cleanup.policy", "retention.ms") if key in entries
+        }
+        infos.append(TopicInfo(resource.name, present[resource.name], shown))
+    return sorted(infos, key=lambda info: info.name)
+
+
+# --- CLI --------------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("topics", help="create or list the streambill topics")
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("create", help="create every missing topic (idempotent)").set_defaults(
+        func=_cmd_create
+    )
+    actions.add_parser("list", help="topics under the prefix with their config").set_defaults(
+        func=_cmd_list
+    )
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+def _cmd_create(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        created, existed = create_topics(settings)
+    except TopicError as error:
+        sys.stderr.write(f"streambill topics: {error}\n")
+        return 1
+    for name in created:
+        _say(f"created  {name} ({settings.partitions} partitions)")
+    for name in existed:
+        _say(f"existed  {name}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        infos = list_topics(settings)
+    except TopicError as error:
+        sys.stderr.write(f"streambill topics: {error}\n")
+        return 1
+    found = {info.name for info in infos}
+    for info in infos:
+        policy = info.config.get("cleanup.policy", "?")
+        retention = _retention(info.config.get("retention.ms")) if "delete" in policy else "-"
+        _say(f"{info.name:<40} {info.partitions:>3} partitions  {policy:<8} retention {retention}")
+    for spec in TOPIC_SPECS:
+        if settings.topic(spec.logical) not in found:
+            _say(f"{settings.topic(spec.logical):<40} MISSING (run `streambill topics create`)")
+    return 0
+
+
+def _retention(value: str | None) -> str:
+    if value is None:
+        return "?"
+    if value == INFINITE:
+        return "infinite"
+    millis = int(value)
+    return f"{millis // DAY_MS}d" if millis % DAY_MS == 0 else f"{millis}ms"
