@@ -1,4 +1,4 @@
-"""One error hierarchy for the read side, mapped to HTTP in one place (`api.py`).
+"""One error hierarchy for the read side, mapped to HTTP in one place (`projections/http/app.py`).
 
 Adapters translate library exceptions into these with `raise ... from exc`, so the
 API never leaks a Redis or Kafka traceback to a caller.
