@@ -15,7 +15,8 @@ from processors.close.plan import Month
 from processors.close.run import CloseReport
 from streambill.config.settings import Settings
 from streambill.local.demo_load import DemoCustomer
-from streambill.local.demo_procs import DemoError, free_port
+from streambill.local.demo_procs import DemoError
+from streambill.local.procs import free_port
 from streambill.sdk.client import UsageClient
 
 

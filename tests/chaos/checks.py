@@ -46,6 +46,7 @@ from streambill.config.settings import (
     Settings,
 )
 from streambill.local.demo_watch import WorkerProgress
+from streambill.local.procs import http_answers, wait_ready
 from streambill.wire.codec import Codec
 from tests.kafka_helpers import high_watermarks, projector_behind
 
@@ -139,16 +140,8 @@ def check_api(settings: Settings, customer_ids: Sequence[str]) -> list[str]:
 
 
 def wait_api(settings: Settings, timeout: float) -> float:
-    started = time.monotonic()
     url = f"http://{settings.api_host}:{settings.api_port}/openapi.json"
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return time.monotonic() - started
-        except OSError:
-            if time.monotonic() - started > timeout:
-                raise
-            time.sleep(0.3)
+    return wait_ready(lambda: http_answers(url), timeout, url)
 
 
 @dataclass(frozen=True)
