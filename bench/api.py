@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,11 +32,12 @@ from pydantic import SecretStr
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from projections import tokens  # noqa: E402
+from projections.http import tokens  # noqa: E402
 from projections.read.model import Source, to_write  # noqa: E402
 from projections.read.redis_store import RedisStore  # noqa: E402
 from projections.read.store import Keys  # noqa: E402
 from streambill.config.settings import CUSTOMER_STATE, Settings  # noqa: E402
+from streambill.local.procs import free_port  # noqa: E402
 from tests.projections import samples  # noqa: E402
 
 SECRET = "bench-token-secret-0123456789abcdef"
@@ -77,13 +77,6 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     except ImportError:
         return asyncio.run(coro)
     return uvloop.run(coro)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def wait_ready(port: int, timeout: float = 20.0) -> None:

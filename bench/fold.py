@@ -61,7 +61,7 @@ from tests.integration.fold_support import (
     publish,
     send_with_sdk,
 )
-from tests.integration.kafka_helpers import consume_all
+from tests.kafka_helpers import consume_all
 
 RUN_PREFIX = f"bench-{uuid.uuid4().hex[:8]}."  # every topic of this run; deleted at the end
 # Published at the rate first and left out of the figures: a freshly started broker

@@ -25,7 +25,6 @@ import resource
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from typing import Any
 
 from bench import report as rep
 from bench.plan import NAMES, Invocation, plan
+from streambill.local.procs import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "bench"
@@ -47,14 +47,6 @@ README_START, README_END = "<!-- bench:headline:start -->", "<!-- bench:headline
 
 
 # --- services ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A port nothing listens on now (the OS's pick); services up re-checks it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def service_env(state_dir: Path, kafka: int, controller: int, redis_port: int) -> dict[str, str]:

@@ -53,7 +53,7 @@ from streambill.config.settings import (
 )
 from streambill.config.topics import create_topics
 from streambill.local.demo_load import DemoCustomer, population, usage_day
-from streambill.local.demo_procs import Child, Children, DemoError, get_json, wait_http
+from streambill.local.demo_procs import Children, DemoError, get_json, wait_http
 from streambill.local.demo_readback import read_back
 from streambill.local.demo_steps import (
     PlanSummary,
@@ -65,6 +65,7 @@ from streambill.local.demo_steps import (
     watched_customers,
 )
 from streambill.local.demo_watch import AlertCounter, StatusLine, WorkerProgress, balance_line, bar
+from streambill.local.procs import Child
 from streambill.sdk.client import UsageClient
 from streambill.wire.codec import Codec
 

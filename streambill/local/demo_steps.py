@@ -4,18 +4,26 @@ account event, the customers it watches and the invoice summary per plan."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from pydantic import SecretStr
 
-from billing.events import AccountEvent, CreditsPurchased, SubscriptionStarted, WalletDeposited
+from billing.events import (
+    AccountEvent,
+    CreditsPurchased,
+    Invoice,
+    SubscriptionStarted,
+    WalletDeposited,
+)
 from processors.close.plan import Month
 from processors.close.run import CloseReport
 from streambill.config.settings import Settings
 from streambill.local.demo_load import DemoCustomer
-from streambill.local.demo_procs import DemoError, free_port
+from streambill.local.demo_procs import DemoError
+from streambill.local.procs import free_port
 from streambill.sdk.client import UsageClient
 
 
@@ -38,9 +46,13 @@ def usage_day_start(month: Month) -> datetime:
 
 def summarize(report: CloseReport) -> dict[str, PlanSummary]:
     """Period invoices per plan: how many and their total per currency."""
+    return summarize_invoices(priced.invoice for priced, _ in report.invoices)
+
+
+def summarize_invoices(invoices: Iterable[Invoice]) -> dict[str, PlanSummary]:
+    """`summarize` of invoices however they were made (the close's, a pure fold's)."""
     out: dict[str, PlanSummary] = {}
-    for priced, _ in report.invoices:
-        inv = priced.invoice
+    for inv in invoices:
         if inv.kind != "period":
             continue
         s = out.setdefault(inv.plan_id, PlanSummary())

@@ -1,6 +1,8 @@
-"""Start, find and stop the local service processes that `streambill services` owns.
+"""Start, find and stop child processes: the local services `streambill services` owns,
+and the supervised `python -m streambill.cli ...` children of the demo and the chaos
+suite (`Child`).
 
-A process is ours only if its pidfile names it AND its command line still carries the
+A service process is ours only if its pidfile names it AND its command line still carries the
 marker we started it with: a stale pidfile whose pid was reused by something else is
 never signalled. Everything that can go wrong for a person (missing program, busy port,
 process died during start-up) is raised as `ServiceError` with one readable sentence.
@@ -14,9 +16,15 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from streambill.config.settings import Settings
 
 
 class ServiceError(Exception):
@@ -151,3 +159,136 @@ def tail(path: Path, lines: int = 5) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child build the same `Settings` as `settings`."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is None:
+            env.pop(f"STREAMBILL_{name.upper()}", None)
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        elif hasattr(value, "total_seconds"):
+            value = f"PT{value.total_seconds()}S"  # ISO 8601 duration, as pydantic reads
+        env[f"STREAMBILL_{name.upper()}"] = str(value)
+    return env
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Child:
+    """One `python -m streambill.cli <argv>` child with the environment `env`, in its own
+    session (so its own process group): a Ctrl-C in the terminal does not reach it, and
+    `kill` reaches whatever it forked too (the close job's fold workers). Its output is
+    appended to `log`; with `mark_starts`, each start first writes a `=== start N at T`
+    line there. It can be started again after it exited or was killed."""
+
+    name: str
+    argv: Sequence[str]
+    log: Path
+    env: dict[str, str]
+    mark_starts: bool = False
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            if self.mark_starts:
+                out.write(f"\n=== start {self.starts} at {time.time():.3f}\n".encode())
+                out.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streambill.cli", *self.argv],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def exit_code(self) -> int | None:
+        """The exit code once it has exited (reaped), None while it runs or never ran."""
+        return None if self.proc is None else self.proc.poll()
+
+    def failure(self) -> str | None:
+        """If the child has exited: its code and the last lines of its log, in words."""
+        code = self.exit_code()
+        if code is None:
+            return None
+        last = tail(self.log, 15) or "(no log)"
+        return f"{self.name} exited with code {code}; last lines of {self.log}:\n{last}"
+
+    def wait(self, timeout: float) -> int:
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group: no shutdown hook, no final commit."""
+        proc = self.proc
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, then `kill` if it has not exited after `timeout` seconds."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def http_answers(url: str) -> bool:
+    """True when `url` answers at all (any HTTP status counts)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_ready(
+    ready: Callable[[], bool],
+    timeout: float,
+    what: str,
+    *,
+    check: Callable[[], None] | None = None,
+    interval: float = 0.3,
+) -> float:
+    """Until `ready()` holds; the seconds it took. `check`, called before each try, raises
+    when waiting is pointless (the child that should answer has exited); TimeoutError
+    naming `what` after `timeout` seconds."""
+    started = time.monotonic()
+    while True:
+        if check is not None:
+            check()
+        if ready():
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{what} not ready in {timeout:.0f}s")
+        time.sleep(interval)

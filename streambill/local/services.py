@@ -248,9 +248,8 @@ def _format_storage(java: str, libs: Path, layout: _Layout) -> None:
 def start_kafka(settings: Settings, timeout: float = 120.0) -> ServiceStatus:
     """Start the local broker (or find it running) and return once it answers."""
     layout = _kafka_layout(settings)
-    pid = layout.owned_pid()
-    started = pid is None
-    if pid is None:
+
+    def launch() -> int:
         java = _preflight_kafka(settings)
         libs = ensure_kafka_jars(settings)
         _render(
@@ -261,15 +260,16 @@ def start_kafka(settings: Settings, timeout: float = 120.0) -> ServiceStatus:
             data_dir=layout.data,
         )
         _format_storage(java, libs, layout)
-        pid = procs.spawn(
+        return procs.spawn(
             [java, *KAFKA_HEAP, "-Djava.awt.headless=true",
              f"-Dlog4j2.configurationFile={KAFKA_TEMPLATES / 'log4j2.properties'}",
              f"-Dkafka.logs.dir={layout.log.parent}",
              "-cp", f"{libs}/*", KAFKA_MAIN, str(layout.config)],
             cwd=layout.home, output=layout.console, pidfile=layout.pidfile,
         )  # fmt: skip
-    _await_or_stop("Kafka", lambda: kafka_answers(settings), pid, layout, timeout, started)
-    return _status("kafka", layout, _kafka_address(settings), True, started)
+
+    probe, address = (lambda: kafka_answers(settings)), _kafka_address(settings)
+    return _start_or_find("Kafka", layout, launch, probe, address, timeout)
 
 
 def stop_kafka(settings: Settings, *, kill: bool = False, timeout: float = 60.0) -> bool:
@@ -288,9 +288,8 @@ def kafka_status(settings: Settings) -> ServiceStatus:
 def start_redis(settings: Settings, timeout: float = 60.0) -> ServiceStatus:
     """Start the local Redis (or find it running) and return once it answers PING."""
     layout = _redis_layout(settings)
-    pid = layout.owned_pid()
-    started = pid is None
-    if pid is None:
+
+    def launch() -> int:
         server = _preflight_redis(settings)
         _render(
             REDIS_TEMPLATES / "redis.conf.template",
@@ -299,14 +298,15 @@ def start_redis(settings: Settings, timeout: float = 60.0) -> ServiceStatus:
             data_dir=layout.data,
             log_file=layout.log,
         )
-        pid = procs.spawn(
+        return procs.spawn(
             [server, str(layout.config)],
             cwd=layout.home,
             output=layout.console,
             pidfile=layout.pidfile,
         )
-    _await_or_stop("Redis", lambda: redis_answers(settings), pid, layout, timeout, started)
-    return _status("redis", layout, _redis_address(settings), True, started)
+
+    probe, address = (lambda: redis_answers(settings)), _redis_address(settings)
+    return _start_or_find("Redis", layout, launch, probe, address, timeout)
 
 
 def stop_redis(settings: Settings, *, kill: bool = False, timeout: float = 30.0) -> bool:
@@ -322,11 +322,21 @@ def redis_status(settings: Settings) -> ServiceStatus:
 # --- shared -----------------------------------------------------------------------------
 
 
-def _await_or_stop(
-    name: str, probe: Callable[[], bool], pid: int, layout: _Layout, timeout: float, started: bool
-) -> None:
-    """Wait for the service; a process we just started that never answers is stopped again,
-    so a failed `up` leaves nothing half-running behind."""
+def _start_or_find(
+    name: str,
+    layout: _Layout,
+    launch: Callable[[], int],
+    probe: Callable[[], bool],
+    address: str,
+    timeout: float,
+) -> ServiceStatus:
+    """The service's status once it answers: the process we own if one runs, else the one
+    `launch` starts (its pid). A process we just started that never answers is stopped
+    again, so a failed `up` leaves nothing half-running behind."""
+    pid = layout.owned_pid()
+    started = pid is None
+    if pid is None:
+        pid = launch()
     try:
         _wait_until_answers(name, probe, pid, layout, timeout)
     except ServiceError:
@@ -334,6 +344,7 @@ def _await_or_stop(
             with contextlib.suppress(ServiceError):
                 _stop(layout, kill=False, timeout=15.0)
         raise
+    return _status(name.lower(), layout, address, True, started)
 
 
 def _stop(layout: _Layout, *, kill: bool, timeout: float) -> bool:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 
 from billing.events import Event, Invoice
 from processors.close.kafka import KafkaLog
@@ -46,7 +46,9 @@ from streambill.config.settings import (
     Settings,
 )
 from streambill.local.demo_watch import WorkerProgress
+from streambill.local.procs import http_answers, wait_ready
 from streambill.wire.codec import Codec
+from tests.kafka_helpers import high_watermarks, projector_behind
 
 
 def wait_worker(settings: Settings, timeout: float) -> float:
@@ -69,43 +71,17 @@ def wait_worker(settings: Settings, timeout: float) -> float:
         progress.close()
 
 
-def _ends(settings: Settings, logical: Sequence[str]) -> dict[tuple[str, int], int]:
-    """(logical topic, partition) -> high watermark, for non-empty partitions."""
-    consumer = Consumer(settings.kafka_config(**{"group.id": "chaos-watermarks"}))
-    try:
-        out: dict[tuple[str, int], int] = {}
-        for name in logical:
-            topic = settings.topic(name)
-            parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            for p in parts:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=10, cached=False
-                )
-                if high > 0:
-                    out[(name, p)] = high
-        return out
-    finally:
-        consumer.close()
-
-
 def wait_projector(settings: Settings, timeout: float) -> float:
     """Until the projector's positions in Redis reach the end of its three sources."""
     started = time.monotonic()
-    ends = _ends(settings, SOURCE_TOPICS)
+    ends = high_watermarks(settings, SOURCE_TOPICS)
     store = build_store(settings)
     while True:
-        gen = store.generation()
-        behind = dict(ends)
-        if gen is not None:
-            for name in SOURCE_TOPICS:
-                parts = [p for (t, p) in ends if t == name]
-                for p, nxt in store.positions(gen, name, parts).items():
-                    if nxt >= ends[(name, p)]:
-                        behind.pop((name, p))
+        behind = projector_behind(store, ends)
         if not behind:
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
-            raise TimeoutError(f"the projector has not reached {sorted(behind)} in {timeout}s")
+            raise TimeoutError(f"the projector has not reached {behind} in {timeout}s")
         time.sleep(0.3)
 
 
@@ -164,16 +140,8 @@ def check_api(settings: Settings, customer_ids: Sequence[str]) -> list[str]:
 
 
 def wait_api(settings: Settings, timeout: float) -> float:
-    started = time.monotonic()
     url = f"http://{settings.api_host}:{settings.api_port}/openapi.json"
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return time.monotonic() - started
-        except OSError:
-            if time.monotonic() - started > timeout:
-                raise
-            time.sleep(0.3)
+    return wait_ready(lambda: http_answers(url), timeout, url)
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,6 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -32,8 +30,7 @@ from pydantic import SecretStr
 
 from streambill.config.settings import Settings
 from streambill.local import services
-from streambill.local.demo_procs import free_port, settings_env
-from streambill.local.procs import ServiceError
+from streambill.local.procs import Child, ServiceError, free_port, settings_env
 
 KAFKA_PORT = int(os.environ.get("STREAMBILL_CHAOS_KAFKA_PORT", "49092"))
 CONTROLLER_PORT = int(os.environ.get("STREAMBILL_CHAOS_CONTROLLER_PORT", "49093"))
@@ -111,68 +108,11 @@ class Cluster:
             services.stop_kafka(self.settings, kill=True)
 
 
-@dataclass
-class Proc:
+def chaos_child(name: str, argv: Sequence[str], log_dir: Path, env: dict[str, str]) -> Child:
     """One `python -m streambill.cli ...` child in its own session (process group), so a
-    SIGKILL reaches whatever it forked too (the close job's fold workers)."""
-
-    name: str
-    argv: Sequence[str]
-    log_dir: Path
-    env: dict[str, str]
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_dir / f"{self.name}.log"
-        with log.open("ab") as out:
-            out.write(f"\n=== start {self.starts} at {time.time():.3f}\n".encode())
-            out.flush()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streambill.cli", *self.argv],
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def exit_code(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
-
-    def kill(self) -> None:
-        """SIGKILL to the whole process group: no shutdown hook, no final commit."""
-        proc = self.proc
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM, SIGKILL after `timeout`."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def wait(self, timeout: float) -> int:
-        if self.proc is None:
-            raise RuntimeError(f"{self.name} was never started")
-        return self.proc.wait(timeout=timeout)
+    SIGKILL reaches whatever it forked too (the close job's fold workers); its log,
+    `log_dir/<name>.log`, marks each start."""
+    return Child(name, argv, log_dir / f"{name}.log", env, mark_starts=True)
 
 
 @dataclass
@@ -181,7 +121,7 @@ class Supervisor:
 
     settings: Settings
     log_dir: Path
-    procs: dict[str, Proc] = field(default_factory=dict)
+    procs: dict[str, Child] = field(default_factory=dict)
     unexpected: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -190,8 +130,8 @@ class Supervisor:
     def env(self) -> dict[str, str]:
         return settings_env(self.settings)
 
-    def add(self, name: str, *argv: str) -> Proc:
-        proc = Proc(name, argv, self.log_dir, self.env())
+    def add(self, name: str, *argv: str) -> Child:
+        proc = chaos_child(name, argv, self.log_dir, self.env())
         with self._lock:
             self.procs[name] = proc
             proc.start()

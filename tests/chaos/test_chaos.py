@@ -20,7 +20,8 @@ import pytest
 
 from processors.close.kafka import KafkaLog
 from streambill.config.settings import INVOICES, PERIOD_CLOSES, Settings
-from tests.chaos.harness import Proc
+from streambill.local.procs import Child
+from tests.chaos.harness import chaos_child
 from tests.chaos.load import LoadRun
 from tests.chaos.scenario import PHASE_SECONDS, Chaos
 
@@ -209,7 +210,7 @@ def _describe(outputs: tuple[int, int]) -> str:
 
 
 def _kill_when(
-    job: Proc, settings: Settings, ready: Callable[[tuple[int, int]], bool], delay: float
+    job: Child, settings: Settings, ready: Callable[[tuple[int, int]], bool], delay: float
 ) -> str:
     """SIGKILL the job `delay` seconds after `ready(outputs)` first holds (or when it
     has finished by itself); what happened, in words."""
@@ -233,7 +234,7 @@ def test_sigkill_close_job(chaos: Chaos, record_property: Record) -> None:
     it folds; and a random moment after its first invoices are on the topic, before or
     after PeriodClosed. Then it runs to completion."""
     settings = chaos.settings
-    job = Proc(
+    job = chaos_child(
         "close",
         ["close", "--period", str(chaos.month), "--grace", "1d"],
         chaos.supervisor.log_dir,
@@ -259,7 +260,7 @@ def test_sigkill_close_job(chaos: Chaos, record_property: Record) -> None:
             f"t={time.monotonic() - t0:.1f}s close run to completion: exit {code}; "
             f"{_describe(_close_outputs(settings))}"
         )
-        assert code == 0, f"the close failed; see {job.log_dir / 'close.log'}"
+        assert code == 0, f"the close failed; see {job.log}"
         chaos.closed = True
         return done
 

@@ -37,6 +37,7 @@ from billing.events import (
 )
 from streambill.config.settings import Settings
 from streambill.config.topics import create_topics
+from streambill.local.procs import settings_env
 from streambill.sdk.client import UsageClient
 from streambill.wire import convert
 from streambill.wire.codec import Codec
@@ -68,17 +69,6 @@ def delete_topics_with_prefix(settings: Settings, prefix: str) -> int:
             with contextlib.suppress(Exception):
                 future.result(timeout=30)
     return len(names)
-
-
-def env_for(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "total_seconds"):
-            value = f"PT{value.total_seconds()}S"
-        env[f"STREAMBILL_{name.upper()}"] = str(value)
-    return env
 
 
 class WorkerProcess:
@@ -124,7 +114,7 @@ class WorkerProcess:
                     "--loglevel",
                     LOGLEVEL,
                 ],
-                env=env_for(self.settings),
+                env=settings_env(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

@@ -12,7 +12,7 @@ from confluent_kafka import KafkaException
 
 from processors.worker.batch_send import Groups, Writer
 from streambill.config.settings import Settings
-from tests.integration.kafka_helpers import consume_all
+from tests.kafka_helpers import consume_all
 
 
 def _write(config: dict[str, object], batches: list[Groups]) -> list[dict[tuple[str, int], int]]:

@@ -10,7 +10,6 @@ import contextlib
 import io
 import json
 from collections.abc import Iterator
-from decimal import Decimal
 from itertools import islice
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from streambill.local.demo import (
 )
 from streambill.local.demo_load import PLAN_MIX, population, usage_day
 from streambill.local.demo_readback import SAMPLE_SIZE
+from streambill.local.demo_steps import summarize_invoices
 from streambill.wire import convert
 from streambill.wire.codec import Codec
 from streambill.wire.tail import json_safe, rfc3339
@@ -63,14 +63,7 @@ def pure_summary(result: DemoResult) -> dict[str, PlanSummary]:
     usage = usage_day(pop.customers, OPTS.events, day, OPTS.seed, OPTS.run_id)
     events: list[Event] = [*pop.account_events, *usage]
     sim = simulate(catalog, events, result.month.start, result.month.end)
-    out: dict[str, PlanSummary] = {}
-    for inv in sim.invoices:
-        if inv.kind != "period":
-            continue
-        s = out.setdefault(inv.plan_id, PlanSummary())
-        s.invoices += 1
-        s.totals[inv.currency] = s.totals.get(inv.currency, Decimal(0)) + inv.total
-    return out
+    return summarize_invoices(sim.invoices)
 
 
 def test_demo_invoices_equal_the_pure_fold(demo: DemoResult) -> None:

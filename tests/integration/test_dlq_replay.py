@@ -22,7 +22,7 @@ from streambill.wire.codec import Codec
 from streambill.wire.fields import to_millis
 from streambill.wire.partitioner import owner
 from tests.integration.fold_support import encode, isolated, publish
-from tests.integration.kafka_helpers import consume_all
+from tests.kafka_helpers import consume_all
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,6 @@ customer subscribes on 1 Aug 2026, so its periods are calendar months.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from streambill.config.settings import (
     Settings,
 )
 from streambill.local.demo_watch import WorkerProgress
+from streambill.local.procs import free_port
 from streambill.wire.codec import Codec
 from tests.integration.fold_support import TopicReader, WorkerProcess, isolated, send_with_sdk
 
@@ -40,17 +40,11 @@ pytestmark = pytest.mark.integration
 CUSTOMER = "cus_late"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def running(base: Settings) -> Iterator[Settings]:
     # Infinite usage retention: the events are months old by the broker's clock, and
     # a 75-day retention would delete them within minutes of their arrival.
-    settings = isolated(base, worker_metrics_port=_free_port(), usage_retention_days=0)
+    settings = isolated(base, worker_metrics_port=free_port(), usage_retention_days=0)
     worker = WorkerProcess(settings)
     worker.start()
     yield settings

@@ -25,7 +25,7 @@ from streambill.sdk.client import DeliveryError, UsageClient
 from streambill.wire.codec import Codec
 from streambill.wire.convert import from_avro
 from streambill.wire.fields import to_millis
-from tests.integration.kafka_helpers import consume_all
+from tests.kafka_helpers import consume_all
 
 pytestmark = pytest.mark.integration
 

@@ -23,16 +23,10 @@ from confluent_kafka.admin import AdminClient
 from streambill.config.settings import ALL_TOPICS, REPO_ROOT, Settings
 from streambill.config.topics import create_topics, list_topics
 from streambill.local import services
+from streambill.local.procs import free_port
 from tests.support import unavailable
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -128,9 +122,9 @@ def test_busy_port_is_one_clear_sentence_and_starts_nothing(
     tmp_path: Path, busy_port: int, which: str
 ) -> None:
     ports = {
-        "KAFKA_PORT": _free_port(),
-        "KAFKA_CONTROLLER_PORT": _free_port(),
-        "REDIS_PORT": _free_port(),
+        "KAFKA_PORT": free_port(),
+        "KAFKA_CONTROLLER_PORT": free_port(),
+        "REDIS_PORT": free_port(),
     }
     ports[which] = busy_port
     env = {f"STREAMBILL_{name}": str(port) for name, port in ports.items()}
@@ -147,11 +141,11 @@ def test_busy_port_is_one_clear_sentence_and_starts_nothing(
 
 def test_sigkill_and_restart_resume_on_the_same_data(tmp_path: Path) -> None:
     """What the chaos suite relies on: kill -9 either service, start it again, data is there."""
-    kafka_port, redis_port = _free_port(), _free_port()
+    kafka_port, redis_port = free_port(), free_port()
     own = Settings(
         state_dir=tmp_path,
         kafka_port=kafka_port,
-        kafka_controller_port=_free_port(),
+        kafka_controller_port=free_port(),
         redis_port=redis_port,
         bootstrap_servers=f"127.0.0.1:{kafka_port}",
         redis_url=f"redis://127.0.0.1:{redis_port}/0",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from billing.events import EventRejected, SubscriptionStarted, UsageRecorded
 from streambill.config.catalog_file import load_catalog
 from streambill.config.settings import Settings
+from streambill.local.procs import free_port, settings_env
 from streambill.wire import convert
 from streambill.wire.codec import Codec
 from tests.integration import scenarios
@@ -27,7 +27,6 @@ from tests.integration.fold_support import (
     TopicReader,
     WorkerProcess,
     encode,
-    env_for,
     isolated,
     mismatches,
     publish,
@@ -39,15 +38,9 @@ pytestmark = pytest.mark.integration
 WAIT = 90.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def running(base: Settings) -> Iterator[tuple[Settings, WorkerProcess]]:
-    settings = isolated(base, worker_metrics_port=_free_port())
+    settings = isolated(base, worker_metrics_port=free_port())
     worker = WorkerProcess(settings)
     worker.start()
     yield settings, worker
@@ -258,7 +251,7 @@ def test_every_reason_code_and_the_stream_continues(
                 "--reason",
                 "no_subscription",
             ],
-            env=env_for(settings),
+            env=settings_env(settings),
             check=True,
             timeout=120,
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from confluent_kafka import Consumer
 from fastapi.testclient import TestClient
 
 from billing.events import SubscriptionStarted, UsageRecorded, WalletDeposited
@@ -15,6 +14,7 @@ from streambill.config.settings import ACCOUNT_EVENTS, USAGE_EVENTS, Settings
 from streambill.sdk.client import UsageClient
 from streambill.wire.codec import Codec
 from streambill.wire.convert import decode_value
+from tests.kafka_helpers import consume_all
 from tests.projections.apphelpers import ADMIN_KEY
 from tests.projections.apphelpers import settings as app_settings
 
@@ -24,24 +24,9 @@ pytestmark = pytest.mark.integration
 def read_all(settings: Settings, logical: str, customer_id: str, count: int) -> list[object]:
     """`customer_id`'s records on a session-wide topic (other tests write there too), read
     from the beginning until `count` of them arrived or 30 s passed."""
-    consumer = Consumer(
-        settings.kafka_config(
-            **{"group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
-        )
-    )
-    consumer.subscribe([settings.topic(logical)])
+    mine = consume_all(settings, logical, count, keep=lambda m: m.key() == customer_id.encode())
     codec = Codec()
-    out: list[object] = []
-    try:
-        for _ in range(60):
-            for msg in consumer.consume(num_messages=100, timeout=0.5):
-                if msg.error() is None and msg.key() == customer_id.encode():
-                    out.append(decode_value(codec, msg.value()))
-            if len(out) >= count:
-                break
-    finally:
-        consumer.close()
-    return out
+    return [decode_value(codec, m.value()) for m in mine]
 
 
 def test_ingest_and_account_commands_reach_kafka(

@@ -4,13 +4,16 @@ ever flushed): Redis loss, redelivery, skipped records, rebuild equals live."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 import redis
 
+from projections.read.projector import Projector
 from projections.read.rebuild import rebuild
 from projections.read.redis_store import RedisStore
 from projections.read.series import TREND_LIMIT
@@ -19,11 +22,23 @@ from projections.wiring import build_applier, build_projector, build_rebuild_con
 from streambill.config.settings import BILLING_ALERTS, CUSTOMER_STATE, INVOICES, Settings
 from streambill.wire.codec import Codec
 from streambill.wire.convert import WireValue
+from tests.kafka_helpers import caught_up, produce, wait_until
 from tests.projections import samples
 from tests.projections.conftest import REDIS_URL
-from tests.projections.kafkahelpers import caught_up, produce, running, wait_until
 
 pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def running(projector: Projector) -> Iterator[Projector]:
+    stop = threading.Event()
+    thread = threading.Thread(target=projector.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield projector
+    finally:
+        stop.set()
+        thread.join(30)
 
 
 def stream(round_: int) -> list[tuple[str, WireValue | bytes]]:

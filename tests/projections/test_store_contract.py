@@ -58,13 +58,18 @@ def test_writes_at_or_below_stored_offset_change_nothing(store: ReadModelStore) 
     assert store.state("c1")["usage:tokens"] == "9"
 
 
-def test_alerts_raise_and_resolve(store: ReadModelStore) -> None:
-    gen = store.ensure_generation()
-    writes = [
+def two_raised_one_resolved() -> list[Write]:
+    """c1's alerts a1 (80 %) and a2 (100 %) raised, then a1 resolved: offsets 0 to 2."""
+    return [
         to_write(samples.alert("c1", "a1"), at(BILLING_ALERTS, 0)),
         to_write(samples.alert("c1", "a2", percent=100), at(BILLING_ALERTS, 1)),
         to_write(samples.resolved("c1", "a1"), at(BILLING_ALERTS, 2)),
     ]
+
+
+def test_alerts_raise_and_resolve(store: ReadModelStore) -> None:
+    gen = store.ensure_generation()
+    writes = two_raised_one_resolved()
     assert store.apply(gen, writes) == [True, True, True]
     alerts = store.alerts("c1")
     assert list(alerts) == ["a2"]
@@ -78,11 +83,7 @@ def test_alerts_raise_and_resolve(store: ReadModelStore) -> None:
 
 def test_alert_history_keeps_raised_and_resolved_newest_first(store: ReadModelStore) -> None:
     gen = store.ensure_generation()
-    writes = [
-        to_write(samples.alert("c1", "a1"), at(BILLING_ALERTS, 0)),
-        to_write(samples.alert("c1", "a2", percent=100), at(BILLING_ALERTS, 1)),
-        to_write(samples.resolved("c1", "a1"), at(BILLING_ALERTS, 2)),
-    ]
+    writes = two_raised_one_resolved()
     store.apply(gen, writes)
     history = [json.loads(e) for e in store.alert_history("c1")]
     assert [(e["event"], e["alert_id"], e["raised_alert_id"]) for e in history] == [
