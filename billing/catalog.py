@@ -52,19 +52,11 @@ class CreditPack:
 @dataclass(frozen=True, slots=True)
 class CreditCost:
     """Credits per unit of quantity: by the value of `property` (if set), else `default`.
-    An event whose property value is not in `costs` uses `default`, or is rejected
-    when there is none."""
+    The rule that applies it is `billing.rating.credit_cost` (nowhere else)."""
 
     property: str | None
     costs: Mapping[str, Decimal]
     default: Decimal | None
-
-    def per_unit(self, properties: Mapping[str, str]) -> Decimal | None:
-        if self.property is not None:
-            value = properties.get(self.property)
-            if value is not None and value in self.costs:
-                return self.costs[value]
-        return self.default
 
 
 @dataclass(frozen=True, slots=True)

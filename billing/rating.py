@@ -111,21 +111,32 @@ def token_breakdown(
 
 
 def credit_cost(plan: Plan, event: UsageRecorded, quantity: Decimal) -> Decimal:
-    """Credits one event costs: per-unit cost (by property) times the quantity."""
+    """Credits one event costs: the feature's per-unit cost times the quantity.
+
+    The one definition of the rule (the credits fold calls it for every event). The
+    per-unit cost is the one for the event's value of the cost's `property`, when it
+    has one listed in `costs`; otherwise the `default`. A feature without a credit
+    cost is `unknown_feature`; no listed value and no default is `invalid_field`."""
     cost = plan.credit_costs.get(event.feature_id)
     if cost is None:
         raise Unrateable(
             RejectReason.UNKNOWN_FEATURE,
             f"feature {event.feature_id!r} has no credit cost on plan {plan.id!r}",
         )
-    per_unit = cost.per_unit(event.properties)
+    prop = cost.property
+    per_unit = None
+    if prop is not None:
+        value = event.properties.get(prop)
+        if value is not None:
+            per_unit = cost.costs.get(value)
     if per_unit is None:
-        value = event.properties.get(cost.property or "")
-        raise Unrateable(
-            RejectReason.INVALID_FIELD,
-            f"property {cost.property}={value!r} has no credit cost "
-            f"(known: {', '.join(sorted(cost.costs))})",
-        )
+        per_unit = cost.default
+        if per_unit is None:
+            raise Unrateable(
+                RejectReason.INVALID_FIELD,
+                f"property {prop}={event.properties.get(prop or '')!r} has no credit cost "
+                f"(known: {', '.join(sorted(cost.costs))})",
+            )
     return per_unit * quantity
 
 

@@ -194,14 +194,7 @@ def _credits(
     state: CustomerState, event: UsageRecorded, plan: Plan, rec: PeriodRecord, q: Decimal
 ) -> Folded:
     fid = event.feature_id
-    table = plan.credit_costs.get(fid)
-    per_unit = None
-    if table is not None and table.property is not None:  # CreditCost.per_unit, inlined
-        key = event.properties.get(table.property)
-        if key is not None:
-            per_unit = table.costs.get(key)
-    # A missing property value or feature: the checked path (default cost or rejection).
-    cost = credit_cost(plan, event, q) if per_unit is None else per_unit * q
+    cost = credit_cost(plan, event, q)
     new_rec = rec.copy()
     usage = rec.usage.copy()
     usage[fid] = usage.get(fid, ZERO) + q

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal as D
+from typing import TypeVar
 
 from hypothesis import strategies as st
 
@@ -26,6 +27,7 @@ from billing.events import (
 )
 from tests.unit.billing.conftest import t
 
+T = TypeVar("T")
 START = t(2026, 1, 1)
 SPAN = 85 * 24 * 3600  # seconds: January to late March
 EXAMPLE_PLANS = (
@@ -92,3 +94,55 @@ def histories(draw: st.DrawFn, plan: str, max_usage: int = 20) -> list[Event]:
             events.append(account)
     events.sort(key=lambda e: e.timestamp)
     return [SubscriptionStarted("sub", "c", START, plan, seats=2), *events]
+
+
+# ---- edge values for the fast encoders and decoders (held to the reference codec)
+
+EDGE_DECIMALS = tuple(
+    D(x)
+    for x in (
+        "999999999999999999.999999999999",  # the extremes of billing.bounds
+        "-999999999999999999.999999999999",
+        "0.000000000001",
+        "-0",
+        "0E-12",
+        "-0.000000000000",
+        "1.000000000000",  # trailing zeros: the scale is kept
+        "1E+17",  # a positive exponent, written out in plain notation
+        "-1E+3",
+        "0",
+    )
+)
+
+
+@st.composite
+def _bounded_decimal(draw: st.DrawFn) -> D:
+    exponent = draw(st.integers(-12, 3))
+    top = 10 ** (18 - exponent) - 1  # |digits * 10**exponent| < 10**18
+    digits = draw(st.integers(0, top))
+    return D((draw(st.integers(0, 1)), tuple(int(c) for c in str(digits)), exponent))
+
+
+def bounded_decimals() -> st.SearchStrategy[D]:
+    """Decimals within `billing.bounds` (what the doors admit), edges included: the
+    extremes, negative zero, zeros with 12 decimals, trailing zeros, positive
+    exponents, and anything with 0 to 12 decimals in between."""
+    return st.sampled_from(EDGE_DECIMALS) | _bounded_decimal()
+
+
+EDGE_TEXTS = ("", '"', "\\", "\x00\x1f", "é\u2028\u2029", "😀", "</script>", "\ud7ff", "ß" * 70)
+
+
+def wire_texts(max_size: int = 12) -> st.SearchStrategy[str]:
+    """Any unicode a str can hold on the wire (no lone surrogates), and awkward ones."""
+    alphabet = st.characters(blacklist_categories=("Cs",))
+    return st.sampled_from(EDGE_TEXTS) | st.text(alphabet, max_size=max_size)
+
+
+def maps_of(values: st.SearchStrategy[T], key_size: int = 8) -> st.SearchStrategy[dict[str, T]]:
+    """Maps from empty to large: more than 63 entries make Avro's block count a
+    two-byte varint."""
+    keys = wire_texts(key_size)
+    small = st.dictionaries(keys, values, max_size=4)
+    large = st.dictionaries(st.text(max_size=key_size), values, min_size=64, max_size=70)
+    return small | large

@@ -10,6 +10,7 @@ import yaml
 
 from billing.catalog import Catalog, CreditCost, CreditPack, FeaturePrice, parse_catalog
 from billing.errors import CatalogError
+from billing.events import UsageRecorded
 from billing.money import currency
 from billing.pricing import QuantityPricing
 from billing.pricing.graduated import Graduated
@@ -18,7 +19,8 @@ from billing.pricing.per_minute import PerMinute
 from billing.pricing.per_token import TokenRate
 from billing.pricing.per_unit import PerUnit
 from billing.pricing.tiers import Tier
-from tests.unit.billing.conftest import EXAMPLE
+from billing.rating import credit_cost
+from tests.unit.billing.conftest import EXAMPLE, t
 
 D = Decimal
 USD = currency("USD")
@@ -54,8 +56,9 @@ def test_seed_catalog_has_the_issue_plans(catalog: Catalog) -> None:
     assert writer.alert_thresholds == (80, 100)
     assert catalog.plans["team"].seat_fee == Decimal("20.00")
     assert catalog.plans["image-credits"].alert_thresholds == (20, 10, 0)
-    cost = catalog.plans["image-credits"].credit_costs["image_generation"]
-    assert cost.per_unit({"complexity": "ultra"}) == 10
+    props = {"complexity": "ultra"}
+    ultra = UsageRecorded("e", "c", "image_generation", D(2), t(2026, 1, 1), props)
+    assert credit_cost(catalog.plans["image-credits"], ultra, D(2)) == 20
     assert catalog.credit_packs["credits-500k"].credits == 500_000
     rates = catalog.plans["dev-api"].prices["tokens"].tokens
     assert rates is not None and rates.rates["large"].output == Decimal("15.00")

@@ -24,7 +24,7 @@ from streambill.config.settings import Settings
 from streambill.wire import convert
 from streambill.wire.codec import Codec
 from tests.unit.billing.conftest import EXAMPLE, t
-from tests.unit.billing.strategies import EXAMPLE_PLANS, START, histories
+from tests.unit.billing.strategies import EXAMPLE_PLANS, START, bounded_decimals, histories
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 catalog = load_catalog(EXAMPLE)
@@ -124,9 +124,13 @@ def test_records_of_folded_batches_are_written_exactly(
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=6) | st.sampled_from(
     ['"', "\\", "\x00\x1f", "é\u2028\u2029", "😀", "</script>", "\ud7ff"]
 )
-decimals = st.sampled_from(
-    [D("1E+3"), D("-0"), D("0E-10"), D("-1.50"), D("1e-7"), D("NaN"), D("-Infinity")]
-) | st.decimals(allow_nan=False, allow_infinity=False, places=None)
+decimals = (
+    st.sampled_from(
+        [D("1E+3"), D("-0"), D("0E-10"), D("-1.50"), D("1e-7"), D("NaN"), D("-Infinity")]
+    )
+    | st.decimals(allow_nan=False, allow_infinity=False, places=None)
+    | bounded_decimals()
+)
 zones = st.sampled_from(
     [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-1, seconds=7))]
 )

@@ -3,10 +3,12 @@ exactly what the generic conversion refuses."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, localcontext
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -17,7 +19,10 @@ from streambill.wire import convert
 from streambill.wire.codec import Codec
 from streambill.wire.fields import InvalidField
 from streambill.wire.state_wire import CUSTOMER_STATE_CHANGED, StateEncoder
+from tests.unit.billing.strategies import bounded_decimals, maps_of, wire_texts
 from tests.unit.samples import SAMPLES, codec_with_added_field
+
+T = TypeVar("T")
 
 CODEC = Codec()
 ENCODER = StateEncoder(CODEC)
@@ -43,52 +48,69 @@ times = st.datetimes(  # hypothesis wants naive bounds; `timezones` makes the va
 )
 int32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)
 int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
-lines = st.builds(
-    InvoiceLine,
-    description=texts,
-    quantity=decimals,
-    unit_price=decimals,
-    precise_amount=decimals,
-    amount=decimals,
-    feature_id=st.none() | texts,
-)
-invoices = st.builds(
-    Invoice,
-    invoice_id=texts,
-    kind=st.sampled_from(["period", "purchase", "adjustment"]),
-    customer_id=texts,
-    plan_id=texts,
-    plan_version=int32,
-    period_start=times,
-    period_end=times,
-    currency=texts,
-    lines=st.lists(lines, max_size=4).map(tuple),
-    total=decimals,
-    issued_at=times,
-    adjusts_invoice_id=st.none() | texts,
-)
-snapshots = st.builds(
-    CustomerStateChanged,
-    customer_id=texts,
-    version=int64,
-    status=st.sampled_from(["none", "active", "cancelled"]),
-    plan_id=st.none() | texts,
-    plan_version=st.none() | int32,
-    model=st.none() | st.sampled_from(["metered", "credits", "balance"]),
-    currency=st.none() | texts,
-    period_start=st.none() | times,
-    period_end=st.none() | times,
-    seats=int32,
-    usage=st.dictionaries(texts, decimals, max_size=4),
-    allowance_remaining=st.dictionaries(texts, decimals, max_size=4),
-    credits_remaining=st.none() | decimals,
-    balance=st.none() | decimals,
-    last_topup=st.none() | decimals,
-    allowed=st.booleans(),
-    upcoming_invoice=st.none() | invoices,
-    source_offsets=st.dictionaries(texts, int64, max_size=4),
-    updated_at=st.none() | times,
-)
+
+
+def _snapshots(
+    texts: st.SearchStrategy[str],
+    decimals: st.SearchStrategy[Decimal],
+    maps: Callable[[st.SearchStrategy[T]], st.SearchStrategy[dict[str, T]]],
+) -> st.SearchStrategy[CustomerStateChanged]:
+    lines = st.builds(
+        InvoiceLine,
+        description=texts,
+        quantity=decimals,
+        unit_price=decimals,
+        precise_amount=decimals,
+        amount=decimals,
+        feature_id=st.none() | texts,
+    )
+    invoices = st.builds(
+        Invoice,
+        invoice_id=texts,
+        kind=st.sampled_from(["period", "purchase", "adjustment"]),
+        customer_id=texts,
+        plan_id=texts,
+        plan_version=int32,
+        period_start=times,
+        period_end=times,
+        currency=texts,
+        lines=st.lists(lines, max_size=4).map(tuple),
+        total=decimals,
+        issued_at=times,
+        adjusts_invoice_id=st.none() | texts,
+    )
+    return st.builds(
+        CustomerStateChanged,
+        customer_id=texts,
+        version=int64,
+        status=st.sampled_from(["none", "active", "cancelled"]),
+        plan_id=st.none() | texts,
+        plan_version=st.none() | int32,
+        model=st.none() | st.sampled_from(["metered", "credits", "balance"]),
+        currency=st.none() | texts,
+        period_start=st.none() | times,
+        period_end=st.none() | times,
+        seats=int32,
+        usage=maps(decimals),
+        allowance_remaining=maps(decimals),
+        credits_remaining=st.none() | decimals,
+        balance=st.none() | decimals,
+        last_topup=st.none() | decimals,
+        allowed=st.booleans(),
+        upcoming_invoice=st.none() | invoices,
+        source_offsets=maps(int64),
+        updated_at=st.none() | times,
+    )
+
+
+def _small(values: st.SearchStrategy[T]) -> st.SearchStrategy[dict[str, T]]:
+    return st.dictionaries(texts, values, max_size=4)
+
+
+snapshots = _snapshots(texts, decimals, _small)
+# What the worker publishes at the edges: decimals within billing.bounds (extremes,
+# negative zero, 12 decimals, trailing zeros), any unicode, maps from empty to large.
+edge_snapshots = _snapshots(wire_texts(), bounded_decimals(), maps_of)
 
 
 def test_direct_path_is_active_for_the_current_schema() -> None:
@@ -106,6 +128,15 @@ def test_direct_bytes_equal_fastavro_bytes(snapshot: CustomerStateChanged) -> No
     assert direct == _reference(snapshot)
     assert ENCODER.encode(snapshot) == direct  # the caches change nothing
     assert CODEC.decode(direct)[0] == CUSTOMER_STATE_CHANGED
+
+
+@settings(max_examples=60, deadline=None)
+@given(edge_snapshots)
+def test_edge_values_encode_like_the_codec(snapshot: CustomerStateChanged) -> None:
+    direct = ENCODER.encode(snapshot)
+    assert direct == _reference(snapshot)
+    name, record = CODEC.decode(direct)
+    assert name == CUSTOMER_STATE_CHANGED and record["source_offsets"] == snapshot.source_offsets
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from streambill.wire.convert import decode_value
 from streambill.wire.fields import InvalidField
 from streambill.wire.usage_decoder import UsageDecoder
 from streambill.wire.usage_wire import USAGE_RECORDED
+from tests.unit.billing.strategies import bounded_decimals, maps_of, wire_texts
 from tests.unit.samples import codec_with_added_field
 
 CODEC = Codec()
@@ -253,3 +255,62 @@ def test_out_of_range_numbers_fall_back_to_the_general_out_of_range(
         assert fast is None and (outcome, general) == ("error", "out_of_range")
     else:
         assert fast is not None and outcome == "ok"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    eid=wire_texts(),
+    qty=bounded_decimals(),
+    millis=st.integers(min_value=MIN_MS, max_value=MAX_MS),
+    properties=maps_of(wire_texts()),
+    tokens=st.none() | bounded_decimals(),
+)
+def test_edge_values_decode_like_the_general_path(
+    eid: str, qty: Decimal, millis: int, properties: dict[str, str], tokens: Decimal | None
+) -> None:
+    """Quantities and token counts at the bounds (extremes, negative zero, 12
+    decimals), any unicode, maps from empty to large (a two-byte block count)."""
+    if tokens is not None:
+        properties = {**properties, "input_tokens": format(tokens, "f")}
+    data = _encode(eid, "c😀", "tokens", format(qty, "f"), millis, properties)
+    fast = _agrees(data)
+    assert (fast is not None) == bool(eid)  # every valid one takes the fast path
+
+
+def _outcome(doors: Doors, data: bytes) -> tuple[str, Any, Any]:
+    try:
+        event = doors.decode("u", data)
+    except Rejection as refused:
+        return "rejected", refused.reason, refused.detail
+    return "event", _exact(event) if isinstance(event, UsageRecorded) else event, None
+
+
+GENERAL_DOORS = Doors(CODEC, "u", "a", 1)
+GENERAL_DOORS._fast = lambda data: None  # the doors as they are without the fast decoder
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    qty=st.sampled_from(["1", "-0", "0.5000", "1e3", "abc", "1" * 19, "0." + "1" * 13]),
+    edits=st.lists(
+        st.tuples(
+            st.sampled_from(["flip", "cut", "add"]), st.integers(0, 80), st.binary(max_size=2)
+        ),
+        max_size=2,
+    ),
+)
+def test_the_doors_decide_the_same_with_and_without_the_fast_decoder(
+    qty: str, edits: list[tuple[str, int, bytes]]
+) -> None:
+    """Same event, or the same rejection (reason and detail), for valid, bad and
+    corrupted records: the fast decoder never decides an error."""
+    data = bytearray(_encode("evt_1", "cus_1", "tokens", qty, 5, {"input_tokens": qty}))
+    for op, at, extra in edits:
+        i = at % (len(data) + 1)
+        if op == "flip" and i < len(data):
+            data[i] ^= (extra[0] if extra else 0xFF) or 1
+        elif op == "cut":
+            del data[i:]
+        else:
+            data[i:i] = extra
+    assert _outcome(DOORS, bytes(data)) == _outcome(GENERAL_DOORS, bytes(data))
