@@ -27,8 +27,8 @@ from billing.events import SubscriptionStarted, UsageRecorded
 from processors.close.fold import GroupResult, TopicNames, fold_group
 from processors.close.log import InMemoryLog
 from processors.close.plan import CloseHistory, Month, ReadPlan, build_plan
-from processors.close.run import make_decoder
 from processors.close.setup import paused_gc, prepare_process
+from processors.fold.admission import Doors, policy_from
 from streambill.config.catalog_file import load_catalog
 from streambill.config.settings import Settings
 from streambill.wire.codec import Codec
@@ -102,8 +102,10 @@ def run(log: InMemoryLog, plan: ReadPlan, codec: Codec, catalog: Any, args: Any)
             TopicNames(USAGE, ACCOUNT),
             plan,
             log.partitions(USAGE),
-            decode=make_decoder(codec),
+            doors=Doors(codec, USAGE, ACCOUNT, len(log.partitions(USAGE))),
+            policy=policy_from(Settings()),
             catalog=catalog,
+            now_ms=plan.planned_ms,
         )
     if profiler:
         profiler.disable()
