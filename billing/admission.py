@@ -132,9 +132,7 @@ def decide(
             watermark_ms = event_ms
     elif usage:
         watermark_ms = event_ms
-    if prior is None or (
-        watermark_ms is not None and prior[1] < watermark_ms - policy.dedupe_window_ms
-    ):
+    if prior is None or expired(policy, prior[1], watermark_ms):
         return watermark_ms, None
     if prior[0]():
         return watermark_ms, DUPLICATE
@@ -161,7 +159,12 @@ def fingerprint(event: Event, event_ms: int | None = None) -> str:
     """A digest of the event's canonical payload: the event type, then every field
     in schema order with decimals without trailing zeros, times in milliseconds and
     mappings sorted by key. Equal events (by value) have equal fingerprints.
-    `event_ms`: `to_ms(event.timestamp)` when the caller has it already."""
+    `event_ms`: `to_ms(event.timestamp)` when the caller has it already.
+
+    The one payload rule of dedupe: the worker's `seen` table, the replay and the
+    core's id memory (`billing.state.same_payload`, digests of serialized states)
+    all use it. The UsageRecorded branch is the general one written out for speed;
+    a property test holds the two equal (tests/unit/billing/test_admission_properties.py)."""
     if type(event) is UsageRecorded:  # the hot path: one string, one digest
         props = event.properties
         ms = to_ms(event.timestamp) if event_ms is None else event_ms

@@ -14,18 +14,17 @@ Purity with speed (the fold must rate >= 200,000 events/s on one core):
   cannot observe a mutation, while the common linear fold pays O(1) per event.
 
 Entries of `SeenLog` remember the event itself as its fingerprint (no hashing on
-the hot path); a restored state holds a digest string instead (`fingerprint`),
-and both compare consistently (`same_payload`).
+the hot path); a restored state holds a digest string instead (`billing.admission.fingerprint`,
+the one payload rule of dedupe), and both compare consistently (`same_payload`).
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Generic, Literal, TypeVar, overload
 
+from billing.admission import fingerprint
 from billing.bounds import exact_context
 from billing.events import Event
 
@@ -35,25 +34,10 @@ T = TypeVar("T")
 _new = object.__new__  # a slotted instance without running __init__
 
 
-def fingerprint(event: Event) -> str:
-    """A stable digest of an event's payload (everything but `event_id`), equal for
-    events that compare equal: numbers normalized, times in UTC, properties sorted."""
-    parts = [type(event).__name__]
-    for f in fields(event):
-        if f.name == "event_id":
-            continue
-        v = getattr(event, f.name)
-        if isinstance(v, Decimal):
-            v = format(v.normalize(), "f") if v.is_finite() else str(v)
-        elif isinstance(v, datetime):
-            v = v.astimezone(UTC).isoformat() if v.tzinfo is not None else v.isoformat()
-        elif isinstance(v, dict) or hasattr(v, "items"):
-            v = repr(sorted(v.items()))
-        parts.append(f"{f.name}={v}")
-    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
-
-
 def same_payload(remembered: Event | str, event: Event) -> bool:
+    """Whether a remembered entry (the event, or its digest in a restored state) has
+    `event`'s payload: the admission rule (`billing.admission.same_payload`, which is
+    `fingerprint` equality) either way."""
     if isinstance(remembered, str):
         return remembered == fingerprint(event)
     return remembered == event

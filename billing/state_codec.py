@@ -3,7 +3,7 @@
 Decimals travel as strings, datetimes as ISO 8601 strings with offset, so the
 round trip is lossless: `state_to_dict(state_from_dict(d)) == d`, and a restored
 state folds further events exactly like the original. Remembered event ids keep
-a payload digest (`billing.state.fingerprint`) and the period they belong to.
+a payload digest (`billing.admission.fingerprint`) and the period they belong to.
 Cost: proportional to the retained periods and remembered event ids.
 
 `state_to_dict(state, remember_ids=False)` leaves the remembered event ids out
@@ -23,12 +23,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from billing.admission import fingerprint
 from billing.errors import StateError
 from billing.state import (
     CustomerState,
     PeriodRecord,
     SeenLog,
-    fingerprint,
     new_record,
     new_state,
 )

@@ -7,6 +7,9 @@ without building the dicts or running the encoder: strings go through the encode
 own `encode_basestring` (`json_string`), times are `isoformat()` (UTC ones put
 together from memoized pieces), decimals `"str(d)"` (a Decimal's str never needs
 escaping), ints `str(n)`. Values must have the types `billing.state` declares.
+Property tests hold it to the reference on folded histories, worker batches and
+hand-built records (registered in tests/unit/test_fast_paths.py); a difference
+would make a record restored from the changelog differ from the one the worker kept.
 
 Most of a record does not change from one batch to the next: states are immutable
 once published (`billing.state`), the `Account` (cold fields) and the dict of earlier
@@ -32,8 +35,8 @@ from processors.fold.records import CustomerRecord, json_string
 
 _reference = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
-# `datetime.isoformat()` of a UTC instant in pieces (it costs ~1 µs, and `updated_at`
-# is new on every event): '"YYYY-MM-DDT' per day (memoized), "HH:", "MM:", "SS", and
+# `datetime.isoformat()` of a UTC instant in pieces (`updated_at` is new on every
+# event): '"YYYY-MM-DDT' per day (memoized), "HH:", "MM:", "SS", and
 # the fraction with the offset, from a table for whole milliseconds (the wire's unit).
 _DAYS: dict[int, str] = {}
 _TWO = [f"{i:02d}" for i in range(60)]

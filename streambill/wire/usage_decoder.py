@@ -1,11 +1,11 @@
 """The consumer hot path: bytes of a UsageRecorded straight to the domain event.
 
 `UsageDecoder.decode` returns exactly the `UsageRecorded` that
-`streambill.wire.convert.decode_value` returns for the same bytes (a property test proves
-it on arbitrary records, and on arbitrary corruptions of them), about five times
-as fast, because a period close decodes a month of usage in one go and decoding is
-its bottleneck. It parses the single-object header and the Avro body by hand,
-without the intermediate dict.
+`streambill.wire.convert.decode_value` returns for the same bytes, parsing the
+single-object header and the Avro body by hand without the intermediate dict: a
+period close decodes a month of usage in one go. Property tests hold it to that
+reference on arbitrary, edge-value and corrupted records, and the doors to the same
+event or rejection with and without it (registered in tests/unit/test_fast_paths.py).
 
 It only takes the common, valid case and answers None for everything else: another
 schema or fingerprint, a current schema whose Parsing Canonical Form is not

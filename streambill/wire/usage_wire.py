@@ -1,11 +1,13 @@
 """The producer hot path: time-ordered event ids and a direct UsageRecorded encoder.
 
-`UsageEncoder` writes exactly the bytes `Codec.encode` writes for
-`streambill.usage.v1.UsageRecorded` (a test proves it on arbitrary values), about twice
-as fast, because the SDK's throughput target leaves ~10 µs per event for everything.
-It is bound to the field layout below: if the current schema's Parsing Canonical Form
-ever differs from `LAYOUT`, it falls back to the general fastavro path, so a schema
-change can never produce bytes that disagree with their fingerprint.
+`UsageEncoder` writes exactly the bytes `Codec.encode(*convert.to_avro(event))`
+writes for `streambill.usage.v1.UsageRecorded`, without the dict and fastavro (the
+SDK's per-event path). Property tests hold it to that reference on arbitrary and
+edge values (registered in tests/unit/test_fast_paths.py). It is bound to the
+field layout below: if the current schema's Parsing Canonical Form ever differs
+from `LAYOUT`, it falls back to the general fastavro path, so a schema change can
+never produce bytes that disagree with their fingerprint (and the registry test
+fails until `LAYOUT` follows the schema).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Context, Decimal
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing.admission import (
@@ -15,8 +15,14 @@ from billing.admission import (
     decide,
     fingerprint,
     same_payload,
+    to_ms,
 )
-from billing.events import UsageRecorded, WalletDeposited
+from billing.events import SubscriptionStarted, UsageRecorded, WalletDeposited
+from billing.ledger import apply, new_state, state_from_dict, state_to_dict
+from billing.state import same_payload as state_same_payload
+from streambill.config.catalog_file import load_catalog
+from tests.unit.billing.conftest import EXAMPLE
+from tests.unit.billing.strategies import bounded_decimals, maps_of, wire_texts
 
 DAY = 86_400_000
 POLICY = AdmissionPolicy(35 * DAY, 35 * DAY, 300_000)
@@ -108,3 +114,60 @@ def test_an_expired_entry_counts_as_absent_whenever_it_is_pruned() -> None:
     old = wm - POLICY.dedupe_window_ms - 1
     # a reused id past the window is a new event
     assert decide(POLICY, True, wm, wm, (lambda: False, old), None) == (wm, None)
+
+
+def _through_the_general_branch(e: UsageRecorded) -> UsageRecorded:
+    """The same event as an instance of a subclass also named UsageRecorded:
+    `fingerprint` takes its general branch (any event type) for it."""
+    general = type("UsageRecorded", (UsageRecorded,), {"__slots__": ()})
+    return general(*(getattr(e, f.name) for f in dataclasses.fields(e)))  # type: ignore[no-any-return]
+
+
+@settings(max_examples=150)
+@given(
+    e=st.builds(
+        UsageRecorded,
+        event_id=wire_texts(),
+        customer_id=wire_texts(),
+        feature_id=wire_texts(),
+        quantity=bounded_decimals(),
+        timestamp=times,
+        properties=maps_of(wire_texts()),
+    ),
+    ms_given=st.booleans(),
+)
+def test_the_usage_fingerprint_is_the_general_form_written_out(
+    e: UsageRecorded, ms_given: bool
+) -> None:
+    """The hot branch for UsageRecorded (one f-string) against the general one
+    (every field in schema order, canonical forms): one fingerprint rule."""
+    general = _through_the_general_branch(e)
+    assert type(general) is not UsageRecorded
+    assert dataclasses.astuple(general) == dataclasses.astuple(e)
+    fast = fingerprint(e, to_ms(e.timestamp)) if ms_given else fingerprint(e)
+    assert fast == fingerprint(general)
+
+
+@given(usage(), usage())
+def test_a_restored_states_memory_compares_by_the_same_rule(
+    a: UsageRecorded, b: UsageRecorded
+) -> None:
+    """The core's id memory keeps the event, or its digest once the state was
+    serialized: both say the same about a re-sent event, and agree with admission."""
+    digest = fingerprint(a)  # what state_to_dict writes for a remembered id
+    assert state_same_payload(digest, b) == state_same_payload(a, b) == same_payload(a, b)
+
+
+def test_a_retry_with_negative_zero_is_a_duplicate_before_and_after_a_round_trip() -> None:
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    catalog = load_catalog(EXAMPLE)
+    state = new_state("c")
+    for event in (
+        SubscriptionStarted("s", "c", at, "writer"),
+        UsageRecorded("u1", "c", "tokens", Decimal("0"), at),
+    ):
+        state, _ = apply(state, event, catalog)
+    retry = UsageRecorded("u1", "c", "tokens", Decimal("-0.00"), at)
+    for s in (state, state_from_dict(state_to_dict(state))):
+        _, effects = apply(s, retry, catalog)
+        assert effects.duplicate and effects.rejection is None
