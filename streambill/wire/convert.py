@@ -1,4 +1,5 @@
-"""Explicit conversions between the domain values of `billing/events.py` and Avro records.
+"""Explicit conversions between the domain values of `billing/events.py` (and the catalog
+topic's records of `billing/catalog_records.py`, in `convert_catalog`) and Avro records.
 
 `to_avro_<value>` turns a frozen dataclass into the record of its schema in `schemas/`;
 `from_avro_<value>` validates a decoded record and builds the dataclass, raising
