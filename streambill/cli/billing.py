@@ -1,8 +1,9 @@
 """`streambill catalog check FILE` and `streambill simulate ...`.
 
 `catalog check` validates a catalog file: prints every problem (plan and field)
-and exits 1, or a one-line summary and 0. `simulate` runs the billing core over
-JSON-lines files (see `processors.simulate.simulation`) and prints invoices, final
+and exits 1, or a one-line summary and 0 (the catalog topic's `catalog publish |
+diff | list | retire` live in `streambill.cli.catalog`). `simulate` runs the billing
+core over JSON-lines files (see `processors.simulate.simulation`) and prints invoices, final
 customer states and rejected events, as JSON (`--json`) or readable tables;
 `--compare OTHER` prices the same history under a second catalog and shows the
 revenue difference per customer and in total.
@@ -33,6 +34,7 @@ from processors.simulate.simulation import (
     result_json,
     simulate,
 )
+from streambill.cli import catalog as catalog_topic
 from streambill.config.catalog_file import load_catalog
 from streambill.config.settings import Settings
 
@@ -47,6 +49,7 @@ def register(subparsers: Any) -> None:
     )
     check.add_argument("file", type=Path)
     check.set_defaults(func=run_check)
+    catalog_topic.register_commands(cat_sub)
 
     sim = subparsers.add_parser("simulate", help="run the billing core over JSON-lines event files")
     sim.add_argument("--catalog", type=Path, required=True)

@@ -26,6 +26,7 @@ BILLING_ALERTS = "billing-alerts"
 INVOICES = "invoices"
 PERIOD_CLOSES = "period-closes"
 USAGE_REJECTED = "usage-rejected"
+CATALOG = "catalog"
 ALL_TOPICS = (
     USAGE_EVENTS,
     ACCOUNT_EVENTS,
@@ -34,6 +35,7 @@ ALL_TOPICS = (
     INVOICES,
     PERIOD_CLOSES,
     USAGE_REJECTED,
+    CATALOG,
 )
 
 

@@ -2,7 +2,8 @@
 
 Topics are created explicitly (the local broker has auto-creation off) under
 `settings.topic_prefix`, every one with `settings.partitions` partitions, so usage-events
-and account-events are always co-partitioned: the fold reads both per customer. Creating
+and account-events are always co-partitioned: the fold reads both per customer; the
+catalog topic alone has one partition (one total order of publications). Creating
 is idempotent: a topic that already exists is reported and left exactly as it is.
 """
 
@@ -26,6 +27,10 @@ INFINITE = "-1"
 # an adjustment of late usage both replay it (docs/ARCHITECTURE.md, "Late usage and the closes").
 USAGE_RETENTION_MS = str(75 * DAY_MS)
 ALERT_RETENTION_MS = str(30 * DAY_MS)
+# Two records of one catalog key (publishers racing, a key written by hand) both stay
+# readable for a week before compaction may drop the older; the log is small, so it
+# may be cleaned once a tenth of it is dirty.
+CATALOG_MIN_COMPACTION_LAG_MS = str(7 * DAY_MS)
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class TopicSpec:
     logical: str
     config: Mapping[str, str]
     purpose: str
+    partitions: int | None = None  # None: `settings.partitions`
 
 
 TOPIC_SPECS: tuple[TopicSpec, ...] = (
@@ -73,6 +79,17 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
         {"cleanup.policy": "delete", "retention.ms": INFINITE, "retention.bytes": INFINITE},
         "dead letters with reason and original bytes; kept forever (bad input is never lost)",
     ),
+    TopicSpec(
+        names.CATALOG,
+        {
+            "cleanup.policy": "compact",
+            "min.compaction.lag.ms": CATALOG_MIN_COMPACTION_LAG_MS,
+            "min.cleanable.dirty.ratio": "0.1",
+        },
+        "features, credit packs, plan versions and retirements (key = feature/<id>, pack/<id>,"
+        " plan/<id>/<version>, retired/<id>), compacted, one partition",
+        partitions=1,
+    ),
 )
 
 
@@ -106,7 +123,7 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> tuple[list[str],
     new = [
         NewTopic(
             settings.topic(spec.logical),
-            num_partitions=settings.partitions,
+            num_partitions=partition_count(spec, settings),
             replication_factor=settings.replication_factor,
             config=_config(spec, settings),
         )
@@ -123,8 +140,14 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> tuple[list[str],
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise TopicError(f"could not create topic {name}: {exc.args[0].str()}") from exc
                 existed.append(name)  # created concurrently by someone else: fine
-        _await_visible(admin, created, settings.partitions, timeout)
+        counts = {settings.topic(s.logical): partition_count(s, settings) for s in TOPIC_SPECS}
+        _await_visible(admin, {name: counts[name] for name in created}, timeout)
     return sorted(created, key=wanted.index), sorted(existed, key=wanted.index)
+
+
+def partition_count(spec: TopicSpec, settings: Settings) -> int:
+    """Partitions `spec`'s topic is created with."""
+    return settings.partitions if spec.partitions is None else spec.partitions
 
 
 def _config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
@@ -138,11 +161,12 @@ def _config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
     return config
 
 
-def _await_visible(admin: AdminClient, topics: list[str], partitions: int, timeout: float) -> None:
+def _await_visible(admin: AdminClient, topics: Mapping[str, int], timeout: float) -> None:
+    """Wait until each topic shows its partition count in the metadata."""
     deadline = time.monotonic() + timeout
     while True:
         present = _existing(admin, timeout)
-        if all(present.get(name) == partitions for name in topics):
+        if all(present.get(name) == count for name, count in topics.items()):
             return
         if time.monotonic() >= deadline:
             raise TopicError(f"created topics did not appear in metadata within {timeout:.0f}s")
@@ -204,8 +228,9 @@ def _cmd_create(args: argparse.Namespace, settings: Settings) -> int:
     except TopicError as error:
         sys.stderr.write(f"streambill topics: {error}\n")
         return 1
+    counts = {settings.topic(spec.logical): partition_count(spec, settings) for spec in TOPIC_SPECS}
     for name in created:
-        _say(f"created  {name} ({settings.partitions} partitions)")
+        _say(f"created  {name} ({counts[name]} partitions)")
     for name in existed:
         _say(f"existed  {name}")
     return 0

@@ -141,7 +141,7 @@ class Demo:
         created, _ = create_topics(s)
         self.say(
             f"topics: {len(created)} created under prefix {s.topic_prefix!r} "
-            f"({s.partitions} partitions each)"
+            f"({s.partitions} partitions each, the catalog 1)"
         )
         pop = population(opts.customers, anchor, opts.seed, opts.run_id)
         customers, account = list(pop.customers), list(pop.account_events)

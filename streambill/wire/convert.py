@@ -1,4 +1,5 @@
-"""Explicit conversions between the domain values of `billing/events.py` and Avro records.
+"""Explicit conversions between the domain values of `billing/events.py` (and the catalog
+topic's records of `billing/catalog_records.py`, in `convert_catalog`) and Avro records.
 
 `to_avro_<value>` turns a frozen dataclass into the record of its schema in `schemas/`;
 `from_avro_<value>` validates a decoded record and builds the dataclass, raising
@@ -18,6 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from billing.catalog_records import (
+    CatalogRecord,
+    CreditPackPublished,
+    FeaturePublished,
+    PlanRetired,
+    PlanVersionPublished,
+)
 from billing.events import (
     AlertRaised,
     AlertResolved,
@@ -37,6 +45,16 @@ from billing.events import (
     WalletDeposited,
 )
 from streambill.wire.codec import Codec
+from streambill.wire.convert_catalog import (
+    from_avro_credit_pack_published,
+    from_avro_feature_published,
+    from_avro_plan_retired,
+    from_avro_plan_version_published,
+    to_avro_credit_pack_published,
+    to_avro_feature_published,
+    to_avro_plan_retired,
+    to_avro_plan_version_published,
+)
 from streambill.wire.convert_inputs import (
     from_avro_balance_adjusted,
     from_avro_credits_granted,
@@ -141,11 +159,18 @@ INVOICE_ISSUED = "streambill.invoices.v1.InvoiceIssued"
 INVOICE_ADJUSTED = "streambill.invoices.v1.InvoiceAdjusted"
 PERIOD_CLOSED = "streambill.closes.v1.PeriodClosed"
 EVENT_REJECTED = "streambill.rejected.v1.EventRejected"
+PLAN_VERSION_PUBLISHED = "streambill.catalog.v1.PlanVersionPublished"
+FEATURE_PUBLISHED = "streambill.catalog.v1.FeaturePublished"
+CREDIT_PACK_PUBLISHED = "streambill.catalog.v1.CreditPackPublished"
+PLAN_RETIRED = "streambill.catalog.v1.PlanRetired"
+CATALOG_SCHEMAS = frozenset(
+    {PLAN_VERSION_PUBLISHED, FEATURE_PUBLISHED, CREDIT_PACK_PUBLISHED, PLAN_RETIRED}
+)
 
 # Every value that travels on a topic.
 WireValue = (
     Event | CustomerStateChanged | AlertRaised | AlertResolved | Invoice | PeriodClosed
-    | EventRejected
+    | EventRejected | CatalogRecord
 )  # fmt: skip
 
 _TO: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
@@ -163,6 +188,10 @@ _TO: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
     AlertResolved: (ALERT_RESOLVED, to_avro_alert_resolved),
     PeriodClosed: (PERIOD_CLOSED, to_avro_period_closed),
     EventRejected: (EVENT_REJECTED, to_avro_event_rejected),
+    PlanVersionPublished: (PLAN_VERSION_PUBLISHED, to_avro_plan_version_published),
+    FeaturePublished: (FEATURE_PUBLISHED, to_avro_feature_published),
+    CreditPackPublished: (CREDIT_PACK_PUBLISHED, to_avro_credit_pack_published),
+    PlanRetired: (PLAN_RETIRED, to_avro_plan_retired),
 }
 
 _FROM: dict[str, Callable[[Mapping[str, Any]], Any]] = {
@@ -182,6 +211,10 @@ _FROM: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     INVOICE_ADJUSTED: from_avro_invoice_adjusted,
     PERIOD_CLOSED: from_avro_period_closed,
     EVENT_REJECTED: from_avro_event_rejected,
+    PLAN_VERSION_PUBLISHED: from_avro_plan_version_published,
+    FEATURE_PUBLISHED: from_avro_feature_published,
+    CREDIT_PACK_PUBLISHED: from_avro_credit_pack_published,
+    PLAN_RETIRED: from_avro_plan_retired,
 }
 
 SCHEMA_NAMES: tuple[str, ...] = tuple(sorted(_FROM))

@@ -95,10 +95,13 @@ def test_topics_create_is_idempotent_and_configured(settings: Settings) -> None:
 
         infos = {info.name: info for info in list_topics(fresh)}
         assert set(infos) == set(wanted)
-        assert {info.partitions for info in infos.values()} == {fresh.partitions}
+        partitions = {name: info.partitions for name, info in infos.items()}
+        assert partitions.pop(fresh.topic("catalog")) == 1
+        assert set(partitions.values()) == {fresh.partitions}
         policy = {name: info.config["cleanup.policy"] for name, info in infos.items()}
         assert policy[fresh.topic("customer-state")] == "compact"
         assert policy[fresh.topic("period-closes")] == "compact"
+        assert policy[fresh.topic("catalog")] == "compact"
         assert policy[fresh.topic("usage-events")] == "delete"
         for forever in ("account-events", "invoices"):
             assert infos[fresh.topic(forever)].config["retention.ms"] == "-1"

@@ -7,6 +7,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from billing.catalog_records import (
+    CreditPackPublished,
+    FeaturePublished,
+    PlanRetired,
+    PlanVersionPublished,
+    PriceSpec,
+    TierSpec,
+    TokenRateSpec,
+)
 from billing.events import (
     AlertRaised,
     AlertResolved,
@@ -196,6 +205,44 @@ SAMPLES: dict[str, WireValue] = {
         source_offset=1042,
         original=b"\x00junk",
     ),
+    "streambill.catalog.v1.PlanVersionPublished": PlanVersionPublished(
+        plan_id="dev-api",
+        version=2,
+        name="Developer API",
+        currency="USD",
+        model="balance",
+        base_fee=Decimal("0"),
+        seat_fee=Decimal("0"),
+        spend_cap=None,
+        alert_thresholds=(20, 10, 0),
+        credit_packs=(),
+        prices=(
+            PriceSpec(
+                "query",
+                "graduated",
+                Decimal("1000"),
+                per=Decimal("1000"),
+                tiers=(TierSpec(Decimal("9000"), Decimal("0.50")), TierSpec(None, Decimal("0.25"))),
+            ),
+            PriceSpec(
+                "tokens",
+                "per_token",
+                Decimal("0"),
+                per=Decimal("1000000"),
+                token_property="model",
+                token_rates=(
+                    TokenRateSpec("large", Decimal("3.00"), Decimal("15.00")),
+                    TokenRateSpec("small", Decimal("0.50"), Decimal("1.50")),
+                ),
+            ),
+        ),
+        credit_costs=(),
+    ),
+    "streambill.catalog.v1.FeaturePublished": FeaturePublished("tokens", "token"),
+    "streambill.catalog.v1.CreditPackPublished": CreditPackPublished(
+        "credits-100", Decimal("100"), Decimal("10.00"), "USD"
+    ),
+    "streambill.catalog.v1.PlanRetired": PlanRetired("writer", T0),
 }
 
 
