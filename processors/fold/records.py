@@ -130,13 +130,14 @@ class SeenEntry:
 class RecordCache:
     """Deserialized customer records by partition, valid between rebalances.
 
-    `generation` grows on every drop; a batch remembers the generation it started
-    in and may only store its records if no rebalance happened meanwhile."""
+    `epoch` (the assignment epoch) grows on every drop; a fold remembers the epoch
+    it started in and is done again if a rebalance happened meanwhile. (The group's
+    own "generation" is the runtime's business, never this counter.)"""
 
     def __init__(self) -> None:
         self._by_partition: dict[int, dict[str, CustomerRecord]] = {}
         self._owned: set[int] = set()
-        self.generation = 0
+        self.epoch = 0
 
     def get(self, customer_id: str, partition: int) -> CustomerRecord | None:
         return self._by_partition.get(partition, {}).get(customer_id)
@@ -151,7 +152,7 @@ class RecordCache:
         for p in gone:
             self._by_partition.pop(p, None)
         self._owned = self._owned | partitions if keep_unchanged else self._owned - partitions
-        self.generation += 1
+        self.epoch += 1
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_partition.values())

@@ -14,15 +14,15 @@ partition's records are written in order, once, and a record is durable when its
 delivery report says so. `Sent.wait()` raises if any record failed (the caller
 must then not acknowledge anything).
 
-Records without an explicit partition are placed by the partitioner Faust's
-aiokafka producer uses (murmur2 of the key, as `send` would), so keyed effects
-land where they always did (librdkafka's own default partitioner differs).
+Records without an explicit partition are placed by the runtime's partitioner
+(`Runtime.partition_for`: murmur2 of the key, as Faust's producer would), so keyed
+effects land where they always did (librdkafka's own default partitioner differs).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,27 +52,27 @@ class Sent:
 
 
 Placed = dict[tuple[str, bytes | None], int]
+Place = Callable[[str, bytes | None], Awaitable[int]]
 PLACED_MAX = 200_000  # entries; then forgotten at once (a bounded memo)
 
 
-async def group_rows(producer: Any, rows: Iterable[Row], placed: Placed) -> Groups:
-    """`rows` by topic-partition, in order; `producer` is Faust's aiokafka producer
-    (its partition metadata and partitioner place rows without a partition).
-    `placed` remembers placements by (topic, key): murmur2 in Python costs more
-    than producing the record, and the same customers come back batch after batch."""
+async def group_rows(place: Place, rows: Iterable[Row], placed: Placed) -> Groups:
+    """`rows` by topic-partition, in order; `place(topic, key)` is the runtime's
+    partitioner for rows without a partition (`Runtime.partition_for`). `placed`
+    remembers placements by (topic, key): murmur2 in Python costs more than
+    producing the record, and the same customers come back batch after batch."""
     groups: Groups = {}
     for topic, partition, key, value in rows:
         if partition is None:
             partition = placed.get((topic, key))
             if partition is None:
-                partition = await _place(producer, topic, key, placed)
+                partition = await _place(place, topic, key, placed)
         groups.setdefault((topic, partition), []).append((key, value))
     return groups
 
 
-async def _place(producer: Any, topic: str, key: bytes | None, placed: Placed) -> int:
-    parts = sorted(await producer.partitions_for(topic))
-    partition = int(producer._partitioner(key, parts, parts))
+async def _place(place: Place, topic: str, key: bytes | None, placed: Placed) -> int:
+    partition = await place(topic, key)
     if key is None:  # placed at random: not remembered
         return partition
     if len(placed) >= PLACED_MAX:

@@ -6,9 +6,9 @@ subscription that was published long before it, and dead-letter it as
 `no_subscription`, where the live run, which saw the subscription first, applied
 it. To decide like the live run did, the pipeline folds, before the first batch
 of each newly assigned partition, every account event of that partition from the
-group's committed offset up to the end offset of that moment (read here with a
-plain consumer that never joins the group nor commits). Those messages are made
-durable like any batch; when the stream delivers them again the customer
+group's committed offset up to the end offset of that moment (read by the
+runtime's `LogReader`, which never joins the group nor commits). Those messages
+are made durable like any batch; when the stream delivers them again the customer
 record's offsets skip them. Account events published after that moment race
 with usage as before (documented limitation; `streambill dlq replay` repairs).
 """
@@ -16,113 +16,14 @@ with usage as before (documented limitation; `streambill dlq replay` repairs).
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
-
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from faust.types import TP
+from collections.abc import Awaitable, Callable, Sequence
 
 from processors.fold.batch import SourceMessage
+from processors.worker.ports import Gap, Partition
 
 log = logging.getLogger("processors.worker.worker")
 
 ReadRange = Callable[[str, int, int, int], Awaitable[list[SourceMessage]]]
-
-
-async def account_backlog(
-    bootstrap_servers: str,
-    group_id: str,
-    topic: str,
-    partitions: Iterable[int],
-    also_committed: str,
-    timeout_s: float = 60.0,
-    client: Mapping[str, Any] | None = None,
-) -> tuple[list[SourceMessage], dict[tuple[str, int], int]]:
-    """Messages of `topic` in `partitions` between the group's committed offset
-    (the beginning if none) and the end offset as of now, in offset order; and the
-    group's committed offsets of `topic` and `also_committed` in `partitions`, raised
-    to each log's start offset, the log start where none (where the stream will
-    resume; see `OffsetOrder`)."""
-    tps = [TopicPartition(topic, p) for p in sorted(set(partitions))]
-    others = [TopicPartition(also_committed, p) for p in sorted(set(partitions))]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers.split(","),
-        group_id=group_id,  # only to read its committed offsets: never subscribes
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **(client or {}),
-    )
-    await consumer.start()
-    try:
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        pending: set[TopicPartition] = set()
-        starts: dict[tuple[str, int], int] = {}
-        firsts = await consumer.beginning_offsets([*tps, *others])
-        for tp in [*tps, *others]:
-            offset = await consumer.committed(tp)
-            # Nothing committed: the stream starts at the log start ("earliest");
-            # retention may have deleted the messages after an old commit.
-            starts[(tp.topic, tp.partition)] = max(offset or 0, firsts[tp])
-        for tp in tps:
-            consumer.seek(tp, starts[(tp.topic, tp.partition)])
-            if await consumer.position(tp) < ends[tp]:
-                pending.add(tp)
-        return await _read_until(consumer, pending, ends, timeout_s), starts
-    finally:
-        await consumer.stop()
-
-
-async def read_range(
-    bootstrap_servers: str,
-    topic: str,
-    partition: int,
-    start: int,
-    end: int,
-    timeout_s: float = 60.0,
-    client: Mapping[str, Any] | None = None,
-) -> list[SourceMessage]:
-    """The messages of one partition with start <= offset < end, in offset order (from
-    the log start if retention deleted some), read with a plain consumer that never
-    joins a group nor commits."""
-    tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False, **(client or {})
-    )
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        start = max(start, (await consumer.beginning_offsets([tp]))[tp])
-        if start >= end:
-            return []
-        consumer.seek(tp, start)
-        return await _read_until(consumer, {tp}, {tp: end}, timeout_s)
-    finally:
-        await consumer.stop()
-
-
-async def _read_until(
-    consumer: AIOKafkaConsumer,
-    pending: set[TopicPartition],
-    ends: dict[TopicPartition, int],
-    timeout_s: float,
-) -> list[SourceMessage]:
-    """From each partition's position up to (excluding) its end offset."""
-    out: list[SourceMessage] = []
-    deadline = time.monotonic() + timeout_s
-    while pending:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{sorted(map(str, pending))} not read in {timeout_s} s")
-        fetched = await consumer.getmany(*pending, timeout_ms=500)
-        for tp, records in fetched.items():
-            for r in records:
-                if r.offset < ends[tp]:
-                    out.append(_message(tp, r))
-        for tp in list(pending):
-            if await consumer.position(tp) >= ends[tp]:
-                pending.discard(tp)
-    return out
 
 
 class OffsetOrder:
@@ -175,12 +76,12 @@ class OffsetOrder:
 
 async def with_skipped(
     order: OffsetOrder, messages: Sequence[SourceMessage], read: ReadRange
-) -> tuple[list[SourceMessage], list[tuple[TP, range]]]:
+) -> tuple[list[SourceMessage], list[Gap]]:
     """The batch's messages, each preceded by the messages Faust skipped before it
     in its partition (`order.gap`), read from the log by `read(topic, partition,
     start, stop)`; and those ranges. Per partition the list is in offset order."""
     out: list[SourceMessage] = []
-    gaps: list[tuple[TP, range]] = []
+    gaps: list[Gap] = []
     for m in messages:
         start = order.gap(m.topic, m.partition, m.offset)
         if start is not None:
@@ -193,17 +94,6 @@ async def with_skipped(
                 start,
             )
             out += await read(m.topic, m.partition, start, m.offset)
-            gaps.append((TP(m.topic, m.partition), range(start, m.offset)))
+            gaps.append((Partition(m.topic, m.partition), range(start, m.offset)))
         out.append(m)
     return out, gaps
-
-
-def _message(tp: TopicPartition, r: ConsumerRecord[bytes, bytes]) -> SourceMessage:
-    return SourceMessage(
-        topic=tp.topic,
-        partition=tp.partition,
-        offset=r.offset,
-        timestamp_ms=r.timestamp,
-        key=r.key,
-        value=r.value if r.value is not None else b"",
-    )

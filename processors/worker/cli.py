@@ -1,7 +1,7 @@
 """CLI commands of the processors: `streambill worker` and `streambill dlq replay`.
 
 This is where the worker's dependencies (catalog, codec, metrics registry, clock)
-are built and handed to `create_app`.
+are built and handed to `create_worker`.
 """
 
 from __future__ import annotations
@@ -42,11 +42,10 @@ def _codec(settings: Settings) -> Any:
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
-    import faust
     from prometheus_client import CollectorRegistry, start_http_server
 
     from processors.worker.metrics import WorkerMetrics
-    from processors.worker.worker import create_app
+    from processors.worker.worker import create_worker
     from streambill.config.catalog_file import load_catalog
 
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
@@ -55,25 +54,14 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, registry=registry)
     starters: list[Callable[[], object]] = []  # the liveness watchdog (thread)
-    app = create_app(
+    runtime, _ = create_worker(
         settings,
         load_catalog(settings.catalog_path),
         codec=_codec(settings),
         metrics=metrics,
         starters=starters,
     )
-    # mode's Worker answers SIGUSR1 by writing every thread's and task's stack to
-    # stderr (the chaos suite asks a stuck worker for them).
-    worker = faust.Worker(app, loglevel=args.loglevel)
-    # No terminal spinner: at levels from WARNING up, Faust hangs it on the root
-    # logger and sets that logger to DEBUG, so every debug call of aiokafka, mode
-    # and Faust built a log record (with a stack walk) only for the handlers to
-    # drop it: several % of the worker's CPU at 5,000 events/s.
-    worker.spinner = None
-    _tune_gc()
-    for start in starters:
-        start()
-    worker.execute_from_commandline()
+    runtime.run(args.loglevel, [_tune_gc, *starters])  # run once Faust's worker is made
     return 0
 
 

@@ -5,8 +5,8 @@ not recognized" and "OffsetCommit failed ... UnknownMemberIdError, will rejoin",
 and sometimes never fetches again although the process stays alive. Nothing
 inside the worker notices, so a supervisor would never restart it. The watchdog
 looks from outside the group's consumer: every few seconds a separate plain
-consumer (never subscribes, never commits) reads the source partitions' end
-offsets and the group's committed offsets from the broker. It runs in its own
+consumer (the runtime's `LagReader`: never subscribes, never commits) reads the
+source partitions' end offsets and the group's committed offsets from the broker. It runs in its own
 thread and event loop: Faust starts app tasks and timers only after table
 recovery completed, so a worker stuck in a rebalance or in recovery (seen in the
 chaos suite after a SIGKILL) would never have been watched by one.
@@ -21,12 +21,12 @@ resumes from the committed offsets, so exiting costs only redelivery.
 
 Watched partitions: the worker's own assignment of the source topics, or every
 source partition while it has none (a worker left out of the group while the
-group has lag is stuck too). Not judged (the timer restarts): while Faust
-rebalances or recovers tables (recovery of a long changelog may take longer than
-the timeout), but only up to `busy_limit_s` (default 10 x the timeout) in one
-stretch, since a rebalance that never ends is a hang too; and while the broker
-cannot be asked (it may be restarting; the timeout then counts from when it
-answers again).
+group has lag is stuck too). Not judged (the timer restarts): while the runtime
+rebalances or recovers tables (`Runtime.rebalancing`, `Runtime.in_recovery`;
+recovery of a long changelog may take longer than the timeout), but only up
+to `busy_limit_s` (default 10 x the timeout) in one stretch, since a rebalance
+that never ends is a hang too; and while the broker cannot be asked (it may be
+restarting; the timeout then counts from when it answers again).
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine, Hashable, Iterable
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from processors.worker.ports import LagReader, Partition, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -116,42 +116,12 @@ class RebalanceLimit:
         return now - self._since < self.limit_s
 
 
-class GroupLag:
-    """End offsets and the group's committed offsets, read with a plain consumer."""
-
-    def __init__(self, bootstrap_servers: str, group_id: str, **client: object) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers.split(","),
-            group_id=group_id,  # only to read committed offsets: never subscribes
-            enable_auto_commit=False,
-            **client,
-        )
-        self._started = False
-
-    async def read(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
-        """(committed, end) per partition; committed is 0 where the group has none."""
-        if not self._started:
-            await self._consumer.start()
-            self._started = True
-        wanted = sorted(set(tps))
-        ends = await self._consumer.end_offsets(wanted)
-        out: dict[TopicPartition, tuple[int, int]] = {}
-        for tp in wanted:
-            committed = await self._consumer.committed(tp)
-            out[tp] = (committed or 0, ends[tp])
-        return out
-
-    async def stop(self) -> None:
-        if self._started:
-            await self._consumer.stop()
-
-
 async def watch(
     watchdog: StallWatchdog,
-    lag: GroupLag,
+    lag: LagReader,
     *,
     busy: Callable[[], bool],
-    watched: Callable[[], list[TopicPartition]],
+    watched: Callable[[], list[Partition]],
     folded: Callable[[], int],
     interval_s: float,
     on_stalled: Callable[[BaseException], object],
@@ -196,3 +166,41 @@ def start_thread(run: Callable[[], Coroutine[Any, Any, None]]) -> threading.Thre
     thread = threading.Thread(target=lambda: asyncio.run(run()), name="stall-watchdog", daemon=True)
     thread.start()
     return thread
+
+
+def watchdog_starter(
+    runtime: Runtime,
+    sources: tuple[str, ...],
+    partitions: int,
+    timeout_s: float,
+    folded: Callable[[], int],
+    on_fatal: Callable[[BaseException], object],
+) -> Callable[[], object]:
+    """A function that starts the watchdog thread for `runtime`: exit (`on_fatal`,
+    code 70) when lag stands still for `timeout_s`. `folded` is the pipeline's count
+    of messages made durable; until it moves, the worker is starting (group join,
+    changelog recovery) and judged like recovery, only beyond the busy limit."""
+    everything = [Partition(t, p) for t in sources for p in range(partitions)]
+
+    def watched() -> list[Partition]:
+        mine = [tp for tp in runtime.assigned() if tp.topic in sources]
+        return mine or everything
+
+    limit = RebalanceLimit(2 * timeout_s)
+
+    def busy() -> bool:
+        recovering = folded() == 0 or runtime.in_recovery
+        return limit.busy(runtime.rebalancing, recovering)
+
+    async def _watchdog() -> None:
+        await watch(
+            StallWatchdog(timeout_s),
+            runtime.lag_reader(),
+            busy=busy,
+            watched=watched,
+            folded=folded,
+            interval_s=min(5.0, timeout_s / 3),
+            on_stalled=on_fatal,
+        )
+
+    return lambda: start_thread(_watchdog)

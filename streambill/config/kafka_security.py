@@ -1,4 +1,4 @@
-"""The fold worker's Kafka security (Faust / aiokafka) from the same settings that
+"""The fold worker's Kafka security (aiokafka clients) from the same settings that
 `Settings.kafka_config()` gives confluent-kafka clients (SDK, close, projector).
 
     STREAMBILL_SECURITY_PROTOCOL   PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
@@ -6,8 +6,10 @@
     STREAMBILL_SASL_USERNAME / STREAMBILL_SASL_PASSWORD
     STREAMBILL_SSL_CA_LOCATION     CA file that signs the brokers' certificates
 
-A protocol this module cannot express for Faust raises `ValueError` at start-up,
+A protocol this module cannot express raises `ValueError` at start-up,
 so a misconfigured worker never silently connects in plain text.
+
+Faust's form of the same settings is `processors.worker.runtime.credentials`.
 """
 
 from __future__ import annotations
@@ -15,33 +17,13 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-import faust
-from faust.types.auth import CredentialsT
-
 from streambill.config.settings import Settings
 
 
-def _tls(settings: Settings) -> ssl.SSLContext:
+def tls_context(settings: Settings) -> ssl.SSLContext:
     return ssl.create_default_context(
         purpose=ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_ca_location
     )
-
-
-def faust_credentials(settings: Settings) -> CredentialsT | None:
-    """Faust's `broker_credentials` for the settings; None for PLAINTEXT."""
-    protocol = settings.security_protocol.upper()
-    if protocol == "PLAINTEXT":
-        return None
-    if protocol == "SSL":
-        return faust.SSLCredentials(_tls(settings))
-    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-        return faust.SASLCredentials(
-            username=settings.sasl_username,
-            password=settings.sasl_password,
-            mechanism=settings.sasl_mechanism or "PLAIN",
-            ssl_context=_tls(settings) if protocol == "SASL_SSL" else None,
-        )
-    raise ValueError(f"unsupported STREAMBILL_SECURITY_PROTOCOL {settings.security_protocol!r}")
 
 
 def aiokafka_security(settings: Settings) -> dict[str, Any]:
@@ -54,7 +36,7 @@ def aiokafka_security(settings: Settings) -> dict[str, Any]:
         raise ValueError(f"unsupported STREAMBILL_SECURITY_PROTOCOL {settings.security_protocol!r}")
     out: dict[str, Any] = {"security_protocol": protocol}
     if protocol != "SASL_PLAINTEXT":
-        out["ssl_context"] = _tls(settings)
+        out["ssl_context"] = tls_context(settings)
     if protocol.startswith("SASL"):
         out.update(
             sasl_mechanism=settings.sasl_mechanism or "PLAIN",

@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     # Up to this many messages are folded per batch; each changed customer gets one
     # snapshot and one changelog record per batch, so large batches amortize that
     # per-customer cost under backlog. A batch is what has been fetched meanwhile
-    # (processors/worker/feed.py); it never waits to fill, only for the interval below.
+    # (processors/worker/batches.py); it never waits to fill, only for the interval below.
     worker_batch_size: int = 20000
     # A small batch starts at most this often (seconds): it waits this long after
     # the previous batch started for more to arrive (processors/feed.paced_take).

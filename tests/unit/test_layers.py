@@ -75,3 +75,38 @@ def test_the_check_catches_an_upward_and_a_sideways_import(tmp_path: Path) -> No
     ]
     assert len(upward_imports(bad, "streambill.wire.codec")) == 2
     assert upward_imports(bad, "streambill.cli.main") == []
+
+
+FRAMEWORKS = {"faust", "mode", "aiokafka"}
+RUNTIME = "processors.worker.runtime"
+
+
+def framework_imports(path: Path, module: str) -> list[str]:
+    """Imports of Faust, mode or aiokafka by `module`, unless it is in the worker's
+    runtime package (docs/decisions/0001-faust-runtime.md)."""
+    if module == RUNTIME or module.startswith(RUNTIME + "."):
+        return []
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module]
+        found += [f"{module} imports {n}" for n in names if n.split(".")[0] in FRAMEWORKS]
+    return found
+
+
+def test_only_the_worker_runtime_imports_faust_mode_or_aiokafka() -> None:
+    offenders = []
+    for top in sorted(PROJECT):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            offenders += framework_imports(path, module)
+    assert offenders == []
+
+
+def test_the_framework_check_catches_an_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import faust\nfrom aiokafka import TopicPartition\nfrom mode import Service\n")
+    assert len(framework_imports(bad, "processors.worker.pipeline")) == 3
+    assert framework_imports(bad, "processors.worker.runtime.app") == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal as D
 
@@ -18,9 +17,9 @@ from billing.state import CustomerState, PeriodRecord, new_record, new_state
 from processors.fold.batch import BatchFolder, FoldPolicy, SourceMessage, Topics
 from processors.fold.record_json import RecordJson
 from processors.fold.records import CustomerRecord
+from processors.worker.memory_runtime import MemoryLog, MemoryRuntime
 from processors.worker.pipeline import FoldPipeline
 from streambill.config.catalog_file import load_catalog
-from streambill.config.settings import Settings
 from streambill.wire import convert
 from streambill.wire.codec import Codec
 from tests.unit.billing.conftest import EXAMPLE, t
@@ -251,13 +250,6 @@ def test_cache_is_bounded_and_survives_being_cleared() -> None:
         assert len(writer) <= 2
 
 
-class _Table:
-    """The memory store's shape as `Stores.read` sees it: `table.data.data`."""
-
-    def __init__(self, stored: dict[str, object]) -> None:
-        self.data = types.SimpleNamespace(data=stored)
-
-
 def test_pipeline_reads_back_kept_records_and_recovered_changelog_values() -> None:
     """The memory store holds the record the pipeline wrote, or after table recovery
     the changelog value JSON-decoded: `customer()` reads both as the same record."""
@@ -266,9 +258,9 @@ def test_pipeline_reads_back_kept_records_and_recovered_changelog_values() -> No
         state, _ = ledger.apply(state, event, catalog)
     kept = CustomerRecord("cus", ledger.forget_ids(state), {"u/0": 4, "a/0": 0}, 77)
     recovered = json.loads(RecordJson().encode(kept))  # what Faust's json codec decodes
-    config = Settings(worker_store="memory://")
-    store = _Table({"cus": kept, "other": recovered})
-    pipeline = FoldPipeline(None, None, store, None, None, None, config, print)  # type: ignore[arg-type]
+    runtime = MemoryRuntime(MemoryLog(1), ("u", "a"))
+    runtime.customers.data = {"cus": kept, "other": recovered}
+    pipeline = FoldPipeline(runtime, None, None, None, ("u", "a"), None, print)  # type: ignore[arg-type]
     assert pipeline.customer("cus", 0) is kept
     read = pipeline.customer("other", 0)
     assert isinstance(read, CustomerRecord) and read.to_dict() == kept.to_dict()

@@ -1,7 +1,7 @@
-"""`processors.worker.feed`: the fetch loop that hands source messages to the fold agent in
-whole fetches, and the feed between them. Fakes stand in for Faust's consumer only
-to drive the loop's decisions; the real consumer is exercised by the integration
-and chaos suites."""
+"""`processors.worker.runtime.feed` and `processors.worker.batches`: the fetch loop
+that hands source messages to the pipeline in whole fetches, and the feed between
+them. Fakes stand in for Faust's consumer only to drive the loop's decisions; the
+real consumer is exercised by the integration and chaos suites."""
 
 from __future__ import annotations
 
@@ -13,14 +13,9 @@ from typing import Any, NamedTuple
 import pytest
 
 from processors.fold.batch import SourceMessage
-from processors.worker.feed import (
-    ENOUGH,
-    BatchFeed,
-    HandOver,
-    ack_all,
-    drain_in_batches,
-    paced_take,
-)
+from processors.worker.batches import ENOUGH, BatchFeed, paced_take
+from processors.worker.ports import HandOver
+from processors.worker.runtime.feed import ack_all, drain_in_batches, release
 
 
 class TP(NamedTuple):
@@ -271,3 +266,12 @@ def test_a_batch_waits_for_more_until_the_interval_since_the_previous_one() -> N
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError):
         BatchFeed(0)
+
+
+def test_released_hand_overs_are_no_longer_waited_for() -> None:
+    consumer = FakeConsumer([({USAGE: recs(USAGE, range(3))}, None)])
+    feed = BatchFeed(100)
+    run(consumer, feed)
+    handed = drained(feed)
+    release(consumer, handed)
+    assert not consumer._unacked_messages and consumer._acked[USAGE] == []

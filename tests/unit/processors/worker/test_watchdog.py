@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import TopicPartition
-
+from processors.worker.ports import Partition as TopicPartition
 from processors.worker.watchdog import RebalanceLimit, StallWatchdog, watch
 
 

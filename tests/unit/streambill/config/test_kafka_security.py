@@ -7,7 +7,8 @@ import faust
 import pytest
 from faust.types.auth import AuthProtocol, SASLMechanism
 
-from streambill.config.kafka_security import aiokafka_security, faust_credentials
+from processors.worker.runtime.credentials import faust_credentials
+from streambill.config.kafka_security import aiokafka_security
 from streambill.config.settings import Settings
 
 

@@ -1,4 +1,4 @@
-"""Source messages from Faust's fetch loop to the fold agent, a whole fetch at a time.
+"""Source messages from Faust's fetch loop to the pipeline, a whole fetch at a time.
 
 Faust hands every fetched message to its streams one by one: per message it starts
 a task (`wait_first`), decodes through the conductor, queues an `Event` and acks
@@ -21,24 +21,24 @@ Invariants the fetch loop keeps, as Faust's does:
   fetched again after the seeks that follow every rebalance; dropping more than
   Faust does stalls table recovery, seen); a stale source message that still gets
   through is harmless: the fold skips offsets already applied, and messages of
-  partitions no longer assigned are dropped by the agent unacknowledged;
+  partitions no longer assigned are dropped by the pipeline unacknowledged;
 - every hand-over (the fresh messages of one fetch of one partition, converted
   straight to `SourceMessage`s) is tracked among the consumer's unacknowledged
   messages before it enters the feed, so a rebalance (`wait_empty`) waits until
-  the agent has made it durable and acknowledged it: nothing is ever taken back
+  the pipeline has made it durable and acknowledged it: nothing is ever taken back
   from the feed. Acknowledging marks its offsets as Faust's `ack` does, in bulk.
-The agent takes whatever is queued, up to its batch size, after waiting at most
-its batch interval since its previous batch started (so a rebalance waits at most
-that long for it), so batches grow with the backlog and stay small when it is.
+- `release` stops tracking a hand-over the pipeline drops unacknowledged (its
+  partition was revoked), so `wait_empty` does not wait on it.
+Faust commits on its own timer, after `broker_commit_every` acknowledgements
+(`_commit_if_due`, here in the fetch loop) and on rebalance, always the highest
+contiguous acknowledged offset: only offsets the pipeline acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
 from types import MethodType
 from typing import Any
 
@@ -46,92 +46,8 @@ from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
 from processors.fold.batch import SourceMessage
-
-
-@dataclass(eq=False)
-class HandOver:
-    """The fresh messages of one fetch of one source partition, in offset order.
-    Faust's consumer tracks it like one message until the agent acknowledges it
-    (`acked`, `refcount`: what its `wait_empty` reads)."""
-
-    tp: Any
-    messages: list[SourceMessage]
-    acked: bool = False
-    refcount: int = 0
-
-
-class BatchFeed:
-    """A bounded FIFO of hand-overs: the fetch loop puts, the agent takes up to a
-    batch of messages. One producer and one consumer, both on the app's loop."""
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be positive")
-        self._capacity = capacity  # in messages
-        self._pending: deque[HandOver] = deque()
-        self._size = 0
-        self._not_empty = asyncio.Event()
-        self._not_full = asyncio.Event()
-        self._not_full.set()
-
-    def __len__(self) -> int:
-        """Messages queued."""
-        return self._size
-
-    async def put(self, handed: HandOver) -> None:
-        """Wait while the feed holds `capacity` messages or more, then append
-        (one hand-over may overshoot the capacity; it is never split)."""
-        while self._size >= self._capacity:
-            self._not_full.clear()
-            await self._not_full.wait()
-        self._pending.append(handed)
-        self._size += len(handed.messages)
-        self._not_empty.set()
-
-    async def wait(self) -> None:
-        """Wait until something is queued."""
-        while not self._pending:
-            self._not_empty.clear()
-            await self._not_empty.wait()
-
-    async def take(self, limit: int) -> list[HandOver]:
-        """Wait until something is queued, then return whole hand-overs in the order
-        they were put: as many as fit in `limit` messages, at least one."""
-        await self.wait()
-        pending = self._pending
-        out = [pending.popleft()]
-        taken = len(out[0].messages)
-        while pending and taken + len(pending[0].messages) <= limit:
-            handed = pending.popleft()
-            taken += len(handed.messages)
-            out.append(handed)
-        self._size -= taken
-        if self._size < self._capacity:
-            self._not_full.set()
-        return out
-
-
-ENOUGH = 32  # messages: a batch this large is worth its produce requests at once
-
-
-async def paced_take(
-    feed: BatchFeed, limit: int, interval: float, previous: float
-) -> tuple[list[HandOver], float]:
-    """The agent's next batch: once something is queued, wait until `interval`
-    seconds after `previous` (the loop time the previous batch started) for more to
-    arrive, unless `ENOUGH` (or `limit`) messages are queued already; then take up
-    to `limit`. Returns the hand-overs and the loop time this batch started.
-
-    Only small batches wait: at low rates they would otherwise be single fetches of
-    a few events, each with its own produce requests; at high rates a batch has
-    filled up while the previous one folded, and waiting would only add latency."""
-    await feed.wait()
-    loop = asyncio.get_running_loop()
-    pause = previous + interval - loop.time()
-    if pause > 0 and len(feed) < min(ENOUGH, limit):
-        await asyncio.sleep(pause)
-    started = loop.time()
-    return await feed.take(limit), started
+from processors.worker.batches import BatchFeed
+from processors.worker.ports import HandOver
 
 
 def install_batch_drain(
@@ -274,3 +190,10 @@ def ack_all(consumer: Any, handed: Sequence[HandOver]) -> None:
             consumer._unacked_messages.discard(h)
         consumer._n_acked += acked_now
         notify(consumer._waiting_for_ack)
+
+
+def release(consumer: Any, handed: Sequence[HandOver]) -> None:
+    """Stop tracking hand-overs dropped unacknowledged (their partition was revoked:
+    not ours to ack, and `wait_empty` must not wait on them)."""
+    for h in handed:
+        consumer._unacked_messages.discard(h)
