@@ -22,7 +22,7 @@ import pytest
 from fastavro.schema import to_parsing_canonical_form
 from hypothesis import given, settings
 
-from processors.worker.table_io import json_key
+from processors.worker.commit import json_key
 from streambill.wire import convert
 from streambill.wire.codec import Codec
 from streambill.wire.state_wire import StateEncoder
@@ -108,7 +108,7 @@ FAST_PATHS = (
         (f"{FOLD}.test_fold_batch::test_seen_entry_json_is_exactly_the_encoders",),
     ),
     FastPath(
-        "processors.worker.table_io",
+        "processors.worker.commit",
         "the JSON encoder on a table key (json_key)",
         None,
         None,
