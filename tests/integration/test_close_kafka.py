@@ -40,8 +40,8 @@ from streambill.config.settings import (
 from streambill.wire.codec import Codec
 from streambill.wire.convert import decode_value, encode_value
 from tests.close_support import live_preview, load_example_catalog, ms, utc
-from tests.unit.test_close_late_and_crash import base
-from tests.unit.test_close_scenarios import history
+from tests.unit.processors.close.test_close_late_and_crash import base
+from tests.unit.processors.close.test_close_scenarios import history
 
 pytestmark = pytest.mark.integration
 

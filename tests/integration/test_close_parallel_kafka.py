@@ -15,7 +15,7 @@ from processors.close.run import CloseDeps, CloseOptions, close_period
 from streambill.config.settings import Settings
 from tests.close_support import utc
 from tests.integration.test_close_kafka import Kafka
-from tests.unit.test_close_scenarios import history
+from tests.unit.processors.close.test_close_scenarios import history
 
 pytestmark = pytest.mark.integration
 
