@@ -4,8 +4,8 @@ A close allocates a few small objects per event (the decoded event, its Decimal 
 datetime, the ledger's copy-on-write state) and keeps most of them until the end
 (the ledger remembers every applied event for dedupe). CPython's cyclic garbage
 collector then runs a generation-0 pass every 700 net allocations and re-traverses
-the growing survivors in generation 1 and 2 passes: about a fifth of the fold's
-CPU time (measured with bench/close_cpu.py), spent looking for reference cycles
+the growing survivors in generation 1 and 2 passes: a large share of the fold's
+CPU time (bench/close_cpu.py shows it), spent looking for reference cycles
 that the fold does not create (a full collection after a fold finds none; memory
 is freed by reference counting as usual).
 

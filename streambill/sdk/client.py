@@ -181,8 +181,8 @@ class UsageClient:
     ) -> tuple[bytes, bytes, int, str]:
         """(key, value, event time ms, event id) of one usage event.
 
-        Inline checks accept the common shapes cheaply (this runs once per event at
-        ~100k events/s); anything else goes through `sdk_validate`, which normalises the
+        Inline checks accept the common shapes cheaply (this runs once per event on
+        the SDK's hot path); anything else goes through `sdk_validate`, which normalises the
         value or raises the `ValidationError` naming the field.
         """
         if type(customer_id) is not str or not customer_id or customer_id.isspace():

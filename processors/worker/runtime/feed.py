@@ -1,13 +1,13 @@
 """Source messages from Faust's fetch loop to the pipeline, a whole fetch at a time.
 
-Faust hands every fetched message to its streams one by one: per message it starts
-a task (`wait_first`), decodes through the conductor, queues an `Event` and acks
-it from the stream, about 40 µs each, which alone capped one worker near 10,000
-events/s before any billing work. `install_batch_drain` replaces the consumer's
-fetch loop (`Consumer._drain_messages`, run by Faust's `Fetcher` service) with one
-that passes the messages of the source topics (usage-events, account-events) into a
-`BatchFeed` as whole lists, and every other topic (the tables' changelogs during
-recovery) through Faust's own per-message path, unchanged.
+Faust hands every fetched message to its streams one by one: per message it starts a
+task (`wait_first`), decodes through the conductor, queues an `Event` and acks it
+from the stream, a cost that alone capped one worker far below its target before any
+billing work (docs/decisions/0001-faust-runtime.md). `install_batch_drain` replaces
+the consumer's fetch loop (`Consumer._drain_messages`, run by Faust's `Fetcher`
+service) with one that passes the messages of the source topics (usage-events,
+account-events) into a `BatchFeed` as whole lists, and every other topic (the
+tables' changelogs during recovery) through Faust's own per-message path, unchanged.
 
 What stays Faust's: group membership, partition assignment (tables co-partitioned
 with the sources), pausing partitions while tables recover, changelog recovery,
@@ -59,8 +59,8 @@ def install_batch_drain(
 
     Why the fetch wait: Faust fixes it at 1.5 s, and aiokafka keeps one fetch in
     flight per broker; a fetch for partitions with nothing new (account-events, the
-    changelogs) then holds back the next fetch of usage-events for up to 1.5 s, and
-    events arrived in bursts of 1.5 s (seen: p50 1.6 s at 5,000 events/s)."""
+    changelogs) then holds back the next fetch of usage-events for up to 1.5 s, so
+    events would arrive in bursts of 1.5 s."""
 
     async def drain(self: Any, fetcher: Any) -> None:
         await drain_in_batches(self, fetcher, feed, frozenset(sources))
