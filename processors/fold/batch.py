@@ -1,5 +1,5 @@
 """One batch of source messages folded into customer records: the worker's logic
-without Faust or a broker (the agent in `processors.worker.worker` only moves bytes).
+without Faust or a broker (`processors.worker` only moves bytes and makes them durable).
 
 Per message (docs/ARCHITECTURE.md, "Admission"):
 1. the doors, `processors.fold.admission.Doors`: decode, key and partition placement;
@@ -55,7 +55,6 @@ from streambill.wire.state_wire import StateEncoder
 __all__ = [
     "BatchFolder",
     "BatchResult",
-    "FoldPolicy",
     "Output",
     "RecordView",
     "Rejection",
@@ -63,8 +62,6 @@ __all__ = [
     "Topics",
     "merge_by_time",
 ]
-
-FoldPolicy = AdmissionPolicy  # the worker's name for the admission settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +110,7 @@ class RecordView(Protocol):
 @dataclass(slots=True)
 class BatchResult:
     """What one batch changed. The caller makes `outputs` durable first, then
-    `seen`, then `customers` (see the agent docstring for why)."""
+    `seen`, then `customers` (`processors.worker.commit.CommitOrder.carry_out` says why)."""
 
     outputs: list[Output] = field(default_factory=list)
     seen: dict[str, tuple[int, SeenEntry]] = field(default_factory=dict)  # by dedupe key

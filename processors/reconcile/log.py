@@ -37,12 +37,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from billing.admission import AdmissionPolicy
 from billing.catalog import Catalog
 from billing.events import AlertRaised, AlertResolved, CustomerStateChanged, EventRejected, Invoice
 from processors.close.log import LogPort, LogRecord
 from processors.fold.batch import (
     BatchFolder,
-    FoldPolicy,
     Output,
     SourceMessage,
     Topics,
@@ -163,7 +163,7 @@ def reconcile_log(
     codec: Codec,
     catalog: Catalog,
     topics: Topics,
-    policy: FoldPolicy,
+    policy: AdmissionPolicy,
     clock: Callable[[], datetime],
     report: ReconcileReport | None = None,
     read: tuple[Outputs, list[str]] | None = None,

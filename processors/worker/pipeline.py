@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from billing.admission import expired
-from processors.fold.batch import BatchFolder, BatchResult, FoldPolicy, SourceMessage, merge_by_time
+from billing.admission import AdmissionPolicy, expired
+from processors.fold.batch import BatchFolder, BatchResult, SourceMessage, merge_by_time
 from processors.fold.records import CustomerRecord, RecordCache, SeenEntry
 from processors.worker.catch_up import OffsetOrder, with_skipped
 from processors.worker.commit import CommitOrder, Flight, ProducerFactory
@@ -50,7 +50,7 @@ class FoldPipeline:
         runtime: Runtime,
         folder: BatchFolder,
         metrics: WorkerMetrics,
-        policy: FoldPolicy,
+        policy: AdmissionPolicy,
         sources: tuple[str, str],
         producer: ProducerFactory,
         on_fatal: Callable[[BaseException], object],

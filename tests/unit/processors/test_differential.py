@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from billing import ledger
+from billing.admission import AdmissionPolicy
 from billing.events import (
     CreditsPurchased,
     Event,
@@ -46,7 +47,7 @@ from billing.events import (
 from billing.replay import Replay
 from processors.close.log import LogRecord
 from processors.close.run import read_history
-from processors.fold.batch import BatchFolder, FoldPolicy, SourceMessage, Topics, merge_by_time
+from processors.fold.batch import BatchFolder, SourceMessage, Topics, merge_by_time
 from processors.reconcile.live import check_against_live
 from processors.reconcile.log import read_outputs, reconcile_log
 from processors.reconcile.run import render
@@ -60,7 +61,7 @@ from tests.worker_tables import Tables
 CATALOG = load_example_catalog()
 DAY = 86_400_000
 PARTS = 3
-POLICY = FoldPolicy(35 * DAY, 35 * DAY, 300_000)
+POLICY = AdmissionPolicy(35 * DAY, 35 * DAY, 300_000)
 TOPICS = Topics(CT.usage, CT.account, "t.customer-state", "t.alerts", CT.invoices, "t.rejected")
 WORKER_NOW = utc(2025, 5, 3)  # the worker's clock: after every arrival
 START = utc(2025, 1, 1)

@@ -12,10 +12,10 @@ from decimal import Decimal
 import pytest
 
 from billing import ledger
-from billing.admission import fingerprint, same_payload
+from billing.admission import AdmissionPolicy, fingerprint, same_payload
 from billing.events import SubscriptionStarted, UsageRecorded
 from processors.close.log import LogRecord, partition_for
-from processors.fold.batch import BatchFolder, FoldPolicy, SourceMessage, Topics
+from processors.fold.batch import BatchFolder, SourceMessage, Topics
 from processors.reconcile.log import reconcile_log
 from streambill.wire.convert import decode_value, encode_value
 from streambill.wire.partitioner import owner
@@ -27,7 +27,7 @@ DAY = 86_400_000
 PARTS = 3
 NOW = utc(2025, 3, 1)
 TOPICS = Topics(CLOSE_TOPICS.usage, CLOSE_TOPICS.account, "t.state", "t.al", "t.inv", "t.rej")
-POLICY = FoldPolicy(35 * DAY, 35 * DAY, 300_000)
+POLICY = AdmissionPolicy(35 * DAY, 35 * DAY, 300_000)
 CATALOG = load_example_catalog()
 
 

@@ -11,8 +11,9 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
+from billing.admission import AdmissionPolicy
 from billing.events import SubscriptionStarted, UsageRecorded
-from processors.fold.batch import BatchFolder, FoldPolicy, SourceMessage, Topics
+from processors.fold.batch import BatchFolder, SourceMessage, Topics
 from processors.fold.records import CustomerRecord, RecordCache, SeenEntry
 from processors.worker.catch_up import OffsetOrder
 from streambill.config.catalog_file import load_catalog
@@ -30,7 +31,7 @@ codec = Codec()
 folder = BatchFolder(
     load_catalog(Settings().catalog_path),
     codec,
-    FoldPolicy(35 * DAY, 35 * DAY, 300_000),
+    AdmissionPolicy(35 * DAY, 35 * DAY, 300_000),
     TOPICS,
     lambda: NOW,
 )

@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing import ledger
+from billing.admission import AdmissionPolicy
 from billing.events import Event, SubscriptionStarted, UsageRecorded
 from billing.state import CustomerState, PeriodRecord, new_record, new_state
-from processors.fold.batch import BatchFolder, FoldPolicy, SourceMessage, Topics
+from processors.fold.batch import BatchFolder, SourceMessage, Topics
 from processors.fold.record_json import RecordJson
 from processors.fold.records import CustomerRecord
 from processors.worker.memory_runtime import MemoryLog, MemoryRuntime
@@ -107,7 +108,9 @@ def test_records_of_folded_batches_are_written_exactly(
     streams = [messages(data.draw(histories(plan)), ids[i], str(i)) for i, plan in enumerate(plans)]
     merged = sorted((m for s in streams for m in s), key=lambda m: m.offset)
     now = START + timedelta(days=100)
-    folder = BatchFolder(catalog, codec, FoldPolicy(35 * DAY, 35 * DAY, 0), TOPICS, lambda: now)
+    folder = BatchFolder(
+        catalog, codec, AdmissionPolicy(35 * DAY, 35 * DAY, 0), TOPICS, lambda: now
+    )
     view, writer, written = KeepingView(), RecordJson(), 0
     for k in range(0, len(merged), batch):
         result = folder.fold(merged[k : k + batch], view)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from billing.admission import AdmissionPolicy
 from billing.events import (
     CreditsPurchased,
     EventRejected,
@@ -14,7 +15,7 @@ from billing.events import (
     UsageRecorded,
 )
 from processors.close.log import InMemoryLog, LogRecord
-from processors.fold.batch import BatchFolder, FoldPolicy, SourceMessage, Topics
+from processors.fold.batch import BatchFolder, SourceMessage, Topics
 from processors.reconcile.log import ReconcileReport, reconcile_log
 from processors.reconcile.run import render
 from streambill.config.catalog_file import load_catalog
@@ -26,7 +27,7 @@ from tests.worker_tables import Tables
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 DAY = 86_400_000
 TOPICS = Topics("u", "a", "s", "al", "inv", "rej")
-POLICY = FoldPolicy(35 * DAY, 35 * DAY, 300_000)
+POLICY = AdmissionPolicy(35 * DAY, 35 * DAY, 300_000)
 codec = Codec()
 catalog = load_catalog(Settings().catalog_path)
 

@@ -11,8 +11,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from billing.admission import AdmissionPolicy
 from billing.events import SubscriptionStarted, UsageRecorded
-from processors.fold.batch import BatchFolder, FoldPolicy, Topics
+from processors.fold.batch import BatchFolder, Topics
 from processors.fold.records import CustomerRecord
 from processors.worker.memory_runtime import MemoryLog, MemoryProducer, MemoryRuntime
 from processors.worker.metrics import WorkerMetrics
@@ -62,7 +63,7 @@ class Worker:
         self.producer: MemoryProducer | None = None
         self.fatal: list[BaseException] = []
         self.hold = False
-        policy = FoldPolicy(35 * DAY, 35 * DAY, 300_000)
+        policy = AdmissionPolicy(35 * DAY, 35 * DAY, 300_000)
         folder = BatchFolder(catalog, codec, policy, TOPICS, lambda: NOW, partitions=PARTITIONS)
         metrics = WorkerMetrics(CollectorRegistry())
         self.pipeline = FoldPipeline(
