@@ -68,7 +68,7 @@ class Replay:
         now_ms: int | None = None,
         *,
         on_rejected: OnRejected = _ignore,
-        on_applied: OnApplied = _ignore,
+        on_applied: OnApplied | None = None,
     ) -> None:
         self.catalog = catalog
         self.policy = policy
@@ -101,7 +101,7 @@ class Replay:
             queue = c.account_a
         if queue:
             self._drain(c, queue, event.timestamp)
-        self._admit(c, event, usage=True)
+        self._admit(c, event, True)
 
     def end_phase_a(self, c: ReplayCustomer) -> None:
         if c.prev is None:
@@ -116,9 +116,10 @@ class Replay:
 
     def _drain(self, c: ReplayCustomer, queue: deque[Event], until: datetime | None) -> None:
         while queue and (until is None or queue[0].timestamp <= until):
-            self._admit(c, queue.popleft(), usage=False)
+            self._admit(c, queue.popleft(), False)
 
-    def _admit(self, c: ReplayCustomer, event: Event, *, usage: bool) -> None:
+    def _admit(self, c: ReplayCustomer, event: Event, usage: bool) -> None:
+        """`decide`, then `apply`: once per event of every replay."""
         event_ms = to_ms(event.timestamp)
         seen = c.seen.get(event.event_id)
         prior = None
@@ -145,7 +146,8 @@ class Replay:
             return
         c.state = state
         c.seen[event.event_id] = (event, event_ms)
-        self._on_applied(event, effects)
+        if self._on_applied is not None:
+            self._on_applied(event, effects)
 
     def _reject(self, event: Event, reason: str, detail: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1

@@ -116,10 +116,19 @@ def _fold_usage_batch(
     prev_use: dict[int, int],
     late: dict[bytes, datetime],
 ) -> None:
-    """The per-event loop of the close (doors, horizon, admission and fold)."""
+    """The per-event loop of the close (doors, horizon, admission and fold), flat:
+    it runs once per usage record (`_read_batch`'s counting is written inline)."""
     usage = folder.usage
-    for record, event in _read_batch(batch, doors, result):
-        if not isinstance(event, UsageRecorded):
+    read = doors.read
+    undecodable = result.undecodable
+    for record in batch:
+        try:
+            event = read(record.topic, record.partition, record.key, record.value)
+        except Rejection as rej:
+            reason = str(rej.reason)
+            undecodable[reason] = undecodable.get(reason, 0) + 1
+            continue
+        if type(event) is not UsageRecorded:
             continue
         phase_b = record.offset >= prev_use.get(record.partition, 0)
         if event.timestamp < horizon and record.key not in history:
