@@ -9,8 +9,12 @@ close's watermarks that the worker did not dead-letter (no dead letter on
 usage-rejected names its position) was applied or deduplicated by the worker; those
 records are folded per customer with `billing.ledger.apply`, in event-time order
 with account events first at equal times, skipping a record whose payload equals
-an earlier one's with the same id (a copy the worker deduplicated; a reused id with
-another payload that the worker kept is a new event). Then, for every customer
+an earlier one's with the same id (`billing.admission.same_payload`): exactly the
+copies rule 3 of `billing.admission` deduplicated. Such a copy has its original's
+event time, so a copy whose original was past the dedupe window was past the
+lateness bound too (`max_lateness <= dedupe_window`, enforced by `AdmissionPolicy`)
+and was dead-lettered `too_late`; it is not among the kept records. A reused id with
+another payload that the worker kept is a new event. Then, for every customer
 period with a period invoice on the invoices topic, the invoice plus every
 adjustment of it must total what `billing.invoicing.period_invoice` prices from
 that state. A difference is reported

@@ -13,7 +13,9 @@ seeks by time. So a dead letter whose original bytes do not decode to an input e
 is skipped (`still_invalid`): there is no key, partition or event time to give it.
 Replaying `missing_key` and `wrong_partition` dead letters is what repairs them.
 
-Each event id is republished at most once per run. The worker then applies it
+Each `(customer_id, event_id)` (the dedupe scope of `billing.admission`) is
+republished at most once per run; a record of usage-rejected that is not a dead
+letter is counted (`not_a_dead_letter`) and skipped. The worker then applies it
 exactly once: dead letters never enter its `seen` table, and a second copy of an
 applied event is deduplicated by event id. A republished message the broker does not
 acknowledge fails the run (RuntimeError), after the others were flushed; running the
@@ -31,7 +33,14 @@ from datetime import datetime
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from billing.events import CustomerStateChanged, Event, EventRejected, RejectReason
+from billing.admission import AdmissionPolicy, decide, dedupe_key, to_ms
+from billing.events import (
+    CustomerStateChanged,
+    Event,
+    EventRejected,
+    RejectReason,
+    UsageRecorded,
+)
 from streambill.config import settings as names
 from streambill.config.settings import Settings
 from streambill.wire import convert
@@ -95,8 +104,7 @@ def read_all(settings: Settings, logical_topic: str, group_suffix: str) -> Itera
 def latest_states(codec: Codec, values: Iterable[bytes]) -> dict[str, CustomerStateChanged]:
     states: dict[str, CustomerStateChanged] = {}
     for value in values:
-        name, record = codec.decode(value)
-        snap = convert.from_avro(name, record)
+        snap = _decoded(codec, value)
         if isinstance(snap, CustomerStateChanged):
             states[snap.customer_id] = snap
     return states
@@ -105,11 +113,7 @@ def latest_states(codec: Codec, values: Iterable[bytes]) -> dict[str, CustomerSt
 def original_event(codec: Codec, original: bytes) -> Event | None:
     """The input event a dead letter's original bytes encode, or None when they do
     not decode, do not convert, or encode something other than an input event."""
-    try:
-        name, record = codec.decode(original)
-        event = convert.from_avro(name, record)
-    except (DecodeError, convert.InvalidField):
-        return None
+    event = _decoded(codec, original)
     return event if isinstance(event, Event) else None
 
 
@@ -145,11 +149,11 @@ class ReplayFilter:
         self,
         states: dict[str, CustomerStateChanged],
         now: Callable[[], datetime],
-        future_tolerance_s: float,
+        policy: AdmissionPolicy,
     ) -> None:
         self._states = states
         self._now = now
-        self._tolerance = future_tolerance_s
+        self._policy = policy
 
     def can_succeed(self, letter: EventRejected, event: Event | None) -> str | None:
         """None if it may succeed now, else why not. `event` is `original_event` of
@@ -163,11 +167,15 @@ class ReplayFilter:
             state is None or state.status != "active"
         ):
             return "still_no_subscription"
-        if (
-            letter.reason is RejectReason.TIMESTAMP_IN_FUTURE
-            and (event.timestamp - self._now()).total_seconds() > self._tolerance
-        ):
-            return "still_in_future"
+        if letter.reason is RejectReason.TIMESTAMP_IN_FUTURE:
+            # the future rule of `billing.admission.decide` alone (no watermark, no
+            # dedupe memory), on this process's clock as the worker applies it on its own
+            usage = isinstance(event, UsageRecorded)
+            _, refusal = decide(
+                self._policy, usage, to_ms(event.timestamp), None, None, to_ms(self._now())
+            )
+            if refusal is not None:
+                return "still_in_future"
         return None
 
 
@@ -178,7 +186,7 @@ def replay(
     now: Callable[[], datetime],
 ) -> ReplayReport:
     states = latest_states(codec, read_all(settings, names.CUSTOMER_STATE, "dlq-states"))
-    gate = ReplayFilter(states, now, settings.future_tolerance.total_seconds())
+    gate = ReplayFilter(states, now, settings.admission_policy())
     failures: list[str] = []
 
     def delivered(err: KafkaError | None, msg: Message) -> None:
@@ -194,16 +202,16 @@ def replay(
     done: set[str] = set()
     for value in read_all(settings, names.USAGE_REJECTED, "dlq-replay"):
         scanned += 1
-        name, record = codec.decode(value)
-        letter = convert.from_avro(name, record)
-        if not isinstance(letter, EventRejected):
+        letter = _letter(codec, value)
+        if letter is None:
+            skipped["not_a_dead_letter"] = skipped.get("not_a_dead_letter", 0) + 1
             continue
         target = _target(letter, codec, gate, counts, reasons, done)
         if isinstance(target, str):
             skipped[target] = skipped.get(target, 0) + 1
             continue
         if letter.event_id is not None:
-            done.add(letter.event_id)
+            done.add(dedupe_key(letter.customer_id or "", letter.event_id))
         producer.produce(
             target.topic,
             value=letter.original,
@@ -220,6 +228,24 @@ def replay(
             f"{len(failures)} refused by the broker (first: {failures[:3]})"
         )
     return ReplayReport(scanned, replayed, skipped)
+
+
+def _letter(codec: Codec, value: bytes | None) -> EventRejected | None:
+    """The dead letter in one usage-rejected record, or None for a record that is not
+    one (a tombstone, other bytes): counted and skipped, never fatal to the run."""
+    letter = _decoded(codec, value)
+    return letter if isinstance(letter, EventRejected) else None
+
+
+def _decoded(codec: Codec, value: bytes | None) -> object | None:
+    """The value of one record, or None for a tombstone or bytes that do not decode."""
+    if value is None:
+        return None
+    try:
+        name, record = codec.decode(value)
+        return convert.from_avro(name, record)
+    except (DecodeError, convert.InvalidField):
+        return None
 
 
 def partition_counts(producer: Producer) -> dict[str, int]:
@@ -256,6 +282,9 @@ def _skip_reason(
         return "other_reason"
     if letter.source_topic is None:
         return "no_source_topic"
-    if letter.event_id is not None and letter.event_id in done:
+    if (
+        letter.event_id is not None
+        and dedupe_key(letter.customer_id or "", letter.event_id) in done
+    ):
         return "already_replayed_this_run"
     return None

@@ -9,13 +9,22 @@ import zlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from billing.admission import dedupe_key
 from billing.events import (
     EventRejected,
     RejectReason,
     SubscriptionStarted,
     UsageRecorded,
 )
-from processors.worker.dlq import Placement, ReplayFilter, original_event, placement
+from processors.fold.admission import DEFAULT_POLICY
+from processors.worker.dlq import (
+    Placement,
+    ReplayFilter,
+    _letter,
+    _skip_reason,
+    original_event,
+    placement,
+)
 from streambill.wire.codec import Codec
 from streambill.wire.convert import encode_value
 from streambill.wire.partitioner import owner
@@ -62,10 +71,42 @@ def test_original_event_decodes_input_events_only() -> None:
 
 
 def test_undecodable_bytes_are_skipped_as_still_invalid_before_placement() -> None:
-    gate = ReplayFilter({}, lambda: T, 300.0)
+    gate = ReplayFilter({}, lambda: T, DEFAULT_POLICY)
     letter = EventRejected(RejectReason.WRONG_PARTITION, "x", None, "cus_1", "p.usage-events")
     assert gate.can_succeed(letter, None) == "still_invalid"
     event = UsageRecorded("e1", "cus_1", "tokens", Decimal(1), T)
     assert gate.can_succeed(letter, event) is None  # a wrong_partition letter is repaired
     never = EventRejected(RejectReason.TOO_LATE, "x", "e1", "cus_1", "p.usage-events")
     assert gate.can_succeed(never, event) == "never_replayable"
+
+
+def test_the_future_rule_is_admissions_own() -> None:
+    """A `timestamp_in_future` letter is replayed once `billing.admission.decide`'s
+    rule 1 admits it on the replay's clock, not by a second copy of the rule."""
+    tolerance = timedelta(milliseconds=DEFAULT_POLICY.future_tolerance_ms)
+    letter = EventRejected(RejectReason.TIMESTAMP_IN_FUTURE, "x", "e1", "cus_1", "p.usage")
+    gate = ReplayFilter({}, lambda: T, DEFAULT_POLICY)
+    at_edge = UsageRecorded("e1", "cus_1", "tokens", Decimal(1), T + tolerance)
+    beyond = UsageRecorded(
+        "e1", "cus_1", "tokens", Decimal(1), T + tolerance + timedelta(milliseconds=1)
+    )
+    assert gate.can_succeed(letter, at_edge) is None
+    assert gate.can_succeed(letter, beyond) == "still_in_future"
+
+
+def test_letters_of_two_customers_sharing_an_event_id_are_both_replayed() -> None:
+    """The run's at-most-once memory uses the dedupe scope (customer_id, event_id):
+    `evt-1` of one customer does not hide `evt-1` of another."""
+    done = {dedupe_key("cus_a", "evt-1")}
+    mine = EventRejected(RejectReason.WRONG_PARTITION, "x", "evt-1", "cus_a", "p.usage")
+    theirs = EventRejected(RejectReason.WRONG_PARTITION, "x", "evt-1", "cus_b", "p.usage")
+    assert _skip_reason(mine, None, done) == "already_replayed_this_run"
+    assert _skip_reason(theirs, None, done) is None
+
+
+def test_records_that_are_not_dead_letters_are_skipped_not_fatal() -> None:
+    codec = Codec()
+    assert _letter(codec, None) is None
+    assert _letter(codec, b"\x00\x00garbage") is None
+    usage = UsageRecorded("e1", "cus_1", "tokens", Decimal(1), T)
+    assert _letter(codec, encode_value(codec, usage)) is None
