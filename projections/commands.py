@@ -87,6 +87,11 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
     from projections.http.app import create_app
     from streambill.sdk.client import UsageClient
 
+    problems = settings_secret_problems(settings)
+    if problems:
+        for problem in problems:
+            sys.stderr.write(f"streambill api: {problem}\n")
+        return 2
     store = build_store(settings)
     with UsageClient(settings) as sdk:
         app = create_app(settings, store, sdk)
@@ -98,6 +103,16 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
             access_log=False,
         )
     return 0
+
+
+def settings_secret_problems(settings: Settings) -> list[str]:
+    """`projections.http.auth.secret_problems` of the configured secrets."""
+    from projections.http.auth import secret_problems
+
+    return secret_problems(
+        settings.admin_key.get_secret_value() if settings.admin_key else None,
+        settings.token_secret.get_secret_value() if settings.token_secret else None,
+    )
 
 
 def run_token_issue(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,6 +15,26 @@ from projections.read.errors import Forbidden, Unauthenticated
 
 ADMIN_HEADER = "x-admin-key"
 TOKEN_COOKIE = "sb_token"
+MIN_ADMIN_KEY_CHARS = 16
+
+
+def secret_problems(admin_key: str | None, token_secret: str | None) -> list[str]:
+    """What is wrong with the configured secrets, one sentence each (empty: fine).
+    The API and the demo check this before they start and refuse to run otherwise,
+    so a short secret is never first noticed by a request (unset is allowed: it
+    disables what needs the secret)."""
+    out = []
+    if admin_key is not None and len(admin_key) < MIN_ADMIN_KEY_CHARS:
+        out.append(
+            f"STREAMBILL_ADMIN_KEY is {len(admin_key)} characters; use at least"
+            f" {MIN_ADMIN_KEY_CHARS} (e.g. `openssl rand -hex 24`)"
+        )
+    if token_secret is not None and len(token_secret.encode("utf-8")) < tokens.MIN_SECRET_BYTES:
+        out.append(
+            f"STREAMBILL_TOKEN_SECRET is {len(token_secret.encode('utf-8'))} bytes; use at"
+            f" least {tokens.MIN_SECRET_BYTES}"
+        )
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +51,10 @@ class Authenticator:
     def __init__(
         self, admin_key: str | None, token_secret: str | None, clock: Callable[[], float]
     ) -> None:
+        """`ValueError` naming every problem of `secret_problems`."""
+        problems = secret_problems(admin_key, token_secret)
+        if problems:
+            raise ValueError("; ".join(problems))
         self._admin_key = admin_key.encode("utf-8") if admin_key else None
         self._secret = token_secret.encode("utf-8") if token_secret else None
         self._clock = clock

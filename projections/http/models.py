@@ -8,9 +8,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, fie
 
 from billing import bounds
 
-# The bounds of billing.bounds: at most 18 digits before the point and 12 after.
-DecimalText = Annotated[str, Field(pattern=r"^\d{1,18}(\.\d{1,12})?$", examples=["12.5"])]
-SignedDecimalText = Annotated[str, Field(pattern=r"^-?\d{1,18}(\.\d{1,12})?$")]
+# The bounds of billing.bounds: at most 18 digits before the point and 12 after. ASCII
+# digits only (the schema's regex engine reads `\d` as any Unicode digit).
+DecimalText = Annotated[str, Field(pattern=r"^[0-9]{1,18}(\.[0-9]{1,12})?$", examples=["12.5"])]
+SignedDecimalText = Annotated[str, Field(pattern=r"^-?[0-9]{1,18}(\.[0-9]{1,12})?$")]
 BoundedInt = Annotated[StrictInt, Field(ge=0, le=10**18 - 1)]
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
 MAX_BATCH = 1000
@@ -48,20 +49,20 @@ class UsageIn(Strict):
 class SubscriptionIn(Strict):
     event_id: Id
     plan_id: Id
-    seats: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    seats: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 1
     timestamp: AwareDatetime
 
 
 class SeatsIn(Strict):
     event_id: Id
-    seats: Annotated[int, Field(ge=0, le=1_000_000)]
+    seats: Annotated[StrictInt, Field(ge=0, le=1_000_000)]
     timestamp: AwareDatetime
 
 
 class CreditPurchaseIn(Strict):
     event_id: Id
     pack_id: Id
-    quantity: Annotated[int, Field(ge=1, le=10_000)] = 1
+    quantity: Annotated[StrictInt, Field(ge=1, le=10_000)] = 1
     timestamp: AwareDatetime
 
 

@@ -5,6 +5,12 @@ JSON `{"sub": customer_id, "iat": issued, "exp": expires}` (unix seconds) and th
 signature covers the literal bytes `v1.<payload>`. Verification recomputes the MAC
 and compares in constant time before it even parses the payload, so a tampered
 token and an unknown one fail identically (`Unauthenticated`), as does an expired one.
+
+One string per token: a token is ASCII, and each part must be the canonical
+encoding of its bytes (no padding, no standard-alphabet characters, no stray bits in
+the last character); any other spelling of the same bytes is refused. A token lives
+at most `MAX_TTL_SECONDS` (one year): `issue` and `parse_ttl` refuse longer, and
+`verify` refuses a token whose claims span longer, whoever signed it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from projections.read.errors import Unauthenticated
 
 _VERSION = "v1"
 MIN_SECRET_BYTES = 16
+MAX_TTL_SECONDS = 366 * 86_400
+_PART = re.compile(r"[A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +43,14 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of a canonical unpadded base64url part; `ValueError` for any other
+    spelling (so each token has exactly one string)."""
+    if _PART.fullmatch(text) is None or len(text) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not the canonical encoding")
+    return data
 
 
 def _mac(secret: bytes, signed: str) -> bytes:
@@ -52,8 +67,8 @@ def issue(secret: bytes, customer_id: str, *, now: int, ttl_seconds: int) -> str
     _check_secret(secret)
     if not customer_id:
         raise ValueError("customer_id must not be empty")
-    if ttl_seconds <= 0:
-        raise ValueError("ttl must be positive")
+    if not 0 < ttl_seconds <= MAX_TTL_SECONDS:
+        raise ValueError(f"ttl must be between 1 second and {MAX_TTL_SECONDS // 86_400} days")
     body = json.dumps(
         {"sub": customer_id, "iat": now, "exp": now + ttl_seconds},
         separators=(",", ":"),
@@ -66,6 +81,8 @@ def issue(secret: bytes, customer_id: str, *, now: int, ttl_seconds: int) -> str
 def verify(secret: bytes, token: str, *, now: int) -> CustomerToken:
     """The token's claims, or `Unauthenticated` (same error for every failure)."""
     _check_secret(secret)
+    if not token.isascii():
+        raise Unauthenticated()
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != _VERSION:
         raise Unauthenticated()
@@ -85,7 +102,8 @@ def verify(secret: bytes, token: str, *, now: int) -> CustomerToken:
         )
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
         raise Unauthenticated() from exc
-    if now >= token_value.expires_at:
+    lifetime = token_value.expires_at - token_value.issued_at
+    if now >= token_value.expires_at or not 0 < lifetime <= MAX_TTL_SECONDS:
         raise Unauthenticated()
     return token_value
 
@@ -96,8 +114,12 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def parse_ttl(text: str) -> int:
     """`90`, `90s`, `15m`, `12h`, `7d` -> seconds (ASCII digits, case and surrounding
-    blanks ignored); anything else, or zero, is a `ValueError` that says what to write."""
+    blanks ignored); anything else, zero, or more than `MAX_TTL_SECONDS` is a
+    `ValueError` that says what to write."""
     match = _TTL.fullmatch(text.strip().lower())
-    if match is None or int(match[1]) <= 0:
+    if match is None or len(match[1]) > 12 or int(match[1]) <= 0:
         raise ValueError(f"invalid ttl {text!r}: use e.g. 3600, 15m, 12h, 7d")
-    return int(match[1]) * _UNITS[match[2]]
+    seconds = int(match[1]) * _UNITS[match[2]]
+    if seconds > MAX_TTL_SECONDS:
+        raise ValueError(f"ttl {text!r} is longer than {MAX_TTL_SECONDS // 86_400} days")
+    return seconds

@@ -42,6 +42,7 @@ from processors.close.kafka import KafkaLog
 from processors.close.plan import Month
 from processors.close.run import CloseDeps, CloseOptions, CloseReport, CloseTopics, close_period
 from processors.fold.admission import policy_from
+from projections.commands import settings_secret_problems
 from projections.http import tokens
 from streambill.config.catalog_file import load_catalog
 from streambill.config.settings import (
@@ -114,6 +115,9 @@ class Demo:
     ) -> None:
         self.opts = opts
         self.settings = demo_settings(base, opts.run_id, opts.api_port)
+        problems = settings_secret_problems(self.settings)
+        if problems:  # refused before anything starts, as `streambill api` refuses
+            raise DemoError("; ".join(problems))
         self.out, self.err = out, err
         self.clock = clock
         self.codec = Codec()
