@@ -248,25 +248,63 @@ def _unauthorized() -> HTMLResponse:
     return HTMLResponse(page, status_code=401, headers=_HEADERS)
 
 
+def _session_customer(auth: Authenticator, cookie: str | None) -> str | None:
+    """The customer of a live session cookie, or None (no cookie, expired, invalid)."""
+    if not cookie:
+        return None
+    try:
+        return auth.customer(cookie).customer_id
+    except Unauthenticated:
+        return None
+
+
+def _other_session() -> HTMLResponse:
+    page = _PAGE.substitute(
+        title="Signed in as another customer",
+        heading="Billing portal",
+        subheading="",
+        body='<section class="wide"><p>This browser is signed in to the portal as another'
+        " customer. Sign out first, then open the link again.</p>"
+        '<form method="post" action="/portal/sign-out"><button type="submit">Sign out'
+        "</button></form></section>",
+    )
+    return HTMLResponse(page, status_code=409, headers=_HEADERS)
+
+
 def portal_router(store: ReadModelStore, auth: Authenticator) -> APIRouter:
     router = APIRouter(tags=["portal"])
 
-    @router.get("/portal", response_class=HTMLResponse, responses={401: {}, 303: {}})
+    @router.get("/portal", response_class=HTMLResponse, responses={401: {}, 303: {}, 409: {}})
     def portal(
         token: Annotated[str | None, Query(max_length=2000)] = None,
         sb_token: Annotated[str | None, Cookie(alias=TOKEN_COOKIE)] = None,
     ) -> Response:
-        """The customer's billing page (token as `?token=` or cookie)."""
+        """The customer's billing page (token as `?token=` or cookie). A link's token
+        is moved into a `Secure`, `HttpOnly`, `SameSite=Strict` cookie; a link for
+        another customer never replaces a live session (409, sign out first)."""
         try:
             caller = auth.customer(token or sb_token)
         except Unauthenticated:
             return _unauthorized()
         if token:  # keep the token out of the URL bar, history and referrers
+            current = _session_customer(auth, sb_token)
+            if current is not None and current != caller.customer_id:
+                return _other_session()
             redirect = RedirectResponse("/portal", status_code=303, headers=_HEADERS)
             redirect.set_cookie(
-                TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/portal"
-            )
+                TOKEN_COOKIE, token, httponly=True, secure=True, samesite="strict",
+                path="/portal",
+            )  # fmt: skip
             return redirect
         return HTMLResponse(render(store, caller.customer_id or ""), headers=_HEADERS)
+
+    @router.post("/portal/sign-out", responses={303: {}})
+    def sign_out() -> Response:
+        """End the portal session (the cookie is cleared); back to the sign-in page."""
+        redirect = RedirectResponse("/portal", status_code=303, headers=_HEADERS)
+        redirect.delete_cookie(
+            TOKEN_COOKIE, httponly=True, secure=True, samesite="strict", path="/portal"
+        )
+        return redirect
 
     return router

@@ -51,7 +51,7 @@ def client(writer: RecordingWriter) -> Iterator[TestClient]:
     store = InMemoryStore()
     fill(store)
     app = create_app(settings(), store, writer, clock=lambda: NOW + 1)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="https://testserver") as c:  # the portal cookie is Secure
         yield c
 
 
@@ -202,9 +202,26 @@ def test_portal_shows_only_the_token_customers_data(client: TestClient) -> None:
     # Nothing of cus_b (its plan, credits, trend) appears on cus_a's page.
     for of_b in ("cus_b", "credits-starter", 'current-balance">640<', "trend-chart"):
         assert of_b not in page_a.text
+    # A link for cus_b does not replace cus_a's session (login CSRF): 409, sign out first.
+    other = client.get("/portal", params={"token": raw_token("cus_b")}, follow_redirects=False)
+    assert other.status_code == 409 and "set-cookie" not in other.headers
+    assert "Sign out first" in other.text and "cus_a" not in other.text
+    out = client.post("/portal/sign-out", follow_redirects=False)
+    assert out.status_code == 303 and TOKEN_COOKIE in out.headers["set-cookie"]
+    assert client.get("/portal", follow_redirects=False).status_code == 401
     page_b = client.get("/portal", params={"token": raw_token("cus_b")})
     assert "<h1>cus_b</h1>" in page_b.text and 'current-balance">640<' in page_b.text
     assert "cus_a" not in page_b.text and "al-1" not in page_b.text
+
+
+def test_the_portal_cookie_is_secure_httponly_and_strict(client: TestClient) -> None:
+    r = client.get("/portal", params={"token": raw_token("cus_a")}, follow_redirects=False)
+    cookie = r.headers["set-cookie"].lower()
+    assert r.status_code == 303
+    for flag in ("secure", "httponly", "samesite=strict", "path=/portal"):
+        assert flag in cookie
+    again = client.get("/portal", params={"token": raw_token("cus_a")}, follow_redirects=False)
+    assert again.status_code == 303  # the same customer's new link refreshes the session
 
 
 def test_admin_routes_need_the_admin_key(client: TestClient, writer: RecordingWriter) -> None:

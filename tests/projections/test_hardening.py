@@ -40,7 +40,8 @@ KEY = SECRET.encode()
 def client() -> Iterator[TestClient]:
     store = InMemoryStore()
     fill(store)
-    with TestClient(create_app(settings(), store, RecordingWriter(), clock=lambda: NOW + 1)) as c:
+    app = create_app(settings(), store, RecordingWriter(), clock=lambda: NOW + 1)
+    with TestClient(app, base_url="https://testserver") as c:
         yield c
 
 
