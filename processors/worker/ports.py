@@ -7,12 +7,16 @@ effects and the commit order (`processors.worker.commit`). Two runtimes implemen
 the port: Faust's (`processors.worker.runtime`, the only code that touches Faust,
 mode or aiokafka) and an in-memory one for tests (`processors.worker.memory_runtime`).
 
-Contract (`tests/contract/test_runtime_port.py` holds both runtimes to it):
+Contract (`tests/contract/runtime_contract.py`, run on the in-memory runtime by
+tests/contract/test_runtime_port.py and on Faust's against a real broker by
+tests/integration/test_runtime_port_kafka.py):
 - every source message is handed over once per assignment, inside a `HandOver` of
   one partition, in offset order; the runtime never takes a hand-over back;
 - `acknowledge(handed)` marks exactly those offsets committable; nothing else ever
   is, so after a crash the runtime redelivers from the lowest unacknowledged
-  offset of each partition;
+  offset of each partition (Faust's runtime keeps this only for acknowledgements
+  in offset order, as the commit order makes them: Faust's own commit passes
+  unacknowledged offsets below out-of-order ones; docs/decisions/0001);
 - a rebalance is announced through the one `on_rebalance` listener, before any
   hand-over of the new assignment; a hand-over of a partition no longer assigned
   must be `release`d, never acknowledged;

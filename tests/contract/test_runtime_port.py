@@ -1,93 +1,94 @@
-"""The runtime port's contract (`processors.worker.ports`) on the in-memory runtime:
-hand-overs per partition in offset order, the rebalance listener before the first
-hand-over, redelivery from the lowest unacknowledged offset, tables recovered from
-their changelogs, placement by murmur2."""
+"""The runtime port's contract (`tests/contract/runtime_contract.py`) on the in-memory
+runtime: `assign` stands for a group's rebalance, `crash` for a restarted process,
+and a second `MemoryRuntime` on the same log for another member of the group."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
-from prometheus_client import CollectorRegistry
+import pytest
 
-from processors.worker.commit import CommitOrder
 from processors.worker.memory_runtime import MemoryLog, MemoryProducer, MemoryRuntime
-from processors.worker.metrics import WorkerMetrics
-from processors.worker.ports import Partition, Rebalance
-from streambill.wire.partitioner import owner
-
-SOURCES = ("u", "a")
+from processors.worker.ports import Runtime
+from tests.contract.runtime_contract import CHECKS, Prepare, RuntimeDriver
 
 
-def _log() -> MemoryLog:
-    log = MemoryLog(2)
-    for i in range(10):
-        log.append("u", i % 2, f"k{i}".encode(), f"v{i}".encode())
-    return log
+class MemoryDriver:
+    """The contract's `RuntimeDriver` for `MemoryRuntime`."""
 
+    sources = ("u", "a")
+    partitions = 3
+    patience = 2.0
+    quiet = 0.0  # nothing comes unless `fetch` delivers it
 
-def test_hand_overs_follow_the_rebalance_and_keep_offset_order() -> None:
-    runtime = MemoryRuntime(_log(), SOURCES, fetch=3)
-    seen: list[Rebalance] = []
-    runtime.on_rebalance(seen.append)
-    runtime.assign([0, 1])
-    assert seen == [Rebalance(assigned=frozenset({0, 1}))]
-    assert runtime.assigned() == {Partition(t, p) for t in SOURCES for p in (0, 1)}
+    def __init__(self) -> None:
+        self.log = MemoryLog(self.partitions)
+        self.runtime: MemoryRuntime | None = None
+        self.other: MemoryRuntime | None = None  # the member that joined
 
-    async def take() -> list[tuple[object, list[int]]]:
+    def producer(self, loop: asyncio.AbstractEventLoop) -> MemoryProducer:
+        return MemoryProducer(self.log, loop)
+
+    async def start(self, prepare: Prepare) -> Runtime:
+        runtime = MemoryRuntime(self.log, self.sources, fetch=3)  # small fetches
+        prepare(runtime)
+        runtime.assign(range(self.partitions))
+        self.runtime = runtime
+        return runtime
+
+    async def restart(self, prepare: Prepare) -> Runtime:
+        assert self.runtime is not None
+        self.runtime.crash()  # what it tracked is gone with it
+        return await self.start(prepare)
+
+    async def fetch(self, runtime: Runtime) -> None:
+        assert isinstance(runtime, MemoryRuntime)
         await runtime.deliver()
-        handed = await runtime.source.take(100)
-        return [(h.tp, [m.offset for m in h.messages]) for h in handed]
+        await self._serve_other()
 
-    got = asyncio.run(take())
-    for tp, offsets in got:
-        assert offsets == sorted(offsets) and len({tp}) == 1
-    per = {tp: [o for t, offs in got if t == tp for o in offs] for tp, _ in got}
-    assert per == {("u", 0): [0, 1, 2, 3, 4], ("u", 1): [0, 1, 2, 3, 4]}
+    async def join(self) -> None:
+        assert self.runtime is not None
+        last = self.partitions - 1
+        self.runtime.assign(range(last))
+        self.other = MemoryRuntime(self.log, self.sources)
+        self.other.assign([last])
+
+    async def leave(self) -> None:
+        assert self.runtime is not None
+        await self._serve_other()
+        self.other = None
+        self.runtime.assign(range(self.partitions))
+
+    async def stop(self) -> None:
+        self.runtime = self.other = None
+
+    async def _serve_other(self) -> None:
+        """The other member acknowledges whatever it is handed."""
+        if self.other is not None and await self.other.deliver():
+            self.other.acknowledge(await self.other.source.take(1 << 20))
 
 
-def test_after_a_restart_only_unacknowledged_offsets_come_again() -> None:
-    runtime = MemoryRuntime(_log(), SOURCES)
-    runtime.assign([0, 1])
+def _driver() -> RuntimeDriver:
+    return MemoryDriver()
 
-    async def first() -> None:
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_memory_runtime_keeps_the_contract(
+    check: Callable[[RuntimeDriver], Awaitable[None]],
+) -> None:
+    asyncio.run(check(_driver()))
+
+
+def test_released_hand_overs_are_no_longer_tracked() -> None:
+    async def run() -> MemoryRuntime:
+        runtime = MemoryRuntime(MemoryLog(1), ("u", "a"))
+        runtime.memory.append("u", 0, b"k", b"v")
+        runtime.assign([0])
         await runtime.deliver()
-        handed = await runtime.source.take(100)
-        runtime.acknowledge([h for h in handed if h.tp == ("u", 0)])
+        runtime.release(await runtime.source.take(10))
+        return runtime
 
-    asyncio.run(first())
-    again = runtime.crash()
-    again.assign([0, 1])
-
-    async def second() -> set[tuple[str, int]]:
-        await again.deliver()
-        return {h.tp for h in await again.source.take(100)}
-
-    assert asyncio.run(second()) == {("u", 1)}
-
-
-def test_table_rows_written_through_the_changelog_are_recovered() -> None:
-    log = _log()
-    runtime = MemoryRuntime(log, SOURCES)
-    runtime.assign([0, 1])
-    metrics = WorkerMetrics(CollectorRegistry())
-
-    async def write() -> None:
-        commits = CommitOrder(runtime, lambda loop: MemoryProducer(log, loop), metrics, {}, print)
-        await commits.write_table(runtime.seen, [(0, "e1", ["x", "u", 0, 1, "c", 5])])
-        await commits.write_table(runtime.seen, [(1, "e2", ["y", "u", 1, 2, "d", 6])])
-        await commits.write_table(runtime.seen, [(1, "e2", None)])
-
-    asyncio.run(write())
-    assert dict(runtime.seen.items()) == {"e1": ["x", "u", 0, 1, "c", 5]}
-    again = runtime.crash()
-    again.assign([0, 1])
-    assert dict(again.seen.items()) == {"e1": ("x", "u", 0, 1, "c", 5)}
-
-
-def test_placement_is_murmur2_and_recovery_is_signalled() -> None:
-    runtime = MemoryRuntime(_log(), SOURCES)
-    assert asyncio.run(runtime.partition_for("s", b"cus_1")) == owner(b"cus_1", 2)
-    during: list[bool] = []
-    runtime.on_rebalance(lambda change: during.append(runtime.rebalancing))
-    runtime.assign([0])
-    assert during == [True] and not runtime.in_recovery and not runtime.rebalancing
+    runtime = asyncio.run(run())
+    assert not runtime.unacked and len(runtime.released) == 1
+    assert runtime.memory.committed.get(("u", 0), 0) == 0

@@ -135,14 +135,16 @@ class FaustRuntime:
             value_serializer="raw",
         )
 
-        # Faust calls receivers as receiver(app, set_of_tps, signal=...).
+        # Faust calls receivers as receiver(app, set_of_tps, signal=...). The sets
+        # hold every topic's partitions (changelogs, and the assignor's leader topic,
+        # partition 0, on the group leader): only the sources' are announced.
         @app.on_partitions_revoked.connect
         def _revoked(_app: Any, /, *args: Any, signal: Any, **_: Any) -> None:
-            self._announce(Rebalance(revoked=frozenset(tp.partition for tp in args[0])))
+            self._announce(Rebalance(revoked=self._source_partitions(args[0])))
 
         @app.on_partitions_assigned.connect
         def _assigned(_app: Any, /, *args: Any, signal: Any, **_: Any) -> None:
-            self._announce(Rebalance(assigned=frozenset(tp.partition for tp in args[0])))
+            self._announce(Rebalance(assigned=self._source_partitions(args[0])))
 
         @app.agent(topic, name="fold", concurrency=1)
         async def fold(stream: faust.StreamT[bytes]) -> None:
@@ -157,6 +159,10 @@ class FaustRuntime:
                 self._on_fatal(exc)
 
         del fold  # registered on the app; kept only there
+
+    def _source_partitions(self, tps: Any) -> frozenset[int]:
+        sources = self._sources
+        return frozenset(tp.partition for tp in tps if tp.topic in sources)
 
     def _announce(self, change: Rebalance) -> None:
         if self._listener is not None:
