@@ -148,6 +148,12 @@ def parse_usage(obj: Mapping[str, Any]) -> UsageRecorded:
     )
 
 
+ACCOUNT_TYPES = frozenset({
+    "subscription_started", "subscription_changed", "subscription_cancelled", "seats_changed",
+    "credits_purchased", "credits_granted", "wallet_deposited", "balance_adjusted",
+})  # fmt: skip
+
+
 def parse_account(obj: Mapping[str, Any]) -> AccountEvent:
     kind = obj.get("type")
     base = (
@@ -185,7 +191,9 @@ def parse_account(obj: Mapping[str, Any]) -> AccountEvent:
 
 
 def read_jsonl(path: Path, account: bool) -> tuple[list[Event], list[Rejected]]:
-    """Events of a JSON-lines file, and the lines that could not become events."""
+    """Events of a JSON-lines file, and the lines that could not become events. In a
+    usage file (`account` false) a line whose `type` is an account event type is that
+    account event, so one file can hold both (as `streambill export` writes it)."""
     events: list[Event] = []
     bad: list[Rejected] = []
     with path.open(encoding="utf-8") as lines:
@@ -198,7 +206,8 @@ def read_jsonl(path: Path, account: bool) -> tuple[list[Event], list[Rejected]]:
                 if not isinstance(obj, dict):
                     raise LineError(RejectReason.UNDECODABLE, "a line must be a JSON object")
                 event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
-                events.append(parse_account(obj) if account else parse_usage(obj))
+                is_account = account or obj.get("type") in ACCOUNT_TYPES
+                events.append(parse_account(obj) if is_account else parse_usage(obj))
             except json.JSONDecodeError as exc:
                 bad.append(
                     Rejected(None, RejectReason.UNDECODABLE.value, f"{path.name}:{number}: {exc}")
