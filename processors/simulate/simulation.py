@@ -148,6 +148,12 @@ def parse_usage(obj: Mapping[str, Any]) -> UsageRecorded:
     )
 
 
+ACCOUNT_TYPES = frozenset({
+    "subscription_started", "subscription_changed", "subscription_cancelled", "seats_changed",
+    "credits_purchased", "credits_granted", "wallet_deposited", "balance_adjusted",
+})  # fmt: skip
+
+
 def parse_account(obj: Mapping[str, Any]) -> AccountEvent:
     kind = obj.get("type")
     base = (
@@ -185,7 +191,9 @@ def parse_account(obj: Mapping[str, Any]) -> AccountEvent:
 
 
 def read_jsonl(path: Path, account: bool) -> tuple[list[Event], list[Rejected]]:
-    """Events of a JSON-lines file, and the lines that could not become events."""
+    """Events of a JSON-lines file, and the lines that could not become events. In a
+    usage file (`account` false) a line whose `type` is an account event type is that
+    account event, so one file can hold both (as `streambill export` writes it)."""
     events: list[Event] = []
     bad: list[Rejected] = []
     with path.open(encoding="utf-8") as lines:
@@ -198,7 +206,8 @@ def read_jsonl(path: Path, account: bool) -> tuple[list[Event], list[Rejected]]:
                 if not isinstance(obj, dict):
                     raise LineError(RejectReason.UNDECODABLE, "a line must be a JSON object")
                 event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
-                events.append(parse_account(obj) if account else parse_usage(obj))
+                is_account = account or obj.get("type") in ACCOUNT_TYPES
+                events.append(parse_account(obj) if is_account else parse_usage(obj))
             except json.JSONDecodeError as exc:
                 bad.append(
                     Rejected(None, RejectReason.UNDECODABLE.value, f"{path.name}:{number}: {exc}")
@@ -276,42 +285,6 @@ def final_summary(state: CustomerState, catalog: Catalog, end: datetime) -> Cust
     return CustomerSummary(state.customer_id, last.plan_id, dict(last.usage), credits, last.balance)
 
 
-def revenue(result: SimulationResult) -> dict[tuple[str, str], Decimal]:
-    """Invoiced total per (customer, currency)."""
-    out: dict[tuple[str, str], Decimal] = {}
-    for inv in result.invoices:
-        key = (inv.customer_id, inv.currency)
-        out[key] = out.get(key, Decimal(0)) + inv.total
-    return out
-
-
-@dataclass(frozen=True)
-class RevenueDiff:
-    customer_id: str | None  # None: the total over all customers
-    currency: str
-    revenue: Decimal
-    other_revenue: Decimal
-
-    @property
-    def difference(self) -> Decimal:
-        return self.other_revenue - self.revenue
-
-
-def compare(base: SimulationResult, other: SimulationResult) -> list[RevenueDiff]:
-    """Per customer and currency, then totals per currency (customer None)."""
-    a, b = revenue(base), revenue(other)
-    zero = Decimal("0.00")
-    rows = [
-        RevenueDiff(c, cur, a.get((c, cur), zero), b.get((c, cur), zero))
-        for c, cur in sorted({*a, *b})
-    ]
-    totals: dict[str, tuple[Decimal, Decimal]] = {}
-    for r in rows:
-        x, y = totals.get(r.currency, (zero, zero))
-        totals[r.currency] = (x + r.revenue, y + r.other_revenue)
-    return rows + [RevenueDiff(None, cur, x, y) for cur, (x, y) in sorted(totals.items())]
-
-
 # ---------------------------------------------------------------- rendering
 
 
@@ -368,19 +341,4 @@ def result_json(result: SimulationResult) -> dict[str, Any]:
             for c in result.customers
         ],
         "rejected": [{"event_id": r.event_id, "reason": r.reason} for r in result.rejected],
-    }
-
-
-def comparison_json(rows: list[RevenueDiff]) -> dict[str, Any]:
-    def row(r: RevenueDiff) -> dict[str, Any]:
-        return {
-            "currency": r.currency,
-            "revenue": str(r.revenue),
-            "other_revenue": str(r.other_revenue),
-            "difference": str(r.difference),
-        }
-
-    return {
-        "customers": [{"customer_id": r.customer_id, **row(r)} for r in rows if r.customer_id],
-        "totals": [row(r) for r in rows if r.customer_id is None],
     }

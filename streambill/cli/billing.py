@@ -6,7 +6,10 @@ diff | list | retire` live in `streambill.cli.catalog`). `simulate` runs the bil
 core over JSON-lines files (see `processors.simulate.simulation`) and prints invoices, final
 customer states and rejected events, as JSON (`--json`) or readable tables;
 `--compare OTHER` prices the same history under a second catalog and shows the
-revenue difference per customer and in total.
+revenue difference per customer and in total, prepayments (credit packs, wallet
+deposits) apart; it refuses (exit 1) a history subscribing to a plan OTHER lacks
+unless `--map OLD_PLAN=NEW_PLAN` names the plan to price it under there
+(`processors.simulate.compare`).
 """
 
 from __future__ import annotations
@@ -21,13 +24,20 @@ from typing import Any, TextIO
 from billing.catalog import Catalog
 from billing.errors import CatalogError
 from billing.events import Event
+from processors.simulate.compare import (
+    CompareError,
+    Comparison,
+    RevenueDiff,
+    check_plans,
+    compare,
+    comparison_json,
+    parse_plan_map,
+    remap,
+)
 from processors.simulate.simulation import (
     LineError,
     Rejected,
-    RevenueDiff,
     SimulationResult,
-    compare,
-    comparison_json,
     decimal_text,
     parse_time,
     read_jsonl,
@@ -67,6 +77,15 @@ def register(subparsers: Any) -> None:
     sim.add_argument(
         "--compare", type=Path, metavar="OTHER_CATALOG", help="back-test another catalog"
     )
+    sim.add_argument(
+        "--map",
+        dest="plan_map",
+        action="append",
+        default=[],
+        metavar="OLD_PLAN=NEW_PLAN",
+        help="with --compare: price OLD_PLAN's subscriptions under NEW_PLAN of the other"
+        " catalog (repeatable; required for every plan the other catalog lacks)",
+    )
     sim.set_defaults(func=run_simulate)
 
 
@@ -101,6 +120,14 @@ def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
     except LineError as exc:
         err.write(f"{exc.detail}\n")
         return EXIT_USAGE
+    try:
+        plan_map = parse_plan_map(args.plan_map)
+    except CompareError as exc:
+        err.write(f"{exc}\n")
+        return EXIT_USAGE
+    if plan_map and not args.compare:
+        err.write("--map needs --compare OTHER_CATALOG\n")
+        return EXIT_USAGE
     catalog = _load(args.catalog, err)
     other = _load(args.compare, err) if args.compare else None
     if catalog is None or (args.compare and other is None):
@@ -117,21 +144,26 @@ def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_USAGE
         events += parsed
         bad += rejected
+    if other is not None:
+        try:
+            check_plans(events, end, catalog, other, plan_map, str(args.compare))
+        except CompareError as exc:
+            err.write(f"simulate --compare: {exc}\n")
+            return EXIT_INVALID
     result = simulate(catalog, events, start, end)
     result.rejected[:0] = bad
-    rows = None
+    comparison = None
     if other is not None:
-        other_result = simulate(other, events, start, end)
-        rows = compare(result, other_result)
+        comparison = compare(result, simulate(other, remap(events, plan_map), start, end), plan_map)
     if args.json:
         doc = result_json(result)
-        if rows is not None:
-            doc["comparison"] = {"catalog": str(args.compare), **comparison_json(rows)}
+        if comparison is not None:
+            doc["comparison"] = {"catalog": str(args.compare), **comparison_json(comparison)}
         out.write(json.dumps(doc, indent=2) + "\n")
     else:
         write_tables(result, out)
-        if rows is not None:
-            write_comparison(rows, args.compare, out)
+        if comparison is not None:
+            write_comparison(comparison, args.compare, out)
     return EXIT_OK
 
 
@@ -179,9 +211,25 @@ def write_tables(result: SimulationResult, out: TextIO) -> None:
         out.write(f"  {r.event_id or '-'}  {r.reason}  {r.detail}\n")
 
 
-def write_comparison(rows: list[RevenueDiff], other: Path, out: TextIO) -> None:
-    out.write(f"\nRevenue compared with {other}\n")
-    table = [["customer", "currency", "revenue", "with other", "difference"]]
+def write_comparison(comparison: Comparison, other: Path, out: TextIO) -> None:
+    for line in (f"{old} -> {new}" for old, new in sorted(comparison.plan_map.items())):
+        out.write(f"\nplan mapped in {other}: {line}")
+    if comparison.plan_map:
+        out.write("\n")
+    out.write(f"\nRevenue compared with {other} (period invoices and adjustments)\n")
+    _diff_table(comparison.revenue, "revenue", out)
+    out.write(f"\nPrepayments compared with {other} (credit packs, wallet deposits)\n")
+    _diff_table(comparison.prepayments, "prepaid", out)
+    if comparison.other_only_rejections:
+        counts = ", ".join(f"{n} {r}" for r, n in comparison.other_only_rejections.items())
+        out.write(f"\nRejected only with {other}: {counts}\n")
+
+
+def _diff_table(rows: list[RevenueDiff], name: str, out: TextIO) -> None:
+    if not rows:
+        out.write("  none\n")
+        return
+    table = [["customer", "currency", name, "with other", "difference"]]
     for r in rows:
         sign = "+" if r.difference > 0 else ""
         table.append([r.customer_id or "TOTAL", r.currency, str(r.revenue), str(r.other_revenue),

@@ -14,7 +14,7 @@ from types import ModuleType
 from processors.reconcile import run as reconcile_commands
 from processors.worker import cli as worker_commands
 from projections import commands as projection_commands
-from streambill.cli import billing, close, demo, services, usage
+from streambill.cli import billing, close, demo, export, services, usage
 from streambill.config import topics
 from streambill.config.settings import Settings
 
@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     usage,
     demo,
     billing,
+    export,
     close,
     worker_commands,
     reconcile_commands,

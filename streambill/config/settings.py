@@ -76,9 +76,10 @@ class Settings(BaseSettings):
 
     # Billing
     catalog_path: Path = REPO_ROOT / "examples" / "catalog.yaml"
-    # Retention of usage-events in days (<= 0: for ever). It must cover two periods plus
-    # the maximum lateness, since closes and adjustments replay it.
-    usage_retention_days: int = 75
+    # Retention of usage-events in days (<= 0: for ever). It must cover two periods of
+    # the longest month (31 days) plus `max_lateness`, since closes and adjustments replay
+    # it: `streambill topics create` refuses less (streambill.config.topics).
+    usage_retention_days: int = 97
 
     # Fold worker (processors/worker/worker.py). The Faust app id (= consumer group and
     # changelog-topic prefix) is `topic_prefix + worker_app_id`, so environments

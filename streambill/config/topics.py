@@ -10,10 +10,12 @@ is idempotent: a topic that already exists is reported and left exactly as it is
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
@@ -25,7 +27,9 @@ DAY_MS = 24 * 60 * 60 * 1000
 INFINITE = "-1"
 # Usage must outlive two monthly periods plus the late-arrival grace: a first close and
 # an adjustment of late usage both replay it (docs/ARCHITECTURE.md, "Late usage and the closes").
-USAGE_RETENTION_MS = str(75 * DAY_MS)
+# A period is taken as 31 days, the longest month, so the bound holds for every month.
+LONGEST_PERIOD = timedelta(days=31)
+USAGE_RETENTION_MS = str(97 * DAY_MS)  # the default settings' minimum: 2 x 31 + 35 days
 ALERT_RETENTION_MS = str(30 * DAY_MS)
 # Two records of one catalog key (publishers racing, a key written by hand) both stay
 # readable for a week before compaction may drop the older; the log is small, so it
@@ -47,7 +51,7 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(
         names.USAGE_EVENTS,
         {"cleanup.policy": "delete", "retention.ms": USAGE_RETENTION_MS},
-        "usage reported by producers; retention covers 2 periods + lateness (75 days)",
+        "usage reported by producers; retention covers 2 periods + lateness (97 days)",
     ),
     TopicSpec(
         names.ACCOUNT_EVENTS,
@@ -97,6 +101,30 @@ class TopicError(Exception):
     """Topics could not be created or listed; the message is one sentence."""
 
 
+def minimum_usage_retention_days(max_lateness: timedelta) -> int:
+    """The fewest whole days of usage-events retention that cover `max_lateness` plus two
+    periods of the longest month: a close replays a period's usage, and the adjustment of
+    the next close replays it again for usage up to `max_lateness` late."""
+    return math.ceil((max_lateness + 2 * LONGEST_PERIOD) / timedelta(days=1))
+
+
+def usage_retention_problem(usage_retention_days: int, max_lateness: timedelta) -> str | None:
+    """Why `topics create` refuses these settings, in one sentence, or None. A retention of
+    0 days or less keeps usage for ever, which always suffices."""
+    if usage_retention_days <= 0:
+        return None
+    minimum = minimum_usage_retention_days(max_lateness)
+    if usage_retention_days >= minimum:
+        return None
+    return (
+        f"usage-events retention of {usage_retention_days} days is shorter than"
+        f" STREAMBILL_MAX_LATENESS ({max_lateness / timedelta(days=1):g} days) plus two"
+        " periods of 31 days: set"
+        f" STREAMBILL_USAGE_RETENTION_DAYS to at least {minimum} (or 0 to keep usage for"
+        " ever); nothing was created"
+    )
+
+
 def _admin(settings: Settings) -> AdminClient:
     return AdminClient(settings.kafka_config())
 
@@ -114,8 +142,13 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> tuple[list[str],
     """Create every missing topic; returns (created, already existing) physical names.
 
     Returns once the created topics appear in the cluster metadata with all partitions,
-    so a producer or consumer started right after finds them.
+    so a producer or consumer started right after finds them. Settings whose usage
+    retention is too short (`usage_retention_problem`) raise `TopicError` before the
+    cluster is contacted.
     """
+    problem = usage_retention_problem(settings.usage_retention_days, settings.max_lateness)
+    if problem is not None:
+        raise TopicError(problem)
     admin = _admin(settings)
     present = _existing(admin, timeout)
     wanted = [settings.topic(spec.logical) for spec in TOPIC_SPECS]

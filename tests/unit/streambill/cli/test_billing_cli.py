@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from billing.events import CreditsGranted, Event, SubscriptionStarted, UsageRecorded
 from processors.simulate.simulation import simulate
@@ -75,8 +76,32 @@ def test_simulate_json_document(capsys: pytest.CaptureFixture[str]) -> None:
     ]
 
 
-def test_simulate_compare_back_tests_a_price_change(capsys: pytest.CaptureFixture[str]) -> None:
-    doc = run_json(capsys, "--compare", str(FIX / "writer_price_rise.yaml"))
+def _other_catalog(
+    tmp_path: Path,
+    writer_rate: str = "0.02",
+    pack_price: str = "10.00",
+    rename: dict[str, str] | None = None,
+) -> Path:
+    """examples/catalog.yaml with the writer's overage rate, credits-100's price and
+    plan ids changed: the other catalog of a back-test."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    for plan in data["plans"]:
+        if plan["id"] == "writer":
+            plan["version"] = 2
+            plan["prices"]["tokens"]["unit_price"] = writer_rate
+        plan["id"] = (rename or {}).get(plan["id"], plan["id"])
+    for pack in data["credit_packs"]:
+        if pack["id"] == "credits-100":
+            pack["price"] = pack_price
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_simulate_compare_back_tests_a_price_change(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    doc = run_json(capsys, "--compare", str(_other_catalog(tmp_path, writer_rate="0.03")))
     cmp = doc["comparison"]
     writer = next(c for c in cmp["customers"] if c["customer_id"] == "cus_writer")
     # 150,000 overage tokens: USD 3.00 -> 4.50
@@ -85,23 +110,99 @@ def test_simulate_compare_back_tests_a_price_change(capsys: pytest.CaptureFixtur
         "23.50",
         "1.50",
     )
-    # The other catalog has no image or wallet plans: their revenue disappears.
+    # Revenue is the period invoices; the purchases of cus_img (a credit pack, 10.00)
+    # and cus_dev (a wallet deposit, 5.00) are prepayments, reported apart.
     assert cmp["totals"] == [
-        {"currency": "USD", "revenue": "37.00", "other_revenue": "23.50", "difference": "-13.50"}
+        {"currency": "USD", "revenue": "22.00", "other_revenue": "23.50", "difference": "1.50"}
     ]
+    assert cmp["prepayments"]["totals"] == [
+        {"currency": "USD", "prepaid": "15.00", "other_prepaid": "15.00", "difference": "0.00"}
+    ]
+    assert cmp["plan_map"] == {} and cmp["other_only_rejections"] == {}
 
 
-def test_simulate_tables(capsys: pytest.CaptureFixture[str]) -> None:
+def test_simulate_compare_refuses_plans_missing_from_the_other_catalog(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The other catalog has no image-credits or dev-api plan: their customers are not
+    priced at 0.00 there (the defect), the comparison is refused naming both."""
     code = main([
         "simulate", "--catalog", str(EXAMPLE), "--events", str(FIX / "usage.jsonl"),
         "--accounts", str(FIX / "accounts.jsonl"), "--from", "2026-01-01", "--to", "2026-02-01",
-        "--compare", str(FIX / "writer_price_rise.yaml"),
+        "--json", "--compare", str(FIX / "writer_price_rise.yaml"),
+    ])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.out == ""
+    assert "missing from" in captured.err and "dev-api, image-credits" in captured.err
+    assert "--map OLD_PLAN=NEW_PLAN" in captured.err
+
+
+def test_simulate_compare_prices_mapped_plans_under_their_target(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    other = _other_catalog(
+        tmp_path, pack_price="12.00", rename={"image-credits": "images", "dev-api": "wallet"}
+    )
+    doc = run_json(
+        capsys, "--compare", str(other), "--map", "image-credits=images", "--map", "dev-api=wallet"
+    )
+    cmp = doc["comparison"]
+    assert cmp["plan_map"] == {"dev-api": "wallet", "image-credits": "images"}
+    assert cmp["totals"] == [
+        {"currency": "USD", "revenue": "22.00", "other_revenue": "22.00", "difference": "0.00"}
+    ]
+    prepaid = {c["customer_id"]: c for c in cmp["prepayments"]["customers"]}
+    assert (prepaid["cus_img"]["prepaid"], prepaid["cus_img"]["other_prepaid"]) == (
+        "10.00",
+        "12.00",
+    )
+    assert prepaid["cus_dev"]["difference"] == "0.00"
+    assert cmp["other_only_rejections"] == {}
+
+
+def test_simulate_compare_refuses_a_map_to_a_plan_also_missing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    other = _other_catalog(tmp_path, rename={"image-credits": "images", "dev-api": "wallet"})
+    code = main([
+        "simulate", "--catalog", str(EXAMPLE), "--events", str(FIX / "usage.jsonl"),
+        "--accounts", str(FIX / "accounts.jsonl"), "--from", "2026-01-01", "--to", "2026-02-01",
+        "--compare", str(other), "--map", "image-credits=imagez", "--map", "dev-api=wallet",
+    ])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    assert "--map target plan(s) missing from" in captured.err and "imagez" in captured.err
+
+
+@pytest.mark.parametrize("bad", [["--map", "dev-api"], ["--map", "=x"], ["--map", "a=b"]])
+def test_simulate_map_usage_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bad: list[str]
+) -> None:
+    compare = [] if bad[-1] == "a=b" else ["--compare", str(_other_catalog(tmp_path))]
+    code = main([
+        "simulate", "--catalog", str(EXAMPLE), "--events", str(FIX / "usage.jsonl"),
+        "--from", "2026-01-01", "--to", "2026-02-01", *compare, *bad,
+    ])  # fmt: skip
+    assert code == 2
+    assert "--map" in capsys.readouterr().err
+
+
+def test_simulate_tables(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    other = _other_catalog(tmp_path, writer_rate="0.03", rename={"dev-api": "wallet"})
+    code = main([
+        "simulate", "--catalog", str(EXAMPLE), "--events", str(FIX / "usage.jsonl"),
+        "--accounts", str(FIX / "accounts.jsonl"), "--from", "2026-01-01", "--to", "2026-02-01",
+        "--compare", str(other), "--map", "dev-api=wallet",
     ])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
     assert "Invoices (5)" in out and "USD 22.00" in out
     assert "Rejected (5)" in out and "negative_quantity" in out
-    assert "TOTAL" in out and "-13.50" in out
+    assert "plan mapped in" in out and "dev-api -> wallet" in out
+    revenue, prepaid = out.split("Revenue compared with")[1].split("Prepayments compared with")
+    assert "TOTAL" in revenue and "+1.50" in revenue and "22.00" in revenue
+    assert "TOTAL" in prepaid and "15.00" in prepaid
 
 
 def test_simulate_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:

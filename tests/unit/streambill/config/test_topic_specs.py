@@ -3,8 +3,17 @@ create` will create it."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from streambill.config.settings import ALL_TOPICS, Settings
-from streambill.config.topics import DAY_MS, TOPIC_SPECS, _retention, partition_count
+from streambill.config.topics import (
+    DAY_MS,
+    TOPIC_SPECS,
+    _retention,
+    minimum_usage_retention_days,
+    partition_count,
+    usage_retention_problem,
+)
 
 
 def _config(logical: str) -> dict[str, str]:
@@ -46,3 +55,25 @@ def test_the_catalog_has_one_partition_and_keeps_duplicates_a_week() -> None:
     assert counts.pop("catalog") == 1
     assert set(counts.values()) == {12}
     assert int(_config("catalog")["min.compaction.lag.ms"]) == 7 * DAY_MS
+
+
+def test_the_minimum_usage_retention_is_lateness_plus_two_longest_months() -> None:
+    assert minimum_usage_retention_days(timedelta(days=35)) == 97
+    assert minimum_usage_retention_days(timedelta(0)) == 62
+    assert minimum_usage_retention_days(timedelta(days=7, hours=1)) == 70  # whole days, up
+
+
+def test_a_short_usage_retention_is_refused_naming_the_setting_and_the_minimum() -> None:
+    problem = usage_retention_problem(96, timedelta(days=35))
+    assert problem is not None
+    assert "STREAMBILL_USAGE_RETENTION_DAYS" in problem and "at least 97" in problem
+    assert usage_retention_problem(97, timedelta(days=35)) is None
+    assert usage_retention_problem(0, timedelta(days=35)) is None  # kept for ever
+    assert usage_retention_problem(-1, timedelta(days=365)) is None
+
+
+def test_the_default_settings_pass_the_retention_check() -> None:
+    defaults = Settings.model_construct()
+    assert usage_retention_problem(defaults.usage_retention_days, defaults.max_lateness) is None
+    days = int(_config("usage-events")["retention.ms"]) // DAY_MS
+    assert usage_retention_problem(days, defaults.max_lateness) is None
