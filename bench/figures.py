@@ -85,6 +85,11 @@ class Column:
     where: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _percentiles(figure: str) -> tuple[Column, ...]:
+    """The p50, p99 and max columns (ms) of a latency figure."""
+    return tuple(Column(f"{q} ms", figure, f"{q}_ms") for q in ("p50", "p99", "max"))
+
+
 _PRODUCE = (
     Column("`report_many` events/s", "report_many", "events_per_s"),
     Column("`report` events/s", "report", "events_per_s"),
@@ -102,21 +107,14 @@ _FOLD = (
     Column("incl. startup events/s", "throughput", "events_per_s_incl_startup"),
     Column("startup s", "throughput", "startup_seconds"),
 )
-_LATENCY = (
-    Column("p50 ms", "latency", "p50_ms"),
-    Column("p99 ms", "latency", "p99_ms"),
-    Column("max ms", "latency", "max_ms"),
-    Column("observed / published", "latency", "observed"),
-)
+_LATENCY = (*_percentiles("latency"), Column("observed / published", "latency", "observed"))
 _CLOSE = (
     Column("events/s", "close", "events_per_s"),
     Column("close s", "close", "seconds"),
     Column("invoices", "close", "invoices"),
 )
 _API = (
-    Column("p50 ms", "entitlement", "p50_ms"),
-    Column("p99 ms", "entitlement", "p99_ms"),
-    Column("max ms", "entitlement", "max_ms"),
+    *_percentiles("entitlement"),
     Column("achieved req/s", "entitlement", "requests_per_s"),
     Column("non-200", "entitlement", "errors"),
 )

@@ -35,93 +35,79 @@ class UsageRecorded:
 
 
 @dataclass(frozen=True, slots=True)
-class SubscriptionStarted:
-    """The customer's first period starts at `timestamp`; periods are anchored there."""
+class AccountHead:
+    """The fields every account event starts with, in this order (positional
+    construction and `billing.admission.fingerprint` rely on it)."""
 
-    VERSION: ClassVar[int] = 1
     event_id: str
     customer_id: str
     timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionStarted(AccountHead):
+    """The customer's first period starts at `timestamp`; periods are anchored there."""
+
+    VERSION: ClassVar[int] = 1
     plan_id: str
     seats: int = 1
 
 
 @dataclass(frozen=True, slots=True)
-class SubscriptionChanged:
+class SubscriptionChanged(AccountHead):
     """Move to `plan_id`; takes effect at the next period boundary."""
 
     VERSION: ClassVar[int] = 1
-    event_id: str
-    customer_id: str
-    timestamp: datetime
     plan_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class SubscriptionCancelled:
+class SubscriptionCancelled(AccountHead):
     """Ends the subscription at the end of the current period."""
 
     VERSION: ClassVar[int] = 1
-    event_id: str
-    customer_id: str
-    timestamp: datetime
 
 
 @dataclass(frozen=True, slots=True)
-class SeatsChanged:
+class SeatsChanged(AccountHead):
     """The seat count from `timestamp` on; seat fees are prorated to the second."""
 
     VERSION: ClassVar[int] = 1
-    event_id: str
-    customer_id: str
-    timestamp: datetime
     seats: int
 
 
 @dataclass(frozen=True, slots=True)
-class CreditsPurchased:
+class CreditsPurchased(AccountHead):
     """`quantity` packs of `pack_id` bought: adds credits, issues a purchase invoice."""
 
     VERSION: ClassVar[int] = 1
-    event_id: str
-    customer_id: str
-    timestamp: datetime
     pack_id: str
     quantity: int = 1
 
 
 @dataclass(frozen=True, slots=True)
-class CreditsGranted:
+class CreditsGranted(AccountHead):
     """Free credits (promotion, goodwill), optionally expiring at `expires_at`."""
 
     VERSION: ClassVar[int] = 1
-    event_id: str
-    customer_id: str
-    timestamp: datetime
     credits: Decimal
     expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class WalletDeposited:
+class WalletDeposited(AccountHead):
     """Money added to a balance plan's wallet; issues a purchase invoice."""
 
     VERSION: ClassVar[int] = 1
-    event_id: str
-    customer_id: str
-    timestamp: datetime
     amount: Decimal
     currency: str
 
 
 @dataclass(frozen=True, slots=True)
-class BalanceAdjusted:
+class BalanceAdjusted(AccountHead):
     """A manual correction of the wallet (positive or negative), with a reason."""
 
     VERSION: ClassVar[int] = 1
-    event_id: str
-    customer_id: str
-    timestamp: datetime
     amount: Decimal
     currency: str
     reason: str = ""

@@ -1,23 +1,22 @@
 """Liveness watchdog of the fold worker: exit when there is work and no progress.
 
-Seen after a broker restart: aiokafka logs "Heartbeat failed: local member_id was
-not recognized" and "OffsetCommit failed ... UnknownMemberIdError, will rejoin",
-and sometimes never fetches again although the process stays alive. Nothing
-inside the worker notices, so a supervisor would never restart it. The watchdog
-looks from outside the group's consumer: every few seconds a separate plain
-consumer (the runtime's `LagReader`: never subscribes, never commits) reads the
-source partitions' end offsets and the group's committed offsets from the broker. It runs in its own
-thread and event loop: Faust starts app tasks and timers only after table
-recovery completed, so a worker stuck in a rebalance or in recovery (seen in the
-chaos suite after a SIGKILL) would never have been watched by one.
+The worker's consumer can stop fetching while the process stays alive (for
+instance when it lost its group membership across a broker restart and never
+rejoins). Nothing inside the worker notices, so without the watchdog a supervisor
+would never restart it. The watchdog looks from outside the group's consumer:
+every few seconds a separate plain consumer (the runtime's `LagReader`: never
+subscribes, never commits) reads the source partitions' end offsets and the group's
+committed offsets from the broker. It runs in its own thread and event loop: Faust
+starts app tasks and timers only after table recovery completed, so a worker stuck
+in a rebalance or in recovery would never be watched by one.
 
 Decision (`StallWatchdog`, pure, clock injected): the worker is stalled when, for
 `timeout_s` without interruption, (a) some watched partition has data beyond the
 group's committed offset and (b) the count of messages the pipeline folded did not
-move (the group's commits are no progress: Faust was seen creeping them forward
-while handing the agent nothing). Then the worker exits with
-code 70 unacknowledged, the same path as a failed batch (`on_fatal`); a restart
-resumes from the committed offsets, so exiting costs only redelivery.
+move (the group's commits do not count: Faust can move them forward while handing
+the pipeline nothing). Then the worker exits with code 70 unacknowledged, the same
+path as a failed batch (`on_fatal`); a restart resumes from the committed offsets,
+so exiting costs only redelivery.
 
 Watched partitions: the worker's own assignment of the source topics, or every
 source partition while it has none (a worker left out of the group while the
@@ -99,7 +98,7 @@ class RebalanceLimit:
     """Whether the worker counts as busy: while it recovers tables (bounded only by
     the watchdog's own busy limit: a long changelog takes long), and while it
     rebalances, but then only for `limit_s` in one stretch. A rebalance longer than
-    that (seen after a broker restart) is judged like any other lack of progress."""
+    that is judged like any other lack of progress: one that never ends is a hang."""
 
     def __init__(self, limit_s: float, clock: Monotonic = time.monotonic) -> None:
         self.limit_s = limit_s
@@ -144,9 +143,9 @@ async def watch(
                 watchdog.reset()
                 continue
             lagging = [f"{tp.topic}/{tp.partition}" for tp, (c, e) in offsets.items() if e > c]
-            # Progress is what the worker folded, not the group's commits: seen after a
-            # kill during start-up, Faust crept its commits forward one offset at a
-            # time while handing the agent nothing, which looked like progress for ever.
+            # Progress is what the worker folded, not the group's commits: Faust can
+            # move its commits forward while handing the pipeline nothing, and counting
+            # that as progress would hide such a stall for ever.
             progress = folded()
             if watchdog.observe(progress, bool(lagging)):
                 on_stalled(

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Protocol
 from confluent_kafka import KafkaException
 from fastapi import APIRouter, Body, Depends, Header, Path
 from fastapi.responses import JSONResponse
+from fastapi.types import DecoratedCallable
 from pydantic import ValidationError
 
 from projections.http.auth import ADMIN_HEADER, Authenticator, Caller
@@ -125,7 +126,7 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
         except Exception as exc:  # DeliveryError and producer failures: the caller may retry
             raise Unavailable(f"not all events reached Kafka, retry: {exc}") from exc
 
-    def send(command: Callable[[], str]) -> None:
+    def send(event_id: str, command: Callable[[], str]) -> AcceptedOut:
         """Run one SDK command and flush; the SDK's own validation (ValueError) is a 422."""
         try:
             command()
@@ -134,6 +135,13 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
         except (BufferError, KafkaException) as exc:
             raise Unavailable(f"could not queue the event: {exc}") from exc
         flush()
+        return AcceptedOut(event_id=event_id)
+
+    def command_route(path: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+        """The route of one account command: 202 and its event id once it is in Kafka."""
+        return router.post(
+            path, status_code=202, response_model=AcceptedOut, responses=WRITE_ERRORS
+        )
 
     @router.post(
         "/v1/usage",
@@ -174,78 +182,58 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
         body = IngestOut(accepted=accepted, errors=errors)
         return JSONResponse(body.model_dump(), status_code=202 if accepted else 422)
 
-    @router.post(
-        "/v1/customers/{customer_id}/subscription",
-        status_code=202,
-        response_model=AcceptedOut,
-        responses=WRITE_ERRORS,
-    )
+    @command_route("/v1/customers/{customer_id}/subscription")
     def post_subscription(customer_id: CustomerId, body: SubscriptionIn, _: Admin) -> AcceptedOut:
         """Start a subscription to `plan_id`; periods are anchored at `timestamp`."""
-        send(
+        return send(
+            body.event_id,
             lambda: sdk.subscribe(
                 customer_id,
                 body.plan_id,
                 seats=body.seats,
                 event_id=body.event_id,
                 timestamp=body.timestamp,
-            )
+            ),
         )
-        return AcceptedOut(event_id=body.event_id)
 
-    @router.post(
-        "/v1/customers/{customer_id}/seats",
-        status_code=202,
-        response_model=AcceptedOut,
-        responses=WRITE_ERRORS,
-    )
+    @command_route("/v1/customers/{customer_id}/seats")
     def post_seats(customer_id: CustomerId, body: SeatsIn, _: Admin) -> AcceptedOut:
         """Change the seat count from `timestamp` on (prorated)."""
-        send(
+        return send(
+            body.event_id,
             lambda: sdk.change_seats(
                 customer_id, body.seats, event_id=body.event_id, timestamp=body.timestamp
-            )
+            ),
         )
-        return AcceptedOut(event_id=body.event_id)
 
-    @router.post(
-        "/v1/customers/{customer_id}/credit-purchases",
-        status_code=202,
-        response_model=AcceptedOut,
-        responses=WRITE_ERRORS,
-    )
+    @command_route("/v1/customers/{customer_id}/credit-purchases")
     def post_credit_purchase(
         customer_id: CustomerId, body: CreditPurchaseIn, _: Admin
     ) -> AcceptedOut:
         """Buy `quantity` credit packs (adds credits, issues a purchase invoice)."""
-        send(
+        return send(
+            body.event_id,
             lambda: sdk.purchase_credits(
                 customer_id,
                 body.pack_id,
                 quantity=body.quantity,
                 event_id=body.event_id,
                 timestamp=body.timestamp,
-            )
+            ),
         )
-        return AcceptedOut(event_id=body.event_id)
 
-    @router.post(
-        "/v1/customers/{customer_id}/deposits",
-        status_code=202,
-        response_model=AcceptedOut,
-        responses=WRITE_ERRORS,
-    )
+    @command_route("/v1/customers/{customer_id}/deposits")
     def post_deposit(customer_id: CustomerId, body: DepositIn, _: Admin) -> AcceptedOut:
         """Add money to a balance plan's wallet (issues a purchase invoice)."""
-        send(
+        return send(
+            body.event_id,
             lambda: sdk.deposit(
                 customer_id,
                 Decimal(body.amount),
                 body.currency,
                 event_id=body.event_id,
                 timestamp=body.timestamp,
-            )
+            ),
         )
-        return AcceptedOut(event_id=body.event_id)
 
     return router

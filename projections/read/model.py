@@ -140,16 +140,20 @@ def invoice_data(invoice: Invoice) -> dict[str, Any]:
     }
 
 
-def alert_data(alert: AlertRaised) -> dict[str, Any]:
+def _alert_fields(alert: AlertRaised | AlertResolved) -> dict[str, Any]:
+    """The fields a raise and a resolution share, as stored."""
     return {
         "alert_id": alert.alert_id,
         "kind": alert.kind,
         "feature_id": alert.feature_id,
         "threshold_percent": alert.threshold_percent,
         "value": str(alert.value),
-        "reference": str(alert.reference),
         "timestamp": _time(alert.timestamp),
     }
+
+
+def alert_data(alert: AlertRaised) -> dict[str, Any]:
+    return {**_alert_fields(alert), "reference": str(alert.reference)}
 
 
 def alert_event(record: AlertRaised | AlertResolved) -> dict[str, Any]:
@@ -159,15 +163,10 @@ def alert_event(record: AlertRaised | AlertResolved) -> dict[str, Any]:
     if isinstance(record, AlertRaised):
         return {**alert_data(record), "event": "raised", "raised_alert_id": record.alert_id}
     return {
+        **_alert_fields(record),
         "event": "resolved",
-        "alert_id": record.alert_id,
         "raised_alert_id": record.raised_alert_id,
-        "kind": record.kind,
-        "feature_id": record.feature_id,
-        "threshold_percent": record.threshold_percent,
-        "value": str(record.value),
         "reference": None,
-        "timestamp": _time(record.timestamp),
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from billing.catalog import MODELS
 from billing.catalog_records import (
     CreditCostSpec,
     CreditPackPublished,
@@ -27,6 +28,7 @@ from streambill.wire.fields import (
     dec_map_from,
     dec_map_to,
     dec_to,
+    field_path,
     int_from,
     int_to,
     opt_dec_from,
@@ -39,12 +41,10 @@ from streambill.wire.fields import (
 
 Record = dict[str, Any]
 
-_MODELS = frozenset({"metered", "credits", "balance"})
-
 
 def _items(r: Mapping[str, Any], name: str, path: str = "") -> list[Any]:
     values = r.get(name, [])
-    field = f"{path}.{name}" if path else name
+    field = field_path(path, name)
     if not isinstance(values, list):
         raise InvalidField(field, "expected an array")
     return values
@@ -157,7 +157,7 @@ def to_avro_plan_version_published(p: PlanVersionPublished) -> Record:
 
 def from_avro_plan_version_published(r: Mapping[str, Any]) -> PlanVersionPublished:
     model = str_from(r, "model")
-    if model not in _MODELS:
+    if model not in MODELS:
         raise InvalidField("model", f"unknown consumption model {model!r}")
     thresholds = _items(r, "alert_thresholds")
     packs = _items(r, "credit_packs")

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from billing.events import (
+    AccountHead,
     BalanceAdjusted,
     CreditsGranted,
     CreditsPurchased,
@@ -34,7 +35,7 @@ from streambill.wire.fields import (
 Record = dict[str, Any]
 
 
-def _head(event: Any) -> Record:
+def _head(event: AccountHead) -> Record:
     """Fields shared by every account event."""
     return {
         "event_id": event.event_id,

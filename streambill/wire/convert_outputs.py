@@ -3,9 +3,10 @@ and dead letters (see `convert`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, cast
 
+from billing.catalog import MODELS
 from billing.events import (
     AlertRaised,
     AlertResolved,
@@ -23,6 +24,7 @@ from streambill.wire.fields import (
     dec_map_from,
     dec_map_to,
     dec_to,
+    field_path,
     int_from,
     int_to,
     opt_dec_from,
@@ -41,7 +43,6 @@ Record = dict[str, Any]
 
 _ALERT_KINDS = frozenset({"credits_low", "balance_low", "allowance_used", "spend_cap"})
 _STATUSES = frozenset({"none", "active", "cancelled"})
-_MODELS = frozenset({"metered", "credits", "balance"})
 
 
 # ------------------------------------------------------------------- invoices
@@ -91,10 +92,10 @@ def to_avro_invoice(inv: Invoice, path: str = "") -> Record:
 def from_avro_invoice(r: Mapping[str, Any], path: str = "") -> Invoice:
     kind = str_from(r, "kind", path=path)
     if kind not in ("period", "purchase", "adjustment"):
-        raise InvalidField(_p(path, "kind"), f"unknown invoice kind {kind!r}")
+        raise InvalidField(field_path(path, "kind"), f"unknown invoice kind {kind!r}")
     lines = r.get("lines")
     if not isinstance(lines, list):
-        raise InvalidField(_p(path, "lines"), "expected a list")
+        raise InvalidField(field_path(path, "lines"), "expected a list")
     return Invoice(
         invoice_id=str_from(r, "invoice_id", path=path),
         kind=cast(InvoiceKind, kind),
@@ -105,7 +106,8 @@ def from_avro_invoice(r: Mapping[str, Any], path: str = "") -> Invoice:
         period_end=time_from(r, "period_end", path=path),
         currency=str_from(r, "currency", path=path),
         lines=tuple(
-            from_avro_invoice_line(ln, _p(path, f"lines[{i}]")) for i, ln in enumerate(lines)
+            from_avro_invoice_line(ln, field_path(path, f"lines[{i}]"))
+            for i, ln in enumerate(lines)
         ),
         total=dec_from(r, "total", path=path),
         issued_at=time_from(r, "issued_at", path=path),
@@ -139,10 +141,6 @@ def from_avro_invoice_adjusted(r: Mapping[str, Any]) -> Invoice:
     if not inv.adjusts_invoice_id:
         raise InvalidField("adjusts_invoice_id", "an adjustment names the invoice it corrects")
     return inv
-
-
-def _p(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
 
 
 # --------------------------------------------------------------------- alerts
@@ -238,7 +236,7 @@ def to_avro_customer_state_changed(s: CustomerStateChanged) -> Record:
     }
 
 
-def _one_of(r: Mapping[str, Any], name: str, allowed: frozenset[str], *, opt: bool) -> Any:
+def _one_of(r: Mapping[str, Any], name: str, allowed: Collection[str], *, opt: bool) -> Any:
     value = opt_str_from(r, name) if opt else str_from(r, name)
     if value is not None and value not in allowed:
         raise InvalidField(name, f"{value!r} is not one of {sorted(allowed)}")
@@ -261,7 +259,7 @@ def from_avro_customer_state_changed(r: Mapping[str, Any]) -> CustomerStateChang
         status=_one_of(r, "status", _STATUSES, opt=False),
         plan_id=opt_str_from(r, "plan_id"),
         plan_version=opt_int_from(r, "plan_version"),
-        model=_one_of(r, "model", _MODELS, opt=True),
+        model=_one_of(r, "model", MODELS, opt=True),
         currency=opt_str_from(r, "currency"),
         period_start=opt_time_from(r, "period_start"),
         period_end=opt_time_from(r, "period_end"),

@@ -48,7 +48,8 @@ class OutOfRange(InvalidField):
     reason = "out_of_range"
 
 
-def _path(path: str, name: str) -> str:
+def field_path(path: str, name: str) -> str:
+    """The name of field `name` inside the nested record at `path` ("" at the top)."""
     return f"{path}.{name}" if path else name
 
 
@@ -84,12 +85,12 @@ def parse_decimal(text: object, field: str) -> Decimal:
 
 
 def dec_from(r: Mapping[str, Any], name: str, *, path: str = "") -> Decimal:
-    return parse_decimal(r.get(name), _path(path, name))
+    return parse_decimal(r.get(name), field_path(path, name))
 
 
 def opt_dec_from(r: Mapping[str, Any], name: str, *, path: str = "") -> Decimal | None:
     value = r.get(name)
-    return None if value is None else parse_decimal(value, _path(path, name))
+    return None if value is None else parse_decimal(value, field_path(path, name))
 
 
 def bounded(value: Decimal, field: str) -> Decimal:
@@ -102,7 +103,7 @@ def bounded(value: Decimal, field: str) -> Decimal:
 
 def bounded_dec_from(r: Mapping[str, Any], name: str, *, path: str = "") -> Decimal:
     """An input event's decimal: `dec_from`, then `bounded`."""
-    field = _path(path, name)
+    field = field_path(path, name)
     text = r.get(name)
     value = parse_decimal(text, field)
     if bounds.plain_within(text):  # type: ignore[arg-type]  # a str once parsed
@@ -124,7 +125,7 @@ def dec_map_to(values: Mapping[str, Decimal], field: str) -> dict[str, str]:
 
 
 def dec_map_from(r: Mapping[str, Any], name: str, *, path: str = "") -> dict[str, Decimal]:
-    field = _path(path, name)
+    field = field_path(path, name)
     values = r.get(name, {})
     if not isinstance(values, Mapping):
         raise InvalidField(field, "expected a map")
@@ -149,7 +150,7 @@ def opt_time_to(value: datetime | None, field: str) -> datetime | None:
 def time_from(r: Mapping[str, Any], name: str, *, path: str = "") -> datetime:
     value = r.get(name)
     if not isinstance(value, datetime) or value.utcoffset() is None:
-        raise InvalidField(_path(path, name), f"expected a UTC timestamp, got {value!r}")
+        raise InvalidField(field_path(path, name), f"expected a UTC timestamp, got {value!r}")
     if value.utcoffset() != timedelta(0):
         return value.astimezone(UTC)
     return value
@@ -174,9 +175,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def str_from(r: Mapping[str, Any], name: str, *, empty_ok: bool = False, path: str = "") -> str:
     value = r.get(name)
     if not isinstance(value, str):
-        raise InvalidField(_path(path, name), f"expected a string, got {value!r}")
+        raise InvalidField(field_path(path, name), f"expected a string, got {value!r}")
     if not empty_ok and not value:
-        raise InvalidField(_path(path, name), "must not be empty")
+        raise InvalidField(field_path(path, name), "must not be empty")
     return value
 
 
@@ -189,12 +190,12 @@ def str_map_from(r: Mapping[str, Any], name: str, *, path: str = "") -> dict[str
     if not isinstance(values, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in values.items()
     ):
-        raise InvalidField(_path(path, name), "expected a map of strings to strings")
+        raise InvalidField(field_path(path, name), "expected a map of strings to strings")
     return dict(values)
 
 
 def int_from(r: Mapping[str, Any], name: str, *, path: str = "", bits: int = 32) -> int:
-    return int_to(r.get(name), _path(path, name), bits=bits)
+    return int_to(r.get(name), field_path(path, name), bits=bits)
 
 
 def int_to(value: object, field: str, *, bits: int = 32) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -75,15 +76,11 @@ PERIOD_INVOICE = Invoice(
     issued_at=P_END,
 )
 
-ADJUSTMENT = Invoice(
+# The adjustment of PERIOD_INVOICE: same customer, plan and period.
+ADJUSTMENT = replace(
+    PERIOD_INVOICE,
     invoice_id="adj_cus_abc123_2025-03-01_1",
     kind="adjustment",
-    customer_id=CUS,
-    plan_id="starter",
-    plan_version=2,
-    period_start=P_START,
-    period_end=P_END,
-    currency="USD",
     lines=(
         InvoiceLine(
             description="late tokens",
@@ -96,7 +93,7 @@ ADJUSTMENT = Invoice(
     ),
     total=Decimal("0.05"),
     issued_at=datetime(2025, 5, 1, 0, 5, tzinfo=UTC),
-    adjusts_invoice_id="inv_cus_abc123_2025-03-01_starter",
+    adjusts_invoice_id=PERIOD_INVOICE.invoice_id,
 )
 
 SAMPLES: dict[str, WireValue] = {

@@ -26,6 +26,27 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 PROJECT = {"billing", "processors", "projections", "streambill"}
 
 
+def project_modules() -> list[tuple[Path, str]]:
+    """(file, dotted module name) of every Python file of the project's packages."""
+    found = []
+    for top in sorted(PROJECT):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            found.append((path, ".".join(parts[:-1] if parts[-1] == "__init__" else parts)))
+    return found
+
+
+def imported(path: Path) -> list[str]:
+    """The modules a file imports absolutely (`import a.b`, `from a.b import c`: a.b)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return names
+
+
 def home(module: str) -> tuple[int, str] | None:
     """(layer, package) of the longest package in LAYERS that holds `module`, or None."""
     best: tuple[int, str] | None = None
@@ -41,26 +62,17 @@ def home(module: str) -> tuple[int, str] | None:
 def upward_imports(path: Path, module: str) -> list[str]:
     mine = home(module) or (-1, module)  # in no layer (`processors/__init__`): imports none
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names = [node.module]
-        for name in names:
-            theirs = home(name) if name.split(".")[0] in PROJECT else None
-            if theirs and theirs[1] != mine[1] and theirs[0] >= mine[0]:
-                found.append(f"{module} imports {name} ({mine[1]} -> {theirs[1]})")
+    for name in imported(path):
+        theirs = home(name) if name.split(".")[0] in PROJECT else None
+        if theirs and theirs[1] != mine[1] and theirs[0] >= mine[0]:
+            found.append(f"{module} imports {name} ({mine[1]} -> {theirs[1]})")
     return found
 
 
 def test_every_import_points_down() -> None:
-    files = [p for top in sorted(PROJECT) for p in sorted((ROOT / top).rglob("*.py"))]
-    assert len(files) > 100  # the walk really found the packages
-    offenders = []
-    for path in files:
-        parts = path.relative_to(ROOT).with_suffix("").parts
-        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        offenders += upward_imports(path, module)
-    assert offenders == []
+    modules = project_modules()
+    assert len(modules) > 100  # the walk really found the packages
+    assert [o for path, module in modules for o in upward_imports(path, module)] == []
 
 
 def test_the_check_catches_an_upward_and_a_sideways_import(tmp_path: Path) -> None:
@@ -86,23 +98,11 @@ def framework_imports(path: Path, module: str) -> list[str]:
     runtime package (docs/decisions/0001-faust-runtime.md)."""
     if module == RUNTIME or module.startswith(RUNTIME + "."):
         return []
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names = [node.module]
-        found += [f"{module} imports {n}" for n in names if n.split(".")[0] in FRAMEWORKS]
-    return found
+    return [f"{module} imports {n}" for n in imported(path) if n.split(".")[0] in FRAMEWORKS]
 
 
 def test_only_the_worker_runtime_imports_faust_mode_or_aiokafka() -> None:
-    offenders = []
-    for top in sorted(PROJECT):
-        for path in sorted((ROOT / top).rglob("*.py")):
-            parts = path.relative_to(ROOT).with_suffix("").parts
-            module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-            offenders += framework_imports(path, module)
-    assert offenders == []
+    assert [o for path, module in project_modules() for o in framework_imports(path, module)] == []
 
 
 def test_the_framework_check_catches_an_import(tmp_path: Path) -> None:

@@ -2,12 +2,13 @@
 
 Faust hands every fetched message to its streams one by one: per message it starts a
 task (`wait_first`), decodes through the conductor, queues an `Event` and acks it
-from the stream, a cost that alone capped one worker far below its target before any
-billing work (docs/decisions/0001-faust-runtime.md). `install_batch_drain` replaces
-the consumer's fetch loop (`Consumer._drain_messages`, run by Faust's `Fetcher`
-service) with one that passes the messages of the source topics (usage-events,
-account-events) into a `BatchFeed` as whole lists, and every other topic (the
-tables' changelogs during recovery) through Faust's own per-message path, unchanged.
+from the stream, a per-message cost that would bound the worker's throughput before
+any billing work is done (docs/decisions/0001-faust-runtime.md has the figures).
+`install_batch_drain` replaces the consumer's fetch loop (`Consumer._drain_messages`,
+run by Faust's `Fetcher` service) with one that passes the messages of the source
+topics (usage-events, account-events) into a `BatchFeed` as whole lists, and every
+other topic (the tables' changelogs during recovery) through Faust's own per-message
+path, unchanged.
 
 What stays Faust's: group membership, partition assignment (tables co-partitioned
 with the sources), pausing partitions while tables recover, changelog recovery,
@@ -19,7 +20,7 @@ Invariants the fetch loop keeps, as Faust's does:
   active (recovered, unpaused) partitions, and not once the consumer generation
   changed during the hand-over (exactly Faust's rules: whatever they drop is
   fetched again after the seeks that follow every rebalance; dropping more than
-  Faust does stalls table recovery, seen); a stale source message that still gets
+  Faust does stalls table recovery); a stale source message that still gets
   through is harmless: the fold skips offsets already applied, and messages of
   partitions no longer assigned are dropped by the pipeline unacknowledged;
 - every hand-over (the fresh messages of one fetch of one partition, converted

@@ -87,30 +87,24 @@ def records(log: MemoryLog) -> dict[str, dict[str, Any]]:
     return {k: CustomerRecord.from_dict(v).to_dict() for k, v in table.data.items()}
 
 
+async def one_batch(runtime: MemoryRuntime) -> Worker:
+    """A worker on `runtime` assigned every partition: one batch, folded and drained."""
+    worker = Worker(runtime)
+    worker.runtime.assign(range(PARTITIONS))
+    await worker.batch()
+    await worker.pipeline.drain()
+    return worker
+
+
 def clean_run() -> dict[str, dict[str, Any]]:
     log = world()
-
-    async def main() -> None:
-        worker = Worker(MemoryRuntime(log, SOURCES))
-        worker.runtime.assign(range(PARTITIONS))
-        await worker.batch()
-        await worker.pipeline.drain()
-
-    asyncio.run(main())
+    asyncio.run(one_batch(MemoryRuntime(log, SOURCES)))
     return records(log)
 
 
 def test_a_batch_is_folded_made_durable_and_acknowledged() -> None:
     log = world()
-
-    async def main() -> Worker:
-        worker = Worker(MemoryRuntime(log, SOURCES))
-        worker.runtime.assign(range(PARTITIONS))
-        await worker.batch()
-        await worker.pipeline.drain()
-        return worker
-
-    worker = asyncio.run(main())
+    worker = asyncio.run(one_batch(MemoryRuntime(log, SOURCES)))
     assert not worker.fatal and not worker.runtime.unacked
     for tp, part in log.records.items():
         if tp[0] in SOURCES:
@@ -198,10 +192,8 @@ def test_a_crash_before_the_records_are_durable_redelivers_and_applies_once() ->
     log = world(events_per_customer=0)
 
     async def crashed() -> MemoryRuntime:
-        worker = Worker(MemoryRuntime(log, SOURCES))
-        worker.runtime.assign(range(PARTITIONS))
-        await worker.batch()  # the subscriptions, durable and acknowledged
-        await worker.pipeline.drain()
+        # The subscriptions first, durable and acknowledged.
+        worker = await one_batch(MemoryRuntime(log, SOURCES))
         add_usage(log)
         assert worker.producer is not None
         worker.producer.hold = True
@@ -212,16 +204,9 @@ def test_a_crash_before_the_records_are_durable_redelivers_and_applies_once() ->
         assert worker.producer.pending() > 0  # the records queued, not written
         return worker.runtime  # SIGKILL: the held records are lost with the process
 
-    async def restarted(runtime: MemoryRuntime) -> Worker:
-        worker = Worker(runtime.crash())
-        worker.runtime.assign(range(PARTITIONS))
-        await worker.batch()
-        await worker.pipeline.drain()
-        return worker
-
     runtime = asyncio.run(crashed())
     assert runtime.unacked
-    worker = asyncio.run(restarted(runtime))
+    worker = asyncio.run(one_batch(runtime.crash()))
     assert not worker.fatal
     assert records(log) == clean_run()  # each event applied once
 
@@ -237,17 +222,10 @@ def test_a_crash_before_the_acknowledgement_is_skipped_by_the_records_offsets() 
         await worker.pipeline.drain()
         return worker.runtime
 
-    async def restarted(runtime: MemoryRuntime) -> tuple[Worker, int]:
-        worker = Worker(runtime.crash())
-        worker.runtime.assign(range(PARTITIONS))
-        outputs = len(log.values("s"))
-        await worker.batch()
-        await worker.pipeline.drain()
-        return worker, len(log.values("s")) - outputs
-
     runtime = asyncio.run(lost_ack())
     assert log.committed.get(("u", 0), 0) == 0
-    _, new_snapshots = asyncio.run(restarted(runtime))
-    assert new_snapshots == 0  # everything redelivered was skipped by its offset
+    outputs = len(log.values("s"))
+    asyncio.run(one_batch(runtime.crash()))
+    assert len(log.values("s")) == outputs  # everything redelivered was skipped by its offset
     assert records(log) == clean_run()
     assert log.committed[("u", 0)] == log.end("u", 0)

@@ -55,6 +55,24 @@ def _encode(eid: str, cus: str, feat: str, qty: str, millis: int, props: dict[st
     return out.getvalue()
 
 
+def _corrupted(record: bytes, edits: list[tuple[str, int, bytes]]) -> bytes:
+    """`record` after each (op, position, bytes) edit in turn: flip the byte at the
+    position (xor with the first given byte), cut the rest, add the bytes, drop one byte;
+    positions wrap around the current length."""
+    data = bytearray(record)
+    for op, at, extra in edits:
+        i = at % (len(data) + 1)
+        if op == "flip" and i < len(data):
+            data[i] ^= (extra[0] if extra else 0xFF) or 1
+        elif op == "cut":
+            del data[i:]
+        elif op == "add":
+            data[i:i] = extra
+        elif op == "drop" and i < len(data):
+            del data[i]
+    return bytes(data)
+
+
 def _general(data: bytes) -> tuple[str, Any]:
     """("ok", event) or ("error", reason) of the general path."""
     try:
@@ -152,18 +170,7 @@ def test_valid_records_decode_directly(
 def test_corrupted_records_agree_or_fall_back(
     millis: int, edits: list[tuple[str, int, bytes]]
 ) -> None:
-    data = bytearray(_encode("evt_1", "cus_1", "tokens", "12.5", millis, {"model": "m"}))
-    for op, at, extra in edits:
-        i = at % (len(data) + 1)
-        if op == "flip" and i < len(data):
-            data[i] ^= (extra[0] if extra else 0xFF) or 1
-        elif op == "cut":
-            del data[i:]
-        elif op == "add":
-            data[i:i] = extra
-        elif op == "drop" and i < len(data):
-            del data[i]
-    _agrees(bytes(data))
+    _agrees(_corrupted(_encode("evt_1", "cus_1", "tokens", "12.5", millis, {"model": "m"}), edits))
 
 
 @settings(max_examples=300, deadline=None)
@@ -304,13 +311,5 @@ def test_the_doors_decide_the_same_with_and_without_the_fast_decoder(
 ) -> None:
     """Same event, or the same rejection (reason and detail), for valid, bad and
     corrupted records: the fast decoder never decides an error."""
-    data = bytearray(_encode("evt_1", "cus_1", "tokens", qty, 5, {"input_tokens": qty}))
-    for op, at, extra in edits:
-        i = at % (len(data) + 1)
-        if op == "flip" and i < len(data):
-            data[i] ^= (extra[0] if extra else 0xFF) or 1
-        elif op == "cut":
-            del data[i:]
-        else:
-            data[i:i] = extra
-    assert _outcome(DOORS, bytes(data)) == _outcome(GENERAL_DOORS, bytes(data))
+    data = _corrupted(_encode("evt_1", "cus_1", "tokens", qty, 5, {"input_tokens": qty}), edits)
+    assert _outcome(DOORS, data) == _outcome(GENERAL_DOORS, data)
