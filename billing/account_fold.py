@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from billing.catalog import Catalog, Plan
+from billing.catalog import Catalog, Plan, plan_ref
 from billing.events import (
     AccountEvent,
     AlertRaised,
@@ -47,11 +47,22 @@ ZERO = Decimal(0)
 Result = tuple[CustomerState, Effects, datetime]
 
 
-def _plan(catalog: Catalog, plan_id: str) -> Plan:
-    plan = catalog.plans.get(plan_id)
-    if plan is None:
-        raise Unrateable(RejectReason.INVALID_FIELD, f"unknown plan {plan_id!r}")
-    return plan
+def _pin(catalog: Catalog, plan_id: str, version: int | None) -> str:
+    """What the state records as the plan of a subscription event: the pinned version
+    (`plan_ref`), or for an event without one the bare plan id, which always means
+    the plan's lowest version (`Catalog.refs`). An unknown plan or version is refused."""
+    if version is None:
+        if "@" in plan_id or plan_id not in catalog.plans:
+            raise Unrateable(RejectReason.INVALID_FIELD, f"unknown plan {plan_id!r}")
+        return plan_id
+    if catalog.version(plan_id, version) is None:
+        known = catalog.versions(plan_id)
+        raise Unrateable(
+            RejectReason.INVALID_FIELD,
+            f"unknown plan version {plan_id!r} v{version}"
+            + (f" (the catalog has {', '.join(f'v{n}' for n in known)})" if known else ""),
+        )
+    return plan_ref(plan_id, version)
 
 
 def _seats(seats: int) -> int:
@@ -63,10 +74,10 @@ def _seats(seats: int) -> int:
 def _started(state: CustomerState, e: SubscriptionStarted, catalog: Catalog) -> Result:
     if state.status != "none":
         raise Unrateable(RejectReason.INVALID_FIELD, "customer is already subscribed")
-    _plan(catalog, e.plan_id)
+    pinned = _pin(catalog, e.plan_id, e.plan_version)
     new = state.copy()
     new.status, new.anchor = "active", e.timestamp
-    new.plans = ((e.timestamp, e.plan_id),)
+    new.plans = ((e.timestamp, pinned),)
     new.seats = ((e.timestamp, _seats(e.seats)),)
     return new, NO_EFFECTS, e.timestamp
 
@@ -75,12 +86,12 @@ def _changed(state: CustomerState, e: SubscriptionChanged, catalog: Catalog) -> 
     """The new plan applies from the next period boundary; retained records of
     periods from then on (possible when the change arrives late) switch plan."""
     start, end = subscribed_period(state, e.timestamp)
-    _plan(catalog, e.plan_id)
+    pinned = _pin(catalog, e.plan_id, e.plan_version)
     new = state.copy()
-    new.plans = tuple(sorted({**dict(state.plans), end: e.plan_id}.items()))
+    new.plans = tuple(sorted({**dict(state.plans), end: pinned}.items()))
     records = state.records()
     for s, rec in records.items():
-        if s >= end and rec.plan_id != e.plan_id:
+        if s >= end and rec.plan_id != pinned:
             moved = rec.copy()
             moved.plan_id = new.plan_at(s) or rec.plan_id
             records[s] = moved

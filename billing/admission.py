@@ -158,7 +158,9 @@ def _iso(ms: int) -> str:
 def fingerprint(event: Event, event_ms: int | None = None) -> str:
     """A digest of the event's canonical payload: the event type, then every field
     in schema order with decimals without trailing zeros, times in milliseconds and
-    mappings sorted by key. Equal events (by value) have equal fingerprints.
+    mappings sorted by key. Equal events (by value) have equal fingerprints. A field
+    added to an event type later (its `ADDED_FIELDS`) counts only when set, by name,
+    so an event from before it existed keeps the digest it was remembered by.
     `event_ms`: `to_ms(event.timestamp)` when the caller has it already.
 
     The one payload rule of dedupe: the worker's `seen` table, the replay and the
@@ -175,8 +177,14 @@ def fingerprint(event: Event, event_ms: int | None = None) -> str:
         )
     else:
         parts = [type(event).__name__]
+        added = getattr(event, "ADDED_FIELDS", ())
         for f in fields(event):
-            parts.append(_canonical(getattr(event, f.name)))
+            value = getattr(event, f.name)
+            if value is None and f.name in added:
+                continue  # unset, as in every event written before the field existed
+            parts.append(
+                _canonical(value) if f.name not in added else f"{f.name}={_canonical(value)}"
+            )
         text = "\x1e".join(parts)
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 

@@ -18,8 +18,9 @@ YAML is the edge's job (`streambill.config.catalog_file`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Literal
 
 from billing.money import Currency
@@ -93,14 +94,48 @@ class Plan:
     name: str = ""
 
 
+def plan_ref(plan_id: str, version: int) -> str:
+    """How a customer's state pins one plan version: `"<plan id>@<version>"` (plan ids
+    may not contain `@`, so a reference is never a plan id)."""
+    return f"{plan_id}@{version}"
+
+
 @dataclass(frozen=True, slots=True)
 class Catalog:
+    """Features, credit packs and every version of every plan.
+
+    `plans` holds each plan id at its highest version (what a new subscription is
+    offered); `older` the other versions, still billed to the customers pinned to
+    them. `refs` resolves what a customer's state records as its plan: a pin
+    (`plan_ref`) to that exact version, or a bare plan id (states and subscription
+    events from before versions were pinned) to the plan's lowest version, so a
+    later version never reprices them. Lookups on the fold's path are one `refs.get`."""
+
     features: Mapping[str, Feature]
     plans: Mapping[str, Plan]
     credit_packs: Mapping[str, CreditPack]
+    older: tuple[Plan, ...] = ()
+    refs: Mapping[str, Plan] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        refs: dict[str, Plan] = {}
+        for plan in sorted((*self.older, *self.plans.values()), key=lambda p: -p.version):
+            refs[plan_ref(plan.id, plan.version)] = plan
+            refs[plan.id] = plan  # the lowest version wins (sorted by descending version)
+        object.__setattr__(self, "refs", MappingProxyType(refs))
 
     def plan(self, plan_id: str) -> Plan | None:
+        """The highest version of `plan_id`."""
         return self.plans.get(plan_id)
+
+    def version(self, plan_id: str, version: int) -> Plan | None:
+        return None if "@" in plan_id else self.refs.get(plan_ref(plan_id, version))
+
+    def versions(self, plan_id: str) -> tuple[int, ...]:
+        """The versions of `plan_id` in this catalog, ascending."""
+        return tuple(
+            sorted(p.version for p in (*self.older, *self.plans.values()) if p.id == plan_id)
+        )
 
 
 def parse_catalog(data: Mapping[str, Any]) -> Catalog:

@@ -374,16 +374,30 @@ def parse(data: Mapping[str, Any]) -> Catalog:
         raise CatalogError([f"catalog must be a mapping, got {type(data).__name__}"])
     features = _features(data, p)
     packs = _packs(data, p)
-    plans: dict[str, Plan] = {}
+    versions: dict[tuple[str, int], Plan] = {}
     for i, raw in enumerate(_list(data.get("plans"), "catalog", "plans", p)):
         if not isinstance(raw, Mapping) or not isinstance(raw.get("id"), str):
             p.add(f"plan #{i + 1}", "id", "every plan needs a string id")
             continue
-        if raw["id"] in plans:
-            p.add(f"plan '{raw['id']}'", "id", "duplicate plan id")
+        if "@" in raw["id"] or not raw["id"].strip():
+            p.add(f"plan '{raw['id']}'", "id", "a plan id is not empty and has no '@'")
+            continue
         plan = _plan(raw, features, packs, p)
-        if plan is not None:
+        if plan is None:
+            continue
+        if (plan.id, plan.version) in versions:
+            p.add(f"plan '{plan.id}'", "id", f"duplicate plan id and version {plan.version}")
+        versions[(plan.id, plan.version)] = plan
+    plans: dict[str, Plan] = {}
+    for plan in versions.values():
+        first = plans.setdefault(plan.id, plan)
+        if first.model != plan.model:  # credits and wallets carry over between versions
+            p.add(f"plan '{plan.id}'", "model", "every version of a plan has the same model")
+        if plan.version > first.version:
             plans[plan.id] = plan
+    older = tuple(versions[k] for k in sorted(versions) if plans[k[0]].version != k[1])
     if p.items:
         raise CatalogError(p.items)
-    return Catalog(MappingProxyType(features), MappingProxyType(plans), MappingProxyType(packs))
+    return Catalog(
+        MappingProxyType(features), MappingProxyType(plans), MappingProxyType(packs), older
+    )

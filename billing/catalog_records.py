@@ -212,7 +212,8 @@ def catalog_records(catalog: Catalog) -> list[CatalogRecord]:
         feature_record(catalog.features[f]) for f in sorted(catalog.features)
     ]
     out += [pack_record(catalog.credit_packs[p]) for p in sorted(catalog.credit_packs)]
-    out += [plan_record(catalog.plans[p]) for p in sorted(catalog.plans)]
+    every = sorted((*catalog.older, *catalog.plans.values()), key=lambda p: (p.id, p.version))
+    out += [plan_record(plan) for plan in every]
     return out
 
 
@@ -298,20 +299,18 @@ def _file_form(value: Any) -> Any:
 
 
 def catalog_data(records: Iterable[CatalogRecord]) -> dict[str, Any]:
-    """The catalog file (plain data) of `records`: every feature and pack, and of
-    each plan its highest version. Retirements are not part of a file."""
+    """The catalog file (plain data) of `records`: every feature, pack and plan
+    version. Retirements are not part of a file."""
     features: dict[str, FeaturePublished] = {}
     packs: dict[str, CreditPackPublished] = {}
-    plans: dict[str, PlanVersionPublished] = {}
+    plans: dict[tuple[str, int], PlanVersionPublished] = {}
     for r in records:
         if isinstance(r, FeaturePublished):
             features[r.feature_id] = r
         elif isinstance(r, CreditPackPublished):
             packs[r.pack_id] = r
-        elif isinstance(r, PlanVersionPublished) and (
-            r.plan_id not in plans or plans[r.plan_id].version < r.version
-        ):
-            plans[r.plan_id] = r
+        elif isinstance(r, PlanVersionPublished):
+            plans[(r.plan_id, r.version)] = r
     return {
         "features": [_file_form(record_tree(features[f])) for f in sorted(features)],
         "credit_packs": [_file_form(record_tree(packs[p])) for p in sorted(packs)],
@@ -320,6 +319,6 @@ def catalog_data(records: Iterable[CatalogRecord]) -> dict[str, Any]:
 
 
 def records_catalog(records: Iterable[CatalogRecord]) -> Catalog:
-    """The `Catalog` of `records` (each plan at its highest version), validated by
+    """The `Catalog` of `records` (every plan version), validated by
     `parse_catalog`: raises `billing.errors.CatalogError` naming every problem."""
     return _parse_catalog(catalog_data(records))

@@ -49,16 +49,24 @@ class SubscriptionStarted(AccountHead):
     """The customer's first period starts at `timestamp`; periods are anchored there."""
 
     VERSION: ClassVar[int] = 1
+    ADDED_FIELDS: ClassVar[tuple[str, ...]] = ("plan_version",)
     plan_id: str
     seats: int = 1
+    # The plan version the subscription is pinned to; None (events from before
+    # versions were pinned): the plan's lowest version (`billing.catalog.Catalog.refs`).
+    plan_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionChanged(AccountHead):
-    """Move to `plan_id`; takes effect at the next period boundary."""
+    """Move to `plan_id` (at `plan_version`, None: its lowest); takes effect at the
+    next period boundary. Moving to another version of the same plan is how
+    customers are migrated to a new price."""
 
     VERSION: ClassVar[int] = 1
+    ADDED_FIELDS: ClassVar[tuple[str, ...]] = ("plan_version",)
     plan_id: str
+    plan_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

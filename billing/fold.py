@@ -113,7 +113,7 @@ def locate(state: CustomerState, at: datetime) -> PeriodRecord:
 
 
 def plan_of(catalog: Catalog, rec: PeriodRecord) -> Plan:
-    plan = catalog.plans.get(rec.plan_id)
+    plan = catalog.refs.get(rec.plan_id)
     if plan is None:
         raise Unrateable(RejectReason.INVALID_FIELD, f"plan {rec.plan_id!r} is not in the catalog")
     return plan

@@ -200,7 +200,7 @@ def period_invoice(
     rec = _billable_record(state, period_start)
     if rec is None:
         return None
-    plan = catalog.plans.get(rec.plan_id)
+    plan = catalog.refs.get(rec.plan_id)
     if plan is None:
         raise BillingError(f"plan {rec.plan_id!r} of {state.customer_id!r} is not in the catalog")
     # Lines in order: the base fee, the seats, the usage.

@@ -203,7 +203,7 @@ def snapshot(
     start, end = period_of(anchor, max(as_of, anchor))
     rec = state.record(start)
     plan_id = rec.plan_id if rec is not None else state.plan_at(start)
-    plan = catalog.plans.get(plan_id) if plan_id is not None else None
+    plan = catalog.refs.get(plan_id) if plan_id is not None else None
     ended = acct.cancel_at is not None and as_of >= acct.cancel_at
     usage = dict(rec.usage) if rec is not None else {}
     allowance: dict[str, Decimal] = {}
@@ -230,7 +230,7 @@ def snapshot(
         customer_id=state.customer_id,
         version=state.seq,
         status=acct.status,
-        plan_id=plan_id,
+        plan_id=plan.id if plan is not None else plan_id,
         plan_version=plan.version if plan is not None else None,
         model=plan.model if plan is not None else None,
         currency=plan.currency.code if plan is not None else None,

@@ -53,7 +53,7 @@ def fold_usage(state: CustomerState, event: UsageRecorded, catalog: Catalog) -> 
     at = event.timestamp
     if rec is None or not (rec.start <= at < rec.end):  # not the live period
         rec = locate(state, at)
-    plan = catalog.plans.get(rec.plan_id) or plan_of(catalog, rec)
+    plan = catalog.refs.get(rec.plan_id) or plan_of(catalog, rec)
     model = plan.model
     if model == "metered":
         return _metered(state, event, plan, rec, quantity, catalog)
@@ -177,7 +177,7 @@ def rollover_resolutions(state: CustomerState, catalog: Catalog, at: datetime) -
     out: list[Alert] = []
     if old is None:
         return out
-    old_plan = catalog.plans.get(old.plan_id)
+    old_plan = catalog.refs.get(old.plan_id)
     for fid, idx in sorted(old.alert_idx.items()):
         price = old_plan.prices.get(fid) if old_plan is not None else None
         levels = price.alert_levels if price is not None else ()

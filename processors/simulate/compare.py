@@ -86,11 +86,12 @@ def check_plans(
 
 
 def remap(events: Iterable[Event], plan_map: Mapping[str, str]) -> list[Event]:
-    """The history with every subscription to a mapped plan moved to its target."""
+    """The history with every subscription to a mapped plan moved to its target (at
+    the target's lowest version: a pin names a version of the plan it was made for)."""
     out: list[Event] = []
     for e in events:
         if isinstance(e, SubscriptionStarted | SubscriptionChanged) and e.plan_id in plan_map:
-            e = replace(e, plan_id=plan_map[e.plan_id])
+            e = replace(e, plan_id=plan_map[e.plan_id], plan_version=None)
         out.append(e)
     return out
 

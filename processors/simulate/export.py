@@ -98,10 +98,12 @@ def event_json(event: Event) -> dict[str, Any]:
             "properties": dict(sorted(event.properties.items())),
         }
     head = {"type": account_type(event), **base, "timestamp": at}
+    if isinstance(event, SubscriptionStarted | SubscriptionChanged):
+        pin = {} if event.plan_version is None else {"plan_version": event.plan_version}
     if isinstance(event, SubscriptionStarted):
-        return {**head, "plan_id": event.plan_id, "seats": event.seats}
+        return {**head, "plan_id": event.plan_id, "seats": event.seats, **pin}
     if isinstance(event, SubscriptionChanged):
-        return {**head, "plan_id": event.plan_id}
+        return {**head, "plan_id": event.plan_id, **pin}
     if isinstance(event, SubscriptionCancelled):
         return head
     if isinstance(event, SeatsChanged):

@@ -129,6 +129,16 @@ def _int(obj: Mapping[str, Any], name: str, default: int) -> int:
     return value
 
 
+def _version(obj: Mapping[str, Any]) -> int | None:
+    """`plan_version`, absent or null: None (the plan's lowest version)."""
+    if obj.get("plan_version") is None:
+        return None
+    version = _int(obj, "plan_version", 0)
+    if version < 1:
+        raise LineError(RejectReason.INVALID_FIELD, "plan_version must be at least 1")
+    return version
+
+
 def parse_usage(obj: Mapping[str, Any]) -> UsageRecorded:
     props = obj.get("properties") or {}
     if not isinstance(props, Mapping):
@@ -162,9 +172,12 @@ def parse_account(obj: Mapping[str, Any]) -> AccountEvent:
         parse_time(obj.get("timestamp"), "timestamp"),
     )
     if kind == "subscription_started":
-        return SubscriptionStarted(*base, plan_id=_str(obj, "plan_id"), seats=_int(obj, "seats", 1))
+        return SubscriptionStarted(
+            *base, plan_id=_str(obj, "plan_id"), seats=_int(obj, "seats", 1),
+            plan_version=_version(obj),
+        )  # fmt: skip
     if kind == "subscription_changed":
-        return SubscriptionChanged(*base, plan_id=_str(obj, "plan_id"))
+        return SubscriptionChanged(*base, plan_id=_str(obj, "plan_id"), plan_version=_version(obj))
     if kind == "subscription_cancelled":
         return SubscriptionCancelled(*base)
     if kind == "seats_changed":

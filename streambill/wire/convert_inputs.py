@@ -24,6 +24,8 @@ from streambill.wire.fields import (
     dec_to,
     int_from,
     int_to,
+    opt_int_from,
+    opt_int_to,
     opt_time_from,
     opt_time_to,
     str_from,
@@ -81,21 +83,37 @@ def from_avro_usage_recorded(r: Mapping[str, Any]) -> UsageRecorded:
 
 
 def to_avro_subscription_started(e: SubscriptionStarted) -> Record:
-    return {**_head(e), "plan_id": e.plan_id, "seats": int_to(e.seats, "seats")}
+    return {
+        **_head(e),
+        "plan_id": e.plan_id,
+        "seats": int_to(e.seats, "seats"),
+        "plan_version": opt_int_to(e.plan_version, "plan_version"),
+    }
 
 
 def from_avro_subscription_started(r: Mapping[str, Any]) -> SubscriptionStarted:
     return SubscriptionStarted(
-        **_head_from(r), plan_id=str_from(r, "plan_id"), seats=int_from(r, "seats")
+        **_head_from(r),
+        plan_id=str_from(r, "plan_id"),
+        seats=int_from(r, "seats"),
+        plan_version=opt_int_from(r, "plan_version"),
     )
 
 
 def to_avro_subscription_changed(e: SubscriptionChanged) -> Record:
-    return {**_head(e), "plan_id": e.plan_id}
+    return {
+        **_head(e),
+        "plan_id": e.plan_id,
+        "plan_version": opt_int_to(e.plan_version, "plan_version"),
+    }
 
 
 def from_avro_subscription_changed(r: Mapping[str, Any]) -> SubscriptionChanged:
-    return SubscriptionChanged(**_head_from(r), plan_id=str_from(r, "plan_id"))
+    return SubscriptionChanged(
+        **_head_from(r),
+        plan_id=str_from(r, "plan_id"),
+        plan_version=opt_int_from(r, "plan_version"),
+    )
 
 
 def to_avro_subscription_cancelled(e: SubscriptionCancelled) -> Record:

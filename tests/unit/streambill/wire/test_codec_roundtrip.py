@@ -103,3 +103,26 @@ def test_fingerprint_follows_the_spec(codec: Codec) -> None:
     for name in codec.names:
         canonical = to_parsing_canonical_form(codec.schema(name))
         assert codec.fingerprint(name) == _crc64_avro(canonical.encode())
+
+
+EARLIER = sorted((GOLDEN / "earlier").glob("*.hex"))
+
+
+@pytest.mark.parametrize("path", EARLIER, ids=lambda p: p.name)
+def test_bytes_written_with_an_earlier_schema_version_still_decode(
+    codec: Codec, path: Path
+) -> None:
+    """`tests/golden/earlier/<name>.v<K>.hex` are bytes written with published version K
+    (before a compatible change): they decode to today's sample, the added fields at
+    their defaults (a subscription without `plan_version`: the plan's lowest version)."""
+    name = path.stem.rsplit(".", 1)[0]  # streambill.account.v1.X.v1 -> the schema name
+    assert decode_value(codec, bytes.fromhex(path.read_text().strip())) == SAMPLES[name]
+
+
+def test_a_pinned_plan_version_survives_the_wire(codec: Codec) -> None:
+    for name in (
+        "streambill.account.v1.SubscriptionStarted",
+        "streambill.account.v1.SubscriptionChanged",
+    ):
+        pinned = dataclasses.replace(SAMPLES[name], plan_version=3)
+        assert decode_value(codec, encode_value(codec, pinned)) == pinned
