@@ -144,17 +144,20 @@ def close_once(
     exactly the same events (it recomputes and verifies the recorded close)."""
     names = TopicNames(settings.topic(USAGE_EVENTS), settings.topic(ACCOUNT_EVENTS))
     log = KafkaLog(settings.kafka_config())
+    catalog = load_catalog(settings.catalog_path)
     deps = CloseDeps(
         log=log,
         codec=Codec(),
-        catalog=load_catalog(settings.catalog_path),
+        catalog=catalog,
         topics=CloseTopics(
             names.usage, names.account, settings.topic(INVOICES), settings.topic(PERIOD_CLOSES)
         ),
         clock=lambda: now,
         policy=policy_from(settings),
         progress_out=sys.stderr,
-        runner=ParallelRunner(settings, names, args.workers) if args.workers > 1 else None,
+        runner=(
+            ParallelRunner(settings, names, args.workers, catalog) if args.workers > 1 else None
+        ),
     )
     load_before = os.getloadavg()[0]
     cpu0, t0 = _cpu_seconds(), time.perf_counter()

@@ -151,10 +151,12 @@ class Difference:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """A key already live with other content: publishing it is refused."""
+    """A record whose publication is refused: its key is live with other content, or
+    (a new plan version) it is below a live version or changes the model."""
 
     key: str
     differences: tuple[Difference, ...]
+    why: str = "live with other content (publish a new version)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,9 +211,31 @@ def differences(live: CatalogRecord, new: CatalogRecord) -> tuple[Difference, ..
     return tuple(out)
 
 
+def _new_version_problem(live: LiveCatalog, record: CatalogRecord) -> Difference | None:
+    """Why a plan version not yet live may not be published: it must be above every
+    live version of its plan (an unpinned subscription is on the lowest version, so a
+    lower one would move it) and keep the plan's model (credits and wallets carry
+    over between versions)."""
+    if not isinstance(record, PlanVersionPublished):
+        return None
+    others = [
+        r for r in live.records.values()
+        if isinstance(r, PlanVersionPublished) and r.plan_id == record.plan_id
+    ]  # fmt: skip
+    if not others:
+        return None
+    top = max(others, key=lambda r: r.version)
+    if record.version < top.version:
+        return Difference("version", f"{top.version} (live)", f"{record.version}: lower")
+    if record.model != top.model:
+        return Difference("model", top.model, record.model)
+    return None
+
+
 def diff(live: LiveCatalog, new: Catalog) -> CatalogDiff:
     """What publishing `new` over `live` would do: the records to add, the keys
-    already live unchanged, the refusals (a key live with other content), and the
+    already live unchanged, the refusals (a key live with other content, or a new
+    plan version below a live one or with another model), and the
     live keys `new` does not have (they stay live). Pure; publishes nothing."""
     added: list[CatalogRecord] = []
     unchanged: list[str] = []
@@ -221,7 +245,12 @@ def diff(live: LiveCatalog, new: Catalog) -> CatalogDiff:
         keys.add(record.key)
         current = live.records.get(record.key)
         if current is None:
-            added.append(record)
+            problem = _new_version_problem(live, record)
+            if problem is not None:
+                why = "a new version must be above the live ones and keep the plan's model"
+                refused.append(Refusal(record.key, (problem,), why))
+            else:
+                added.append(record)
             continue
         found = differences(current, record)
         if found:

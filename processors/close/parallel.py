@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from billing.catalog import Catalog
+from billing.catalog_records import CatalogRecord, catalog_records, records_catalog
 from processors.close.fold import GroupResult, TopicNames, fold_group
 from processors.close.plan import ReadPlan
 from streambill.config.settings import Settings
@@ -52,6 +54,7 @@ def _worker(
     index: int,
     settings: Settings,
     names: TopicNames,
+    records: tuple[CatalogRecord, ...],
     tasks: Any,
     counters: Any,
     results: Any,
@@ -62,7 +65,6 @@ def _worker(
     from processors.close.kafka import KafkaLog
     from processors.close.setup import paused_gc, prepare_process
     from processors.fold.admission import Doors, policy_from
-    from streambill.config.catalog_file import load_catalog
     from streambill.wire.codec import Codec
 
     def tick(events: int, customers: int) -> None:
@@ -74,7 +76,7 @@ def _worker(
     try:
         codec = Codec()
         policy = policy_from(settings)
-        catalog = load_catalog(settings.catalog_path)
+        catalog = records_catalog(records)
         prepare_process()
         ready_at = time.perf_counter()
         task = _next_task(tasks, parent)
@@ -154,10 +156,15 @@ class ParallelRunner:
     with the processes joined; `shutdown()` ends warmed-up processes that were never
     given a fold (the close stopped before it)."""
 
-    def __init__(self, settings: Settings, names: TopicNames, workers: int) -> None:
+    def __init__(
+        self, settings: Settings, names: TopicNames, workers: int, catalog: Catalog
+    ) -> None:
+        """`catalog` is the close's own: each process folds with exactly it (handed
+        over as its records), never with a catalog read again."""
         self.settings = settings
         self.names = names
         self.workers = workers
+        self.catalog = tuple(catalog_records(catalog))
         self._pool: _Pool | None = None
 
     def warm_up(self) -> None:
@@ -175,11 +182,15 @@ class ParallelRunner:
         counters = ctx.Array("q", 2 * n, lock=False)
         results = ctx.Queue()
         tasks = [ctx.Queue() for _ in range(n)]
+
+        def queues(i: int) -> tuple[Any, Any, Any]:
+            return tasks[i], counters, results
+
         procs = [
             ctx.Process(
                 target=_worker,
                 daemon=True,
-                args=(i, self.settings, self.names, tasks[i], counters, results, os.getpid()),
+                args=(i, self.settings, self.names, self.catalog, *queues(i), os.getpid()),
             )
             for i in range(n)
         ]

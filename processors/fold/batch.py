@@ -150,6 +150,7 @@ class BatchFolder:
         partitions: int = 1,
     ) -> None:
         self._catalog = catalog
+        self._next_catalog: Catalog | None = None
         self._codec = codec
         self._policy = policy
         self._topics = topics
@@ -157,7 +158,15 @@ class BatchFolder:
         self.doors = Doors(codec, topics.usage, topics.account, partitions)
         self._state_bytes = StateEncoder(codec).encode  # one snapshot per changed customer
 
+    def use_catalog(self, catalog: Catalog) -> None:
+        """Fold with `catalog` from the next batch on (any thread may call it): a batch
+        is folded with one catalog. Safe at any batch boundary because a catalog only
+        gains versions and a customer's pin names one (`billing.catalog.Catalog`)."""
+        self._next_catalog = catalog
+
     def fold(self, messages: Iterable[SourceMessage], view: RecordView) -> BatchResult:
+        if self._next_catalog is not None:
+            self._catalog, self._next_catalog = self._next_catalog, None
         batch = list(messages)
         now_ms = to_ms(self._clock())
         old = bounds.enter()  # once per batch: the core's calls inside find it current

@@ -39,13 +39,13 @@ def reconcile(
 ) -> ReconcileReport:
     """Reconcile the topics named by `settings` (a `KafkaLog` unless `log` is given)."""
     from processors.close.kafka import KafkaLog
-    from streambill.config.catalog_file import load_catalog
+    from streambill.wire.catalog_source import process_catalog
 
     started = time.monotonic()
     own_log = log is None
     the_log: LogPort = KafkaLog(settings.kafka_config()) if log is None else log
     the_codec = codec or Codec()
-    the_catalog = catalog or load_catalog(settings.catalog_path)
+    the_catalog = catalog or process_catalog(settings, the_codec)
     now = clock or (lambda: datetime.now(UTC))
     topics = topics_from(settings)
     try:

@@ -46,7 +46,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from processors.worker.metrics import WorkerMetrics
     from processors.worker.worker import create_worker
-    from streambill.config.catalog_file import load_catalog
+    from streambill.wire.catalog_source import process_catalog
 
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     registry = CollectorRegistry()
@@ -54,10 +54,11 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, registry=registry)
     starters: list[Callable[[], object]] = []  # the liveness watchdog (thread)
+    codec = _codec(settings)
     runtime, _ = create_worker(
         settings,
-        load_catalog(settings.catalog_path),
-        codec=_codec(settings),
+        process_catalog(settings, codec, logging.getLogger("streambill.worker").warning),
+        codec=codec,
         metrics=metrics,
         starters=starters,
     )

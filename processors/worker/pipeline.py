@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from billing.admission import AdmissionPolicy, expired
+from billing.catalog import Catalog
 from processors.fold.batch import BatchFolder, BatchResult, SourceMessage, merge_by_time
 from processors.fold.records import CustomerRecord, RecordCache, SeenEntry
 from processors.worker.catch_up import OffsetOrder, with_skipped
@@ -229,6 +230,10 @@ class FoldPipeline:
         await self._commits.write_table(self._runtime.seen, rows)
         if gone:
             log.info("pruned %d seen event ids", len(gone))
+
+    def use_catalog(self, catalog: Catalog) -> None:
+        """The fold's catalog from its next batch on (`BatchFolder.use_catalog`)."""
+        self._folder.use_catalog(catalog)
 
     # ---- reads (the view the folder uses)
 

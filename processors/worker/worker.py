@@ -62,6 +62,7 @@ from processors.fold.admission import policy_from
 from processors.fold.batch import BatchFolder, Topics
 from processors.worker.batch_send import Writer
 from processors.worker.batches import paced_take
+from processors.worker.catalog_refresh import refresher_starter
 from processors.worker.commit import ProducerFactory
 from processors.worker.metrics import WorkerMetrics
 from processors.worker.pipeline import FoldPipeline
@@ -69,6 +70,7 @@ from processors.worker.ports import Runtime
 from processors.worker.watchdog import watchdog_starter
 from streambill.config import settings as names
 from streambill.config.settings import Settings
+from streambill.wire.catalog_source import CatalogWatch
 from streambill.wire.codec import Codec
 
 if TYPE_CHECKING:
@@ -167,6 +169,11 @@ def create_worker(
         runtime, settings, catalog, codec=codec, metrics=metrics, clock=clock, on_fatal=on_fatal
     )
     runtime.serve(lambda: fold_loop(runtime, pipeline, settings))
+    if starters is not None:
+        watch = CatalogWatch(settings, codec)
+        starters.append(
+            refresher_starter(watch, pipeline.use_catalog, settings.worker_catalog_refresh)
+        )
     if settings.worker_stall_timeout > 0 and starters is not None:
         starters.append(
             watchdog_starter(

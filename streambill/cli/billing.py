@@ -62,7 +62,12 @@ def register(subparsers: Any) -> None:
     catalog_topic.register_commands(cat_sub)
 
     sim = subparsers.add_parser("simulate", help="run the billing core over JSON-lines event files")
-    sim.add_argument("--catalog", type=Path, required=True)
+    sim.add_argument(
+        "--catalog",
+        type=Path,
+        help="a catalog file to back-test (default: the processes' catalog,"
+        " STREAMBILL_CATALOG_SOURCE: the file or the catalog topic)",
+    )
     sim.add_argument(
         "--events", type=Path, required=True, help="usage events, one JSON object a line"
     )
@@ -113,6 +118,18 @@ def _load(path: Path, out: TextIO) -> Catalog | None:
         return None
 
 
+def _process_catalog(settings: Settings, out: TextIO) -> Catalog | None:
+    from streambill.wire.catalog_source import process_catalog
+    from streambill.wire.codec import Codec
+
+    try:
+        return process_catalog(settings, Codec(), lambda line: out.write(line + "\n"))
+    except CatalogError as exc:
+        out.write("the processes' catalog is invalid\n")
+        out.write("".join(f"  - {p}\n" for p in exc.problems))
+        return None
+
+
 def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
     out, err = sys.stdout, sys.stderr
     try:
@@ -128,7 +145,7 @@ def run_simulate(args: argparse.Namespace, settings: Settings) -> int:
     if plan_map and not args.compare:
         err.write("--map needs --compare OTHER_CATALOG\n")
         return EXIT_USAGE
-    catalog = _load(args.catalog, err)
+    catalog = _load(args.catalog, err) if args.catalog else _process_catalog(settings, err)
     other = _load(args.compare, err) if args.compare else None
     if catalog is None or (args.compare and other is None):
         return EXIT_INVALID

@@ -76,7 +76,7 @@ def _load(path: Path, io: CatalogIO) -> Catalog | None:
 
 def _write_refusals(d: CatalogDiff, io: CatalogIO) -> None:
     for refusal in d.refused:
-        _say(io, f"refused   {refusal.key}: live with other content (publish a new version)")
+        _say(io, f"refused   {refusal.key}: {refusal.why}")
         for x in refusal.differences:
             live = "(absent)" if x.live is None else x.live
             new = "(absent)" if x.new is None else x.new

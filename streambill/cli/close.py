@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _deps(args: argparse.Namespace, settings: Settings, log: KafkaLog) -> CloseDeps:
-    from streambill.config.catalog_file import load_catalog
+    from streambill.wire.catalog_source import process_catalog
     from streambill.wire.codec import Codec
 
     frozen = datetime.fromisoformat(args.now) if args.now else None
@@ -83,10 +83,12 @@ def _deps(args: argparse.Namespace, settings: Settings, log: KafkaLog) -> CloseD
         return frozen if frozen is not None else datetime.now(UTC)
 
     names = TopicNames(settings.topic(USAGE_EVENTS), settings.topic(ACCOUNT_EVENTS))
+    codec = Codec()
+    catalog = process_catalog(settings, codec, lambda line: sys.stderr.write(line + "\n"))
     return CloseDeps(
         log=log,
-        codec=Codec(),
-        catalog=load_catalog(settings.catalog_path),
+        codec=codec,
+        catalog=catalog,
         topics=CloseTopics(
             names.usage, names.account, settings.topic(INVOICES), settings.topic(PERIOD_CLOSES)
         ),
@@ -94,7 +96,9 @@ def _deps(args: argparse.Namespace, settings: Settings, log: KafkaLog) -> CloseD
         policy=policy_from(settings),
         metrics=CloseMetrics(REGISTRY),
         progress_out=sys.stderr,
-        runner=ParallelRunner(settings, names, args.workers) if args.workers > 1 else None,
+        runner=(
+            ParallelRunner(settings, names, args.workers, catalog) if args.workers > 1 else None
+        ),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -76,6 +76,9 @@ class Settings(BaseSettings):
 
     # Billing
     catalog_path: Path = REPO_ROOT / "examples" / "catalog.yaml"
+    # Where processes read the catalog: "file" (catalog_path) or "topic" (the catalog
+    # topic, every version `streambill catalog publish` wrote; streambill.wire.catalog_source).
+    catalog_source: Literal["file", "topic"] = "file"
     # Retention of usage-events in days (<= 0: for ever). It must cover two periods of
     # the longest month (31 days) plus `max_lateness`, since closes and adjustments replay
     # it: `streambill topics create` refuses less (streambill.config.topics).
@@ -103,6 +106,9 @@ class Settings(BaseSettings):
     # Liveness watchdog (processors/worker/watchdog.py): exit 70 when the worker's partitions
     # have lag and nothing moved for this many seconds; 0 disables it.
     worker_stall_timeout: float = 30.0
+    # Seconds between checks of the catalog topic for new publications (source "topic";
+    # 0: never; processors.worker.catalog_refresh).
+    worker_catalog_refresh: float = 10.0
     worker_metrics_port: int = 0  # Prometheus text endpoint; 0 = disabled
     # An event id is remembered for `dedupe_window` of event time behind the
     # customer's watermark; anything older than `max_lateness` behind it is

@@ -207,14 +207,20 @@ class UsageClient:
         plan_id: str,
         *,
         seats: int = 1,
+        plan_version: int | None = None,
         event_id: str | None = None,
         timestamp: datetime | None = None,
     ) -> str:
-        """Start a subscription; its periods are anchored at `timestamp` (default now)."""
+        """Start a subscription; its periods are anchored at `timestamp` (default now).
+        `plan_version` pins the plan version it is billed on (None: the plan's lowest
+        version; pin the version you offer, see the README's catalog runbook)."""
         head = self._head(customer_id, event_id, timestamp)
         return self._send_account(
             SubscriptionStarted(
-                **head, plan_id=v.identifier(plan_id, "plan_id"), seats=v.count(seats, "seats")
+                **head,
+                plan_id=v.identifier(plan_id, "plan_id"),
+                seats=v.count(seats, "seats"),
+                plan_version=_version(plan_version),
             )
         )
 
@@ -223,13 +229,19 @@ class UsageClient:
         customer_id: str,
         plan_id: str,
         *,
+        plan_version: int | None = None,
         event_id: str | None = None,
         timestamp: datetime | None = None,
     ) -> str:
-        """Move to `plan_id` from the next period boundary."""
+        """Move to `plan_id` (at `plan_version`) from the next period boundary; another
+        version of the customer's own plan migrates them to it."""
         head = self._head(customer_id, event_id, timestamp)
         return self._send_account(
-            SubscriptionChanged(**head, plan_id=v.identifier(plan_id, "plan_id"))
+            SubscriptionChanged(
+                **head,
+                plan_id=v.identifier(plan_id, "plan_id"),
+                plan_version=_version(plan_version),
+            )
         )
 
     def cancel(
@@ -407,3 +419,8 @@ class UsageClient:
             if exc is None:
                 raise
             exc.add_note(f"and on exit: {err}")  # keep the body's error, lose nothing
+
+
+def _version(value: int | None) -> int | None:
+    """A plan version: None, or a whole number from 1 to 2**31 - 1 (the wire's int)."""
+    return None if value is None else v.count(value, "plan_version")

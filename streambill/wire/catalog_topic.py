@@ -43,7 +43,7 @@ class LoggedRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
-class CatalogLog(Protocol):
+class CatalogReader(Protocol):
     def watermarks(self, topic: str) -> tuple[dict[int, int], dict[int, int]]: ...
 
     def read(
@@ -54,6 +54,8 @@ class CatalogLog(Protocol):
         keys: frozenset[bytes] | None = None,
     ) -> Iterator[Sequence[LoggedRecord]]: ...
 
+
+class CatalogLog(CatalogReader, Protocol):
     def produce(self, topic: str, key: bytes, value: bytes, timestamp_ms: int) -> None: ...
 
     def flush(self) -> None: ...
@@ -103,7 +105,7 @@ def _entry(rec: LoggedRecord, codec: Codec) -> tuple[str, CatalogRecord | None] 
     return key, value
 
 
-def read_catalog(log: CatalogLog, topic: str, codec: Codec) -> CatalogRead:
+def read_catalog(log: CatalogReader, topic: str, codec: Codec) -> CatalogRead:
     """Everything on `topic` up to its end as of now, folded into the live catalog."""
     low, high = log.watermarks(topic)
     entries: list[tuple[str, CatalogRecord | None]] = []

@@ -192,9 +192,9 @@ def _account_command(client: UsageClient, e: Event) -> None:
     head: dict[str, Any] = {"event_id": e.event_id, "timestamp": e.timestamp}
     cid = e.customer_id
     if isinstance(e, SubscriptionStarted):
-        client.subscribe(cid, e.plan_id, seats=e.seats, **head)
+        client.subscribe(cid, e.plan_id, seats=e.seats, plan_version=e.plan_version, **head)
     elif isinstance(e, SubscriptionChanged):
-        client.change_plan(cid, e.plan_id, **head)
+        client.change_plan(cid, e.plan_id, plan_version=e.plan_version, **head)
     elif isinstance(e, SubscriptionCancelled):
         client.cancel(cid, **head)
     elif isinstance(e, SeatsChanged):

@@ -31,7 +31,7 @@ def _deps(kafka: Kafka, workers: int | None, now: tuple[int, int, int]) -> Close
     runner = None
     if workers is not None:
         names = TopicNames(kafka.topics.usage, kafka.topics.account)
-        runner = ParallelRunner(kafka.settings, names, workers)
+        runner = ParallelRunner(kafka.settings, names, workers, kafka.catalog)
     return CloseDeps(
         kafka.log, kafka.codec, kafka.catalog, kafka.topics, lambda: utc(*now), runner=runner
     )
@@ -63,7 +63,7 @@ def test_refused_close_starts_no_worker(kafka: Kafka) -> None:
 
 def test_warmed_up_workers_end_when_the_close_stops_before_the_fold(kafka: Kafka) -> None:
     names = TopicNames(kafka.topics.usage, kafka.topics.account)
-    runner = ParallelRunner(kafka.settings, names, 2)
+    runner = ParallelRunner(kafka.settings, names, 2, kafka.catalog)
     runner.warm_up()
     assert len(mp.active_children()) == 2
     runner.shutdown()

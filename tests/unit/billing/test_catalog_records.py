@@ -261,6 +261,25 @@ def test_a_bumped_version_is_added_and_the_old_one_stays_live() -> None:
     assert after.catalog().plans["writer"].version == 2
     assert after.revision != live.revision
 
+    both = after.catalog()  # every version stays priced: v1's subscribers keep v1
+    assert both.versions("writer") == (1, 2) and both.refs["writer@1"].version == 1
+
+
+def test_a_new_version_below_a_live_one_or_with_another_model_is_refused() -> None:
+    data = data_of(EXAMPLE)
+    v3 = copy.deepcopy(data)
+    plan_data(v3, "writer")["version"] = 3
+    live = published(parse_catalog(v3))
+    lower = diff(live, parse_catalog(data))  # writer v1 after v3: would move unpinned subs
+    assert [(r.key, r.differences[0].path) for r in lower.refused] == [("plan/writer/1", "version")]
+    assert "above the live ones" in lower.refused[0].why and lower.added == ()
+    other = copy.deepcopy(v3)
+    writer = plan_data(other, "writer")
+    writer["version"], writer["model"] = 4, "balance"
+    writer["prices"]["tokens"] = {"strategy": "per_unit", "unit_price": "0.02", "per": 1000}
+    changed = diff(live, parse_catalog(other))
+    assert [(r.key, r.differences[0].path) for r in changed.refused] == [("plan/writer/4", "model")]
+
 
 def test_features_and_packs_are_immutable_too() -> None:
     data = data_of(EXAMPLE)
