@@ -34,6 +34,7 @@ from billing.catalog_live import CatalogDiff, LiveCatalog, diff, with_records
 from billing.catalog_records import PlanRetired, PlanVersionPublished, retired_key
 from billing.errors import CatalogError
 from processors.close.kafka import KafkaLog, LogError
+from streambill.cli import migrate
 from streambill.config.catalog_file import load_catalog
 from streambill.config.settings import CATALOG, Settings
 from streambill.wire.catalog_topic import CatalogLog, CatalogRead, publish, read_catalog
@@ -190,7 +191,7 @@ def retire_plan(plan_id: str, io: CatalogIO) -> int:
 
 
 def register_commands(catalog_actions: Any) -> None:
-    """Add publish, diff, list and retire to the `catalog` command group."""
+    """Add publish, diff, list, retire and migrate to the `catalog` command group."""
     p = catalog_actions.add_parser(
         "publish", help="publish a catalog file's new plan versions, features and packs"
     )
@@ -204,6 +205,7 @@ def register_commands(catalog_actions: Any) -> None:
     r = catalog_actions.add_parser("retire", help="stop new subscriptions to a plan")
     r.add_argument("plan_id")
     r.set_defaults(func=_run(lambda args, io: retire_plan(args.plan_id, io)))
+    migrate.register(catalog_actions)
 
 
 def _run(

@@ -11,11 +11,12 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from billing.errors import CatalogError
-from billing.events import SubscriptionStarted
+from billing.events import SubscriptionChanged, SubscriptionStarted
 from streambill.cli.main import main
 from streambill.config.settings import REPO_ROOT, Settings
 from streambill.local.procs import free_port
@@ -23,6 +24,7 @@ from streambill.wire.catalog_source import CatalogWatch, process_catalog
 from streambill.wire.codec import Codec
 from tests.integration.fold_support import (
     StateWatcher,
+    TopicReader,
     WorkerProcess,
     delete_topics_with_prefix,
     isolated,
@@ -47,6 +49,7 @@ def topic_settings(base: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     )
     monkeypatch.setenv("STREAMBILL_BOOTSTRAP_SERVERS", settings.bootstrap_servers)
     monkeypatch.setenv("STREAMBILL_TOPIC_PREFIX", settings.topic_prefix)
+    monkeypatch.setenv("STREAMBILL_CATALOG_SOURCE", "topic")
     yield settings
     delete_topics_with_prefix(settings, settings.topic_prefix)
 
@@ -60,6 +63,18 @@ def _with_writer_v2(tmp_path: Path) -> Path:
     path = tmp_path / "catalog-v2.yaml"
     path.write_text(text[:end] + "\n" + v2 + text[end:])
     return path
+
+
+def _account_events(settings: Settings, codec: Codec, kind: type) -> list[Any]:
+    reader = TopicReader(settings, "account-events", codec)
+    try:
+        found: list[Any] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not found:
+            found = [v for _, v in reader.poll(1.0) if isinstance(v, kind)]
+        return found
+    finally:
+        reader.close()
 
 
 def test_processes_bill_from_the_topic_and_the_worker_reloads_it(
@@ -100,6 +115,22 @@ def test_processes_bill_from_the_topic_and_the_worker_reloads_it(
         )
         assert watcher.latest["cus_old"].plan_version == 1
         assert worker.alive() and worker.starts == 1  # no restart
+
+        # Migrating everyone on v1: one SubscriptionChanged each, effective at renewal.
+        migrate = ["catalog", "migrate", "--plan", "writer", "--from-version", "1"]
+        assert main([*migrate, "--to-version", "3"]) == 1  # not published: refused
+        assert "no v3" in capsys.readouterr().err
+        assert main([*migrate, "--to-version", "2", "--dry-run"]) == 0
+        assert "would move 1 customer(s)" in capsys.readouterr().out
+        at = ["--at", now.isoformat()]
+        assert main([*migrate, "--to-version", "2", *at]) == 0
+        assert "moved 1 customer(s)" in capsys.readouterr().out
+        assert main([*migrate, "--to-version", "2", "--customer", "cus_new", *at]) == 0
+        assert "skipped   cus_new: not active on writer v1" in capsys.readouterr().out
+        changes = _account_events(settings, codec, SubscriptionChanged)
+        assert [(e.customer_id, e.plan_id, e.plan_version) for e in changes] == [
+            ("cus_old", "writer", 2)
+        ]
     finally:
         watcher.close()
         worker.stop()
