@@ -138,6 +138,13 @@ def revision(records: Iterable[CatalogRecord]) -> str:
 # ------------------------------------------------------------------------- diff
 
 
+def catalog_revision(catalog: Catalog) -> str:
+    """The revision of what `catalog` prices with (features, credit packs, every plan
+    version; no retirements): what PeriodClosed records. Equal to `catalog list`'s
+    revision when no plan was retired."""
+    return revision(catalog_records(catalog))
+
+
 @dataclass(frozen=True, slots=True)
 class Difference:
     """One field that differs: its path in catalog-file terms

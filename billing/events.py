@@ -289,3 +289,6 @@ class PeriodClosed:
     closed_at: datetime
     invoice_count: int
     total_by_currency: Mapping[str, Decimal] = field(default_factory=dict)
+    # The revision of the catalog the close priced with (`billing.catalog_live.revision`
+    # of its records); None in closes recorded before it was kept.
+    catalog_revision: str | None = None

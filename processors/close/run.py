@@ -59,6 +59,7 @@ from decimal import Decimal
 from typing import Any, Protocol, TextIO
 
 from billing.admission import AdmissionPolicy
+from billing.catalog_live import catalog_revision
 from billing.events import Invoice, PeriodClosed
 from processors.close.fold import GroupResult, PricedInvoice, TopicNames, fold_group
 from processors.close.log import LogPort
@@ -327,8 +328,9 @@ def _close(
     report.sent = len(to_send)
     if not already_closed and opts.customer is None:
         record = PeriodClosed(
-            str(opts.month), ends, deps.clock(), len(report.invoices), report.totals()
-        )
+            str(opts.month), ends, deps.clock(), len(report.invoices), report.totals(),
+            catalog_revision=catalog_revision(deps.catalog),
+        )  # fmt: skip
         _write_closed(deps, str(opts.month), record)
     report.lap("period_closed")
     if report.sent == 0 and (already_closed or opts.customer is not None):

@@ -298,6 +298,7 @@ def to_avro_period_closed(c: PeriodClosed) -> Record:
         "closed_at": time_to(c.closed_at, "closed_at"),
         "invoice_count": int_to(c.invoice_count, "invoice_count"),
         "total_by_currency": dec_map_to(c.total_by_currency, "total_by_currency"),
+        "catalog_revision": c.catalog_revision,
     }
 
 
@@ -325,6 +326,7 @@ def from_avro_period_closed(r: Mapping[str, Any]) -> PeriodClosed:
         closed_at=time_from(r, "closed_at"),
         invoice_count=int_from(r, "invoice_count"),
         total_by_currency=dec_map_from(r, "total_by_currency"),
+        catalog_revision=opt_str_from(r, "catalog_revision"),
     )
 
 

@@ -21,11 +21,13 @@ import yaml
 
 from billing.admission import fingerprint, to_ms
 from billing.catalog import Catalog, parse_catalog
+from billing.catalog_live import catalog_revision
 from billing.errors import CatalogError
-from billing.events import Invoice, SubscriptionChanged, SubscriptionStarted
+from billing.events import Invoice, PeriodClosed, SubscriptionChanged, SubscriptionStarted
 from billing.ledger import apply, new_state
 from streambill.config.settings import Settings
-from tests.close_support import Harness, subscribe, usage, utc
+from streambill.wire.convert import decode_value
+from tests.close_support import TOPICS, Harness, subscribe, usage, utc
 
 
 def _data() -> dict[str, Any]:
@@ -80,6 +82,15 @@ def test_re_running_a_close_after_a_new_version_gives_the_same_bytes() -> None:
     assert again.status == "no_op" and again.sent == 0
     assert again.already_on_topic == 1
     assert [data for _, data in again.invoices] == [data for data, _ in issued]
+    closes = [
+        decode_value(h.codec, r.value)
+        for part in h.log.topics[TOPICS.closes]
+        for r in part
+        if r.key == b"2026-10"  # the close itself (its plan record has a key of its own)
+    ]
+    recorded = [c for c in closes if isinstance(c, PeriodClosed)]
+    assert [c.catalog_revision for c in recorded] == [catalog_revision(V1)]  # written once
+    assert catalog_revision(V1) != catalog_revision(V1_V2)
 
 
 def test_late_usage_is_adjusted_at_the_pinned_price_against_the_issued_invoice() -> None:

@@ -119,6 +119,13 @@ def test_bytes_written_with_an_earlier_schema_version_still_decode(
     assert decode_value(codec, bytes.fromhex(path.read_text().strip())) == SAMPLES[name]
 
 
+def test_a_close_s_catalog_revision_survives_the_wire(codec: Codec) -> None:
+    closed = dataclasses.replace(
+        SAMPLES["streambill.closes.v1.PeriodClosed"], catalog_revision="ab" * 32
+    )
+    assert decode_value(codec, encode_value(codec, closed)) == closed
+
+
 def test_a_pinned_plan_version_survives_the_wire(codec: Codec) -> None:
     for name in (
         "streambill.account.v1.SubscriptionStarted",
