@@ -60,6 +60,7 @@ from streambill.local.demo_steps import (
     PlanSummary,
     closable_month,
     demo_settings,
+    publish_catalog,
     send_account,
     summarize,
     usage_day_start,
@@ -68,6 +69,7 @@ from streambill.local.demo_steps import (
 from streambill.local.demo_watch import AlertCounter, StatusLine, WorkerProgress, balance_line, bar
 from streambill.local.procs import Child
 from streambill.sdk.client import UsageClient
+from streambill.wire.catalog_source import process_catalog
 from streambill.wire.codec import Codec
 
 CHUNK = 5000  # usage events per SDK call between two looks at the worker
@@ -147,6 +149,9 @@ class Demo:
             f"topics: {len(created)} created under prefix {s.topic_prefix!r} "
             f"({s.partitions} partitions each, the catalog 1)"
         )
+        published, revision = publish_catalog(s, self.codec)
+        self.catalog = process_catalog(s, self.codec, self.say)  # what every process reads
+        self.say(f"catalog: {published} records published on the topic, revision {revision[:12]}")
         pop = population(opts.customers, anchor, opts.seed, opts.run_id)
         customers, account = list(pop.customers), list(pop.account_events)
         with UsageClient(s) as client:

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from pydantic import SecretStr
 
+from billing.catalog_live import diff
 from billing.events import (
     AccountEvent,
     CreditsPurchased,
@@ -20,11 +21,12 @@ from billing.events import (
 )
 from processors.close.plan import Month
 from processors.close.run import CloseReport
-from streambill.config.settings import Settings
+from streambill.config.settings import CATALOG, Settings
 from streambill.local.demo_load import DemoCustomer
 from streambill.local.demo_procs import DemoError
 from streambill.local.procs import free_port
 from streambill.sdk.client import UsageClient
+from streambill.wire.codec import Codec
 
 
 @dataclass
@@ -81,6 +83,7 @@ def demo_settings(base: Settings, run_id: str, api_port: int) -> Settings:
         "topic_prefix": f"{base.topic_prefix}demo-{run_id}.",
         "read_model_prefix": f"{base.read_model_prefix}demo-{run_id}",
         "api_port": api_port or free_port(base.api_host),
+        "catalog_source": "topic",  # published by `publish_catalog`, read by every process
         "admin_key": base.admin_key or SecretStr(secrets.token_urlsafe(18)),
         "token_secret": base.token_secret or SecretStr(secrets.token_urlsafe(32)),
     }
@@ -96,3 +99,24 @@ def watched_customers(customers: list[DemoCustomer]) -> list[str]:
         if mine:
             picked.append(max(mine, key=lambda c: c.activity).customer_id)
     return picked
+
+
+def publish_catalog(settings: Settings, codec: Codec) -> tuple[int, str]:
+    """`streambill catalog publish STREAMBILL_CATALOG_PATH` for the demo's fresh topics:
+    (records published, the live revision). The demo's processes then read the
+    catalog from the topic (`demo_settings` sets the source), as production would."""
+    from processors.close.kafka import KafkaLog
+    from streambill.config.catalog_file import load_catalog
+    from streambill.wire.catalog_topic import publish, read_catalog
+
+    catalog = load_catalog(settings.catalog_path)
+    log = KafkaLog(settings.kafka_config(), timeout_s=15.0)
+    topic = settings.topic(CATALOG)
+    try:
+        changes = diff(read_catalog(log, topic, codec).live, catalog)
+        if changes.refused:
+            raise DemoError(f"the catalog topic {topic} holds other content: {changes.refused}")
+        count = publish(log, topic, codec, changes.added)
+        return count, read_catalog(log, topic, codec).live.revision
+    finally:
+        log.close()
