@@ -40,22 +40,15 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from billing.events import SubscriptionStarted, UsageRecorded
-from processors.close.fold import TopicNames
 from processors.close.kafka import KafkaLog
 from processors.close.parallel import ParallelRunner
 from processors.close.plan import Month
-from processors.close.run import CloseDeps, CloseOptions, CloseReport, CloseTopics, close_period
+from processors.close.run import CloseDeps, CloseOptions, CloseReport, close_period
 from processors.close.setup import prepare_process
+from processors.close.topics import CloseTopics
 from processors.fold.admission import policy_from
 from streambill.config.catalog_file import load_catalog
-from streambill.config.settings import (
-    ACCOUNT_EVENTS,
-    ALL_TOPICS,
-    INVOICES,
-    PERIOD_CLOSES,
-    USAGE_EVENTS,
-    Settings,
-)
+from streambill.config.settings import ACCOUNT_EVENTS, ALL_TOPICS, USAGE_EVENTS, Settings
 from streambill.config.topics import create_topics
 from streambill.wire.codec import Codec
 from streambill.wire.convert import encode_value
@@ -142,19 +135,17 @@ def close_once(
 ) -> None:
     """Close `month` once and print wall-clock and CPU figures. A re-run reads and folds
     exactly the same events (it recomputes and verifies the recorded close)."""
-    names = TopicNames(settings.topic(USAGE_EVENTS), settings.topic(ACCOUNT_EVENTS))
+    topics = CloseTopics.of(settings)
     log = KafkaLog(settings.kafka_config())
     deps = CloseDeps(
         log=log,
         codec=Codec(),
         catalog=load_catalog(settings.catalog_path),
-        topics=CloseTopics(
-            names.usage, names.account, settings.topic(INVOICES), settings.topic(PERIOD_CLOSES)
-        ),
+        topics=topics,
         clock=lambda: now,
         policy=policy_from(settings),
         progress_out=sys.stderr,
-        runner=ParallelRunner(settings, names, args.workers) if args.workers > 1 else None,
+        runner=ParallelRunner(settings, topics.inputs, args.workers) if args.workers > 1 else None,
     )
     load_before = os.getloadavg()[0]
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
