@@ -33,13 +33,14 @@ import resource
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from billing.events import SubscriptionStarted, UsageRecorded
+from billing.events import Event, SubscriptionStarted, UsageRecorded
 from processors.close.kafka import KafkaLog
 from processors.close.parallel import ParallelRunner
 from processors.close.plan import Month
@@ -65,6 +66,24 @@ def closable_month(now: datetime) -> Month:
     return month
 
 
+PLANS = ("writer", "starter", "scale", "team")
+
+
+def workload(events: int, customers: int, start: datetime) -> Iterator[Event]:
+    """The benchmark's data: `customers` subscriptions at `start` (metered plans, 1-3
+    seats), then `events` usage events at random times in the 28 days from `start`
+    (inside every month); seeded, so every run gets the same events."""
+    for i in range(customers):
+        c = f"cus_{i:06d}"
+        yield SubscriptionStarted(f"sub_{i}", c, start, PLANS[i % len(PLANS)], 1 + i % 3)
+    rng = random.Random(1)
+    span = 28 * 24 * 3600 - 1
+    for n in range(events):
+        c = f"cus_{rng.randrange(customers):06d}"
+        at = start + timedelta(seconds=rng.randrange(span))
+        yield UsageRecorded(f"evt_{n:09d}", c, "tokens", Decimal(rng.randrange(1, 5000)), at)
+
+
 def publish(settings: Settings, events: int, customers: int, start: datetime) -> float:
     codec = Codec()
     producer = Producer(
@@ -81,7 +100,6 @@ def publish(settings: Settings, events: int, customers: int, start: datetime) ->
         )
     )
     usage_topic, account_topic = settings.topic(USAGE_EVENTS), settings.topic(ACCOUNT_EVENTS)
-    plans = ("writer", "starter", "scale", "team")
 
     def send(topic: str, key: bytes, value: bytes, ts: datetime) -> None:
         while True:
@@ -92,17 +110,9 @@ def publish(settings: Settings, events: int, customers: int, start: datetime) ->
                 producer.poll(0.05)
 
     t0 = time.perf_counter()
-    for i in range(customers):
-        c = f"cus_{i:06d}"
-        sub = SubscriptionStarted(f"sub_{i}", c, start, plans[i % len(plans)], 1 + i % 3)
-        send(account_topic, c.encode(), encode_value(codec, sub), start)
-    rng = random.Random(1)
-    span = 28 * 24 * 3600 - 1  # inside every month
-    for n in range(events):
-        c = f"cus_{rng.randrange(customers):06d}"
-        at = start + timedelta(seconds=rng.randrange(span))
-        ev = UsageRecorded(f"evt_{n:09d}", c, "tokens", Decimal(rng.randrange(1, 5000)), at)
-        send(usage_topic, c.encode(), encode_value(codec, ev), at)
+    for n, ev in enumerate(workload(events, customers, start)):
+        topic = usage_topic if isinstance(ev, UsageRecorded) else account_topic
+        send(topic, ev.customer_id.encode(), encode_value(codec, ev), ev.timestamp)
         if n % 10000 == 0:
             producer.poll(0)
     left = producer.flush(120)
