@@ -84,6 +84,14 @@ def workload(events: int, customers: int, start: datetime) -> Iterator[Event]:
         yield UsageRecorded(f"evt_{n:09d}", c, "tokens", Decimal(rng.randrange(1, 5000)), at)
 
 
+def workload_args(ap: argparse.ArgumentParser, events: int) -> None:
+    """The options of `workload` (`--events` defaulting to `events`), and the number of
+    partitions it is spread over."""
+    ap.add_argument("--events", type=int, default=events)
+    ap.add_argument("--customers", type=int, default=10_000)
+    ap.add_argument("--partitions", type=int, default=4)
+
+
 def publish(settings: Settings, events: int, customers: int, start: datetime) -> float:
     codec = Codec()
     producer = Producer(
@@ -200,9 +208,7 @@ def close_once(
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--customers", type=int, default=10_000)
-    ap.add_argument("--partitions", type=int, default=4)
+    workload_args(ap, events=1_000_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--bootstrap", default="127.0.0.1:29092")
     ap.add_argument("--repeat", type=int, default=1, help="close again N-1 times (same work)")

@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.close import workload
+from bench.close import workload, workload_args
 from billing.events import UsageRecorded
 from processors.close.fold import GroupResult, TopicNames, fold_group
 from processors.close.log import InMemoryLog
@@ -46,9 +46,7 @@ def fill(log: InMemoryLog, codec: Codec, events: int, customers: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--events", type=int, default=200_000)
-    ap.add_argument("--customers", type=int, default=10_000)
-    ap.add_argument("--partitions", type=int, default=4)
+    workload_args(ap, events=200_000)
     ap.add_argument("--profile", help="write a cProfile file here")
     ap.add_argument("--repeat", type=int, default=1, help="fold R times, print the best")
     ap.add_argument("--no-setup", action="store_true", help="Python's default gc settings")
