@@ -33,29 +33,23 @@ import resource
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from billing.events import SubscriptionStarted, UsageRecorded
-from processors.close.fold import TopicNames
+from billing.events import Event, SubscriptionStarted, UsageRecorded
 from processors.close.kafka import KafkaLog
 from processors.close.parallel import ParallelRunner
 from processors.close.plan import Month
-from processors.close.run import CloseDeps, CloseOptions, CloseReport, CloseTopics, close_period
+from processors.close.run import CloseDeps, CloseOptions, CloseReport, close_period
 from processors.close.setup import prepare_process
+from processors.close.topics import CloseTopics
 from processors.fold.admission import policy_from
 from streambill.config.catalog_file import load_catalog
-from streambill.config.settings import (
-    ACCOUNT_EVENTS,
-    ALL_TOPICS,
-    INVOICES,
-    PERIOD_CLOSES,
-    USAGE_EVENTS,
-    Settings,
-)
+from streambill.config.settings import ACCOUNT_EVENTS, ALL_TOPICS, USAGE_EVENTS, Settings
 from streambill.config.topics import create_topics
 from streambill.wire.codec import Codec
 from streambill.wire.convert import encode_value
@@ -70,6 +64,32 @@ def closable_month(now: datetime) -> Month:
     if month.end + CloseOptions(month).grace + timedelta(hours=1) > now:
         month = month.shift(-1)
     return month
+
+
+PLANS = ("writer", "starter", "scale", "team")
+
+
+def workload(events: int, customers: int, start: datetime) -> Iterator[Event]:
+    """The benchmark's data: `customers` subscriptions at `start` (metered plans, 1-3
+    seats), then `events` usage events at random times in the 28 days from `start`
+    (inside every month); seeded, so every run gets the same events."""
+    for i in range(customers):
+        c = f"cus_{i:06d}"
+        yield SubscriptionStarted(f"sub_{i}", c, start, PLANS[i % len(PLANS)], 1 + i % 3)
+    rng = random.Random(1)
+    span = 28 * 24 * 3600 - 1
+    for n in range(events):
+        c = f"cus_{rng.randrange(customers):06d}"
+        at = start + timedelta(seconds=rng.randrange(span))
+        yield UsageRecorded(f"evt_{n:09d}", c, "tokens", Decimal(rng.randrange(1, 5000)), at)
+
+
+def workload_args(ap: argparse.ArgumentParser, events: int) -> None:
+    """The options of `workload` (`--events` defaulting to `events`), and the number of
+    partitions it is spread over."""
+    ap.add_argument("--events", type=int, default=events)
+    ap.add_argument("--customers", type=int, default=10_000)
+    ap.add_argument("--partitions", type=int, default=4)
 
 
 def publish(settings: Settings, events: int, customers: int, start: datetime) -> float:
@@ -88,7 +108,6 @@ def publish(settings: Settings, events: int, customers: int, start: datetime) ->
         )
     )
     usage_topic, account_topic = settings.topic(USAGE_EVENTS), settings.topic(ACCOUNT_EVENTS)
-    plans = ("writer", "starter", "scale", "team")
 
     def send(topic: str, key: bytes, value: bytes, ts: datetime) -> None:
         while True:
@@ -99,17 +118,9 @@ def publish(settings: Settings, events: int, customers: int, start: datetime) ->
                 producer.poll(0.05)
 
     t0 = time.perf_counter()
-    for i in range(customers):
-        c = f"cus_{i:06d}"
-        sub = SubscriptionStarted(f"sub_{i}", c, start, plans[i % len(plans)], 1 + i % 3)
-        send(account_topic, c.encode(), encode_value(codec, sub), start)
-    rng = random.Random(1)
-    span = 28 * 24 * 3600 - 1  # inside every month
-    for n in range(events):
-        c = f"cus_{rng.randrange(customers):06d}"
-        at = start + timedelta(seconds=rng.randrange(span))
-        ev = UsageRecorded(f"evt_{n:09d}", c, "tokens", Decimal(rng.randrange(1, 5000)), at)
-        send(usage_topic, c.encode(), encode_value(codec, ev), at)
+    for n, ev in enumerate(workload(events, customers, start)):
+        topic = usage_topic if isinstance(ev, UsageRecorded) else account_topic
+        send(topic, ev.customer_id.encode(), encode_value(codec, ev), ev.timestamp)
         if n % 10000 == 0:
             producer.poll(0)
     left = producer.flush(120)
@@ -142,21 +153,21 @@ def close_once(
 ) -> None:
     """Close `month` once and print wall-clock and CPU figures. A re-run reads and folds
     exactly the same events (it recomputes and verifies the recorded close)."""
-    names = TopicNames(settings.topic(USAGE_EVENTS), settings.topic(ACCOUNT_EVENTS))
+    topics = CloseTopics.of(settings)
     log = KafkaLog(settings.kafka_config())
     catalog = load_catalog(settings.catalog_path)
     deps = CloseDeps(
         log=log,
         codec=Codec(),
         catalog=catalog,
-        topics=CloseTopics(
-            names.usage, names.account, settings.topic(INVOICES), settings.topic(PERIOD_CLOSES)
-        ),
+        topics=topics,
         clock=lambda: now,
         policy=policy_from(settings),
         progress_out=sys.stderr,
         runner=(
-            ParallelRunner(settings, names, args.workers, catalog) if args.workers > 1 else None
+            ParallelRunner(settings, topics.inputs, args.workers, catalog)
+            if args.workers > 1
+            else None
         ),
     )
     load_before = os.getloadavg()[0]
@@ -202,9 +213,7 @@ def close_once(
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--customers", type=int, default=10_000)
-    ap.add_argument("--partitions", type=int, default=4)
+    workload_args(ap, events=1_000_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--bootstrap", default="127.0.0.1:29092")
     ap.add_argument("--repeat", type=int, default=1, help="close again N-1 times (same work)")

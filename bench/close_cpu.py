@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import random
 import time
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Any
 
-from billing.events import SubscriptionStarted, UsageRecorded
+from bench.close import workload, workload_args
+from billing.events import UsageRecorded
 from processors.close.fold import GroupResult, TopicNames, fold_group
 from processors.close.log import InMemoryLog
 from processors.close.plan import CloseHistory, Month, ReadPlan, build_plan
@@ -39,26 +38,15 @@ USAGE, ACCOUNT = "usage", "account"
 
 
 def fill(log: InMemoryLog, codec: Codec, events: int, customers: int) -> None:
-    """The data of `bench/close.py` (same generator, same seed)."""
-    plans = ("writer", "starter", "scale", "team")
-    for i in range(customers):
-        c = f"cus_{i:06d}"
-        sub = SubscriptionStarted(f"sub_{i}", c, START, plans[i % len(plans)], 1 + i % 3)
-        log.produce(ACCOUNT, c.encode(), encode_value(codec, sub), 0)
-    rng = random.Random(1)
-    span = 30 * 24 * 3600 - 1
-    for n in range(events):
-        c = f"cus_{rng.randrange(customers):06d}"
-        at = START + timedelta(seconds=rng.randrange(span))
-        ev = UsageRecorded(f"evt_{n:09d}", c, "tokens", Decimal(rng.randrange(1, 5000)), at)
-        log.produce(USAGE, c.encode(), encode_value(codec, ev), 0)
+    """The data of `bench/close.py` (its generator), from START."""
+    for ev in workload(events, customers, START):
+        topic = USAGE if isinstance(ev, UsageRecorded) else ACCOUNT
+        log.produce(topic, ev.customer_id.encode(), encode_value(codec, ev), 0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--events", type=int, default=200_000)
-    ap.add_argument("--customers", type=int, default=10_000)
-    ap.add_argument("--partitions", type=int, default=4)
+    workload_args(ap, events=200_000)
     ap.add_argument("--profile", help="write a cProfile file here")
     ap.add_argument("--repeat", type=int, default=1, help="fold R times, print the best")
     ap.add_argument("--no-setup", action="store_true", help="Python's default gc settings")

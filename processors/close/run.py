@@ -61,7 +61,7 @@ from typing import Any, Protocol, TextIO
 from billing.admission import AdmissionPolicy
 from billing.catalog_live import catalog_revision
 from billing.events import Invoice, PeriodClosed
-from processors.close.fold import GroupResult, PricedInvoice, TopicNames, fold_group
+from processors.close.fold import GroupResult, PricedInvoice, fold_group
 from processors.close.log import LogPort
 from processors.close.plan import (
     ACCOUNT,
@@ -81,6 +81,7 @@ from processors.close.plan import (
 )
 from processors.close.progress import CloseMetrics, Progress
 from processors.close.setup import paused_gc
+from processors.close.topics import CloseTopics
 from processors.fold.admission import DEFAULT_POLICY, Doors
 from streambill.wire.codec import Codec
 from streambill.wire.convert import decode_value, encode_value
@@ -88,16 +89,6 @@ from streambill.wire.convert import decode_value, encode_value
 
 class CloseError(Exception):
     """The close stopped without writing anything further (see the message)."""
-
-
-@dataclass(frozen=True, slots=True)
-class CloseTopics:
-    """Physical topic names."""
-
-    usage: str
-    account: str
-    invoices: str
-    closes: str
 
 
 class GroupRunner(Protocol):
@@ -260,7 +251,7 @@ def _fold(deps: CloseDeps, opts: CloseOptions, plan: ReadPlan) -> GroupResult:
     if deps.runner is not None:
         result = deps.runner(plan, keys, progress.tick)  # the workers pause their gc
     else:
-        names = TopicNames(deps.topics.usage, deps.topics.account)
+        names = deps.topics.inputs
         with paused_gc():  # see processors.close.setup
             result = fold_group(
                 deps.log,

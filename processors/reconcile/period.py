@@ -19,7 +19,8 @@ from billing.catalog import Catalog
 from billing.events import Invoice
 from processors.close.log import LogPort
 from processors.close.plan import Month
-from processors.close.run import CloseDeps, CloseOptions, CloseTopics, close_period, read_history
+from processors.close.run import CloseDeps, CloseOptions, close_period, read_history
+from processors.close.topics import CloseTopics
 from processors.fold.admission import DEFAULT_POLICY
 from processors.reconcile.log import ReconcileReport, read_all
 from streambill.wire.codec import Codec, DecodeError

@@ -18,13 +18,14 @@ from datetime import UTC, datetime
 from billing.catalog import Catalog
 from processors.close.log import LogPort
 from processors.close.plan import ClosePlanError, Month
-from processors.close.run import CloseTopics, read_history
+from processors.close.run import read_history
+from processors.close.topics import CloseTopics
 from processors.fold.admission import policy_from
 from processors.reconcile.live import check_against_live
 from processors.reconcile.log import ReconcileReport, read_outputs, reconcile_log
 from processors.reconcile.period import check_period
 from processors.worker.worker import topics_from
-from streambill.config.settings import INVOICES, PERIOD_CLOSES, Settings
+from streambill.config.settings import Settings
 from streambill.wire.codec import Codec
 
 
@@ -53,12 +54,7 @@ def reconcile(
         report = reconcile_log(
             the_log, the_codec, the_catalog, topics, policy_from(settings), now, read=read
         )
-        close_topics = CloseTopics(
-            topics.usage,
-            topics.account,
-            settings.topic(INVOICES),
-            settings.topic(PERIOD_CLOSES),
-        )
+        close_topics = CloseTopics.of(settings)
         check_against_live(
             the_log,
             the_codec,

@@ -1,10 +1,8 @@
 """`streambill export`'s pure part: input records of the log to the JSON lines that
-`streambill simulate` reads (`processors.simulate.simulation.read_jsonl`).
+`streambill simulate` reads (the format of `processors.simulate.lines`).
 
-One file holds both inputs: a usage event is a line without `type` (the usage file's
-format), an account event a line whose `type` names its kind (the accounts file's
-format); `read_jsonl` of the usage file reads both. `event_json` is the inverse of
-the simulate parsers: reading a written line back gives an equal event.
+One file holds both inputs: usage lines and account lines (`type` naming the kind);
+`read_jsonl` of the usage file reads both, as the same events.
 
 Every record passes the doors (`processors.fold.admission.Doors`) first, as on every
 path that reads the input topics; a record they reject is not written but counted by
@@ -18,27 +16,15 @@ offset order: the log's order, which is what simulate folds usage in).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol, TextIO
+from datetime import datetime
+from typing import Protocol, TextIO
 
-from billing.events import (
-    BalanceAdjusted,
-    CreditsGranted,
-    CreditsPurchased,
-    Event,
-    RejectReason,
-    SeatsChanged,
-    SubscriptionCancelled,
-    SubscriptionChanged,
-    SubscriptionStarted,
-    UsageRecorded,
-    WalletDeposited,
-)
+from billing.events import Event, RejectReason, UsageRecorded
 from processors.fold.admission import Doors, Rejection
+from processors.simulate.lines import event_line
 
 
 class InputRecord(Protocol):
@@ -79,66 +65,6 @@ class ExportTally:
     account: int = 0
     outside: int = 0  # read, admitted by the doors, not selected
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> records
-
-
-def _time(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    """The JSON object simulate reads for `event` (amounts as decimal strings)."""
-    base = {"event_id": event.event_id, "customer_id": event.customer_id}
-    at = _time(event.timestamp)
-    if isinstance(event, UsageRecorded):
-        return {
-            **base,
-            "feature_id": event.feature_id,
-            "quantity": str(event.quantity),
-            "timestamp": at,
-            "properties": dict(sorted(event.properties.items())),
-        }
-    head = {"type": account_type(event), **base, "timestamp": at}
-    if isinstance(event, SubscriptionStarted | SubscriptionChanged):
-        pin = {} if event.plan_version is None else {"plan_version": event.plan_version}
-    if isinstance(event, SubscriptionStarted):
-        return {**head, "plan_id": event.plan_id, "seats": event.seats, **pin}
-    if isinstance(event, SubscriptionChanged):
-        return {**head, "plan_id": event.plan_id, **pin}
-    if isinstance(event, SubscriptionCancelled):
-        return head
-    if isinstance(event, SeatsChanged):
-        return {**head, "seats": event.seats}
-    if isinstance(event, CreditsPurchased):
-        return {**head, "pack_id": event.pack_id, "quantity": event.quantity}
-    if isinstance(event, CreditsGranted):
-        expires = None if event.expires_at is None else _time(event.expires_at)
-        return {**head, "credits": str(event.credits), "expires_at": expires}
-    money = {"amount": str(event.amount), "currency": event.currency}
-    if isinstance(event, WalletDeposited):
-        return {**head, **money}
-    return {**head, **money, "reason": event.reason}
-
-
-_TYPES: dict[type, str] = {
-    SubscriptionStarted: "subscription_started",
-    SubscriptionChanged: "subscription_changed",
-    SubscriptionCancelled: "subscription_cancelled",
-    SeatsChanged: "seats_changed",
-    CreditsPurchased: "credits_purchased",
-    CreditsGranted: "credits_granted",
-    WalletDeposited: "wallet_deposited",
-    BalanceAdjusted: "balance_adjusted",
-}
-
-
-def account_type(event: Event) -> str:
-    """The `type` of an account event's line."""
-    return _TYPES[type(event)]
-
-
-def event_line(event: Event) -> str:
-    """One line of the file, newline included."""
-    return json.dumps(event_json(event), separators=(", ", ": ")) + "\n"
 
 
 def export_records(

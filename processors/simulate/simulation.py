@@ -1,8 +1,9 @@
 """`streambill simulate`: the billing core run over JSON-lines files of events.
 
 The same `billing` functions as the fold worker and the period close, so a price
-change can be back-tested on real history. Bad lines never stop a run: they are
-reported as rejected with a reason code, like everything the fold rejects.
+change can be back-tested on real history. The files are read by
+`processors.simulate.lines`; bad lines never stop a run: they are reported as
+rejected with a reason code, like everything the fold rejects.
 
 Order and admission are the period close's (`billing.replay`): usage events in
 file order (the log's order), each after the account events whose event time is
@@ -21,50 +22,22 @@ or before `end` are no longer counted.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from billing.admission import AdmissionPolicy
 from billing.bounds import exact_context
 from billing.catalog import Catalog
-from billing.events import (
-    AccountEvent,
-    BalanceAdjusted,
-    CreditsGranted,
-    CreditsPurchased,
-    Event,
-    Invoice,
-    RejectReason,
-    SeatsChanged,
-    SubscriptionCancelled,
-    SubscriptionChanged,
-    SubscriptionStarted,
-    UsageRecorded,
-    WalletDeposited,
-)
+from billing.events import Event, Invoice, UsageRecorded
 from billing.fold import Effects
 from billing.invoicing import period_invoice, periods_ending_in
 from billing.ledger import CustomerState, advance, snapshot
 from billing.replay import Replay
+from processors.simulate.lines import Rejected, time_text
 from streambill.config.settings import Settings
-
-
-class LineError(Exception):
-    def __init__(self, reason: RejectReason, detail: str, event_id: str | None = None) -> None:
-        super().__init__(detail)
-        self.reason, self.detail, self.event_id = reason, detail, event_id
-
-
-@dataclass(frozen=True)
-class Rejected:
-    event_id: str | None
-    reason: str
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -81,155 +54,6 @@ class SimulationResult:
     invoices: list[Invoice] = field(default_factory=list)
     customers: list[CustomerSummary] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------ parsing
-
-
-def parse_time(value: Any, name: str) -> datetime:
-    """RFC 3339 (or a bare date, meaning midnight UTC), returned in UTC."""
-    if not isinstance(value, str):
-        raise LineError(RejectReason.INVALID_FIELD, f"{name} must be an RFC 3339 string")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise LineError(RejectReason.INVALID_FIELD, f"{name} {value!r} is not RFC 3339") from None
-    if parsed.tzinfo is None:
-        if len(value) == 10:  # a date
-            return parsed.replace(tzinfo=UTC)
-        raise LineError(RejectReason.INVALID_FIELD, f"{name} {value!r} has no UTC offset")
-    return parsed.astimezone(UTC)
-
-
-def _decimal(value: Any, name: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
-        raise LineError(RejectReason.INVALID_FIELD, f"{name} must be a number or decimal string")
-    try:
-        d = Decimal(value)
-    except InvalidOperation:
-        raise LineError(RejectReason.INVALID_FIELD, f"{name} {value!r} is not a number") from None
-    if not d.is_finite():
-        raise LineError(RejectReason.INVALID_FIELD, f"{name} {value!r} is not finite")
-    return d
-
-
-def _str(obj: Mapping[str, Any], name: str) -> str:
-    value = obj.get(name)
-    if not isinstance(value, str) or not value:
-        raise LineError(RejectReason.INVALID_FIELD, f"{name} must be a non-empty string")
-    return value
-
-
-def _int(obj: Mapping[str, Any], name: str, default: int) -> int:
-    value = obj.get(name, default)
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise LineError(RejectReason.INVALID_FIELD, f"{name} must be an integer")
-    return value
-
-
-def _version(obj: Mapping[str, Any]) -> int | None:
-    """`plan_version`, absent or null: None (the plan's lowest version)."""
-    if obj.get("plan_version") is None:
-        return None
-    version = _int(obj, "plan_version", 0)
-    if version < 1:
-        raise LineError(RejectReason.INVALID_FIELD, "plan_version must be at least 1")
-    return version
-
-
-def parse_usage(obj: Mapping[str, Any]) -> UsageRecorded:
-    props = obj.get("properties") or {}
-    if not isinstance(props, Mapping):
-        raise LineError(RejectReason.INVALID_FIELD, "properties must be an object")
-    clean: dict[str, str] = {}
-    for key, value in props.items():
-        if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-            raise LineError(RejectReason.INVALID_FIELD, f"property {key!r} must be a string")
-        clean[str(key)] = str(value)
-    return UsageRecorded(
-        event_id=_str(obj, "event_id"),
-        customer_id=_str(obj, "customer_id"),
-        feature_id=_str(obj, "feature_id"),
-        quantity=_decimal(obj.get("quantity"), "quantity"),
-        timestamp=parse_time(obj.get("timestamp"), "timestamp"),
-        properties=clean,
-    )
-
-
-ACCOUNT_TYPES = frozenset({
-    "subscription_started", "subscription_changed", "subscription_cancelled", "seats_changed",
-    "credits_purchased", "credits_granted", "wallet_deposited", "balance_adjusted",
-})  # fmt: skip
-
-
-def parse_account(obj: Mapping[str, Any]) -> AccountEvent:
-    kind = obj.get("type")
-    base = (
-        _str(obj, "event_id"),
-        _str(obj, "customer_id"),
-        parse_time(obj.get("timestamp"), "timestamp"),
-    )
-    if kind == "subscription_started":
-        return SubscriptionStarted(
-            *base, plan_id=_str(obj, "plan_id"), seats=_int(obj, "seats", 1),
-            plan_version=_version(obj),
-        )  # fmt: skip
-    if kind == "subscription_changed":
-        return SubscriptionChanged(*base, plan_id=_str(obj, "plan_id"), plan_version=_version(obj))
-    if kind == "subscription_cancelled":
-        return SubscriptionCancelled(*base)
-    if kind == "seats_changed":
-        return SeatsChanged(*base, seats=_int(obj, "seats", -1))
-    if kind == "credits_purchased":
-        return CreditsPurchased(
-            *base, pack_id=_str(obj, "pack_id"), quantity=_int(obj, "quantity", 1)
-        )
-    if kind == "credits_granted":
-        expires = obj.get("expires_at")
-        return CreditsGranted(
-            *base,
-            credits=_decimal(obj.get("credits"), "credits"),
-            expires_at=None if expires is None else parse_time(expires, "expires_at"),
-        )
-    if kind in ("wallet_deposited", "balance_adjusted"):
-        amount, currency = _decimal(obj.get("amount"), "amount"), _str(obj, "currency")
-        if kind == "wallet_deposited":
-            return WalletDeposited(*base, amount=amount, currency=currency)
-        return BalanceAdjusted(
-            *base, amount=amount, currency=currency, reason=str(obj.get("reason", ""))
-        )
-    raise LineError(RejectReason.UNKNOWN_SCHEMA, f"unknown account event type {kind!r}")
-
-
-def read_jsonl(path: Path, account: bool) -> tuple[list[Event], list[Rejected]]:
-    """Events of a JSON-lines file, and the lines that could not become events. In a
-    usage file (`account` false) a line whose `type` is an account event type is that
-    account event, so one file can hold both (as `streambill export` writes it)."""
-    events: list[Event] = []
-    bad: list[Rejected] = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            event_id = None
-            try:
-                obj = json.loads(line, parse_float=Decimal)
-                if not isinstance(obj, dict):
-                    raise LineError(RejectReason.UNDECODABLE, "a line must be a JSON object")
-                event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
-                is_account = account or obj.get("type") in ACCOUNT_TYPES
-                events.append(parse_account(obj) if is_account else parse_usage(obj))
-            except json.JSONDecodeError as exc:
-                bad.append(
-                    Rejected(None, RejectReason.UNDECODABLE.value, f"{path.name}:{number}: {exc}")
-                )
-            except LineError as exc:
-                bad.append(
-                    Rejected(event_id, exc.reason.value, f"{path.name}:{number}: {exc.detail}")
-                )
-    return events, bad
 
 
 # ------------------------------------------------------------------- running
@@ -301,10 +125,6 @@ def final_summary(state: CustomerState, catalog: Catalog, end: datetime) -> Cust
 # ---------------------------------------------------------------- rendering
 
 
-def _time(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def decimal_text(value: Decimal | None, places: int = 0) -> str | None:
     """A full-precision amount as a plain decimal string with at least `places`
     decimals and no trailing zeros beyond them: 3 -> "3.00", 2.8999935 stays."""
@@ -324,8 +144,8 @@ def invoice_json(inv: Invoice) -> dict[str, Any]:
         "customer_id": inv.customer_id,
         "plan_id": inv.plan_id,
         "plan_version": inv.plan_version,
-        "period_start": _time(inv.period_start),
-        "period_end": _time(inv.period_end),
+        "period_start": time_text(inv.period_start),
+        "period_end": time_text(inv.period_end),
         "currency": inv.currency,
         "lines": [
             {

@@ -237,15 +237,20 @@ def render(store: ReadModelStore, customer_id: str) -> str:
     )
 
 
-def _unauthorized() -> HTMLResponse:
+def _notice(title: str, body_html: str, status: int) -> HTMLResponse:
+    """A portal page that shows no account, only a notice (`body_html`: markup,
+    inserted as it is)."""
     page = _PAGE.substitute(
-        title="Sign in",
+        title=title,
         heading="Billing portal",
         subheading="",
-        body='<section class="wide"><p>This link is invalid or has expired. '
-        "Ask for a new one.</p></section>",
+        body=f'<section class="wide">{body_html}</section>',
     )
-    return HTMLResponse(page, status_code=401, headers=_HEADERS)
+    return HTMLResponse(page, status_code=status, headers=_HEADERS)
+
+
+def _unauthorized() -> HTMLResponse:
+    return _notice("Sign in", "<p>This link is invalid or has expired. Ask for a new one.</p>", 401)
 
 
 def _session_customer(auth: Authenticator, cookie: str | None) -> str | None:
@@ -259,16 +264,14 @@ def _session_customer(auth: Authenticator, cookie: str | None) -> str | None:
 
 
 def _other_session() -> HTMLResponse:
-    page = _PAGE.substitute(
-        title="Signed in as another customer",
-        heading="Billing portal",
-        subheading="",
-        body='<section class="wide"><p>This browser is signed in to the portal as another'
-        " customer. Sign out first, then open the link again.</p>"
+    return _notice(
+        "Signed in as another customer",
+        "<p>This browser is signed in to the portal as another customer. Sign out first,"
+        " then open the link again.</p>"
         '<form method="post" action="/portal/sign-out"><button type="submit">Sign out'
-        "</button></form></section>",
+        "</button></form>",
+        409,
     )
-    return HTMLResponse(page, status_code=409, headers=_HEADERS)
 
 
 def portal_router(store: ReadModelStore, auth: Authenticator) -> APIRouter:

@@ -34,16 +34,8 @@ from processors.simulate.compare import (
     parse_plan_map,
     remap,
 )
-from processors.simulate.simulation import (
-    LineError,
-    Rejected,
-    SimulationResult,
-    decimal_text,
-    parse_time,
-    read_jsonl,
-    result_json,
-    simulate,
-)
+from processors.simulate.lines import LineError, Rejected, parse_time, read_jsonl
+from processors.simulate.simulation import SimulationResult, decimal_text, result_json, simulate
 from streambill.cli import catalog as catalog_topic
 from streambill.config.catalog_file import load_catalog
 from streambill.config.settings import Settings

@@ -20,7 +20,6 @@ from typing import Any
 
 from prometheus_client import REGISTRY, start_http_server
 
-from processors.close.fold import TopicNames
 from processors.close.kafka import KafkaLog, LogError
 from processors.close.parallel import ParallelRunner
 from processors.close.plan import ClosePlanError, Month, parse_duration
@@ -30,19 +29,13 @@ from processors.close.run import (
     CloseError,
     CloseOptions,
     CloseReport,
-    CloseTopics,
     close_due,
     close_period,
 )
 from processors.close.setup import prepare_process
+from processors.close.topics import CloseTopics
 from processors.fold.admission import policy_from
-from streambill.config.settings import (
-    ACCOUNT_EVENTS,
-    INVOICES,
-    PERIOD_CLOSES,
-    USAGE_EVENTS,
-    Settings,
-)
+from streambill.config.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -82,22 +75,22 @@ def _deps(args: argparse.Namespace, settings: Settings, log: KafkaLog) -> CloseD
     def clock() -> datetime:
         return frozen if frozen is not None else datetime.now(UTC)
 
-    names = TopicNames(settings.topic(USAGE_EVENTS), settings.topic(ACCOUNT_EVENTS))
+    topics = CloseTopics.of(settings)
     codec = Codec()
     catalog = process_catalog(settings, codec, lambda line: sys.stderr.write(line + "\n"))
     return CloseDeps(
         log=log,
         codec=codec,
         catalog=catalog,
-        topics=CloseTopics(
-            names.usage, names.account, settings.topic(INVOICES), settings.topic(PERIOD_CLOSES)
-        ),
+        topics=topics,
         clock=clock,
         policy=policy_from(settings),
         metrics=CloseMetrics(REGISTRY),
         progress_out=sys.stderr,
         runner=(
-            ParallelRunner(settings, names, args.workers, catalog) if args.workers > 1 else None
+            ParallelRunner(settings, topics.inputs, args.workers, catalog)
+            if args.workers > 1
+            else None
         ),
     )
 

@@ -25,7 +25,7 @@ from processors.close.kafka import KafkaLog, LogError
 from processors.close.log import LogPort
 from processors.fold.admission import Doors
 from processors.simulate.export import ExportTally, Selection, export_records
-from processors.simulate.simulation import LineError, parse_time
+from processors.simulate.lines import LineError, parse_time
 from streambill.config.settings import ACCOUNT_EVENTS, USAGE_EVENTS, Settings
 from streambill.wire.codec import Codec
 

@@ -40,18 +40,13 @@ from billing.events import (
 )
 from processors.close.kafka import KafkaLog
 from processors.close.plan import Month
-from processors.close.run import CloseDeps, CloseOptions, CloseReport, CloseTopics, close_period
+from processors.close.run import CloseDeps, CloseOptions, CloseReport, close_period
+from processors.close.topics import CloseTopics
 from processors.fold.admission import policy_from
 from projections.commands import settings_secret_problems
 from projections.http import tokens
 from streambill.config.catalog_file import load_catalog
-from streambill.config.settings import (
-    ACCOUNT_EVENTS,
-    INVOICES,
-    PERIOD_CLOSES,
-    USAGE_EVENTS,
-    Settings,
-)
+from streambill.config.settings import ACCOUNT_EVENTS, USAGE_EVENTS, Settings
 from streambill.config.topics import create_topics
 from streambill.local.demo_load import DemoCustomer, population, usage_day
 from streambill.local.demo_procs import Children, DemoError, get_json, wait_http
@@ -315,12 +310,7 @@ class Demo:
     def _close(self, month: Month) -> CloseReport:
         s = self.settings
         log = KafkaLog(s.kafka_config())
-        topics = CloseTopics(
-            s.topic(USAGE_EVENTS),
-            s.topic(ACCOUNT_EVENTS),
-            s.topic(INVOICES),
-            s.topic(PERIOD_CLOSES),
-        )
+        topics = CloseTopics.of(s)
         deps = CloseDeps(
             log=log,
             codec=self.codec,

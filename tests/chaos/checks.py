@@ -27,7 +27,8 @@ from confluent_kafka import KafkaException
 from billing.events import Event, Invoice
 from processors.close.kafka import KafkaLog
 from processors.close.plan import Month
-from processors.close.run import CloseDeps, CloseOptions, CloseTopics, close_period
+from processors.close.run import CloseDeps, CloseOptions, close_period
+from processors.close.topics import CloseTopics
 from processors.fold.admission import policy_from
 from processors.reconcile.log import ReconcileReport
 from processors.reconcile.run import reconcile, render
@@ -38,13 +39,7 @@ from projections.read.rebuild import rebuild
 from projections.read.store import InMemoryStore, Keys
 from projections.wiring import build_applier, build_rebuild_consumer, build_store
 from streambill.config.catalog_file import load_catalog
-from streambill.config.settings import (
-    ACCOUNT_EVENTS,
-    INVOICES,
-    PERIOD_CLOSES,
-    USAGE_EVENTS,
-    Settings,
-)
+from streambill.config.settings import Settings
 from streambill.local.demo_watch import WorkerProgress
 from streambill.local.procs import http_answers, wait_ready
 from streambill.wire.codec import Codec
@@ -152,15 +147,6 @@ class InvoiceCheck:
     total: str
 
 
-def close_topics(settings: Settings) -> CloseTopics:
-    return CloseTopics(
-        settings.topic(USAGE_EVENTS),
-        settings.topic(ACCOUNT_EVENTS),
-        settings.topic(INVOICES),
-        settings.topic(PERIOD_CLOSES),
-    )
-
-
 def check_invoices(settings: Settings, month: Month, intended: Sequence[Event]) -> InvoiceCheck:
     """The month's invoices computed by the close over the log (a dry run: for a month
     already closed it reads exactly to the recorded watermarks) against the pure fold
@@ -173,7 +159,7 @@ def check_invoices(settings: Settings, month: Month, intended: Sequence[Event]) 
             log=log,
             codec=codec,
             catalog=catalog,
-            topics=close_topics(settings),
+            topics=CloseTopics.of(settings),
             clock=_now,
             policy=policy_from(settings),
         )

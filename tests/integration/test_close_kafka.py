@@ -25,18 +25,11 @@ from processors.close.run import (
     CloseDeps,
     CloseOptions,
     CloseReport,
-    CloseTopics,
     close_due,
     close_period,
 )
-from streambill.config.settings import (
-    ACCOUNT_EVENTS,
-    INVOICES,
-    PERIOD_CLOSES,
-    REPO_ROOT,
-    USAGE_EVENTS,
-    Settings,
-)
+from processors.close.topics import CloseTopics
+from streambill.config.settings import REPO_ROOT, Settings
 from streambill.wire.codec import Codec
 from streambill.wire.convert import decode_value, encode_value
 from tests.close_support import live_preview, load_example_catalog, ms, utc
@@ -53,12 +46,7 @@ class Kafka:
         self.catalog = load_example_catalog()
         self.log = KafkaLog(settings.kafka_config(), timeout_s=20)
         self.published: list[Event] = []
-        self.topics = CloseTopics(
-            settings.topic(USAGE_EVENTS),
-            settings.topic(ACCOUNT_EVENTS),
-            settings.topic(INVOICES),
-            settings.topic(PERIOD_CLOSES),
-        )
+        self.topics = CloseTopics.of(settings)
 
     def publish(self, events: list[Event]) -> None:
         for e in events:

@@ -17,7 +17,7 @@ from billing.events import (
     UsageRecorded,
     WalletDeposited,
 )
-from processors.simulate.export import event_line
+from processors.simulate.lines import event_line
 from streambill.cli.main import build_parser, main
 from streambill.config.settings import ACCOUNT_EVENTS, REPO_ROOT, USAGE_EVENTS, Settings
 from streambill.wire.codec import Codec

@@ -20,17 +20,12 @@ import pytest
 from billing.events import Invoice, SubscriptionStarted, UsageRecorded
 from processors.close.kafka import KafkaLog
 from processors.close.plan import Month
-from processors.close.run import CloseDeps, CloseOptions, CloseTopics, close_period
+from processors.close.run import CloseDeps, CloseOptions, close_period
+from processors.close.topics import CloseTopics
 from processors.fold.admission import policy_from
 from processors.reconcile.run import reconcile, render
 from streambill.config.catalog_file import load_catalog
-from streambill.config.settings import (
-    ACCOUNT_EVENTS,
-    INVOICES,
-    PERIOD_CLOSES,
-    USAGE_EVENTS,
-    Settings,
-)
+from streambill.config.settings import Settings
 from streambill.local.demo_watch import WorkerProgress
 from streambill.local.procs import free_port
 from streambill.wire.codec import Codec
@@ -73,12 +68,7 @@ def caught_up(settings: Settings, timeout: float = 60) -> None:
 
 
 def close(settings: Settings, month: str) -> list[Invoice]:
-    topics = CloseTopics(
-        settings.topic(USAGE_EVENTS),
-        settings.topic(ACCOUNT_EVENTS),
-        settings.topic(INVOICES),
-        settings.topic(PERIOD_CLOSES),
-    )
+    topics = CloseTopics.of(settings)
     log = KafkaLog(settings.kafka_config())
     try:
         deps = CloseDeps(

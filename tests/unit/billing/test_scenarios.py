@@ -8,19 +8,27 @@ from billing.catalog import Catalog
 from billing.events import (
     CreditsGranted,
     CreditsPurchased,
+    Event,
     SeatsChanged,
     SubscriptionStarted,
     WalletDeposited,
 )
 from billing.invoicing import adjustment, period_invoice
-from billing.ledger import snapshot
+from billing.ledger import CustomerState, Effects, snapshot
 from tests.unit.billing.conftest import t
 from tests.unit.billing.helpers import cents, fold, invoice, usage
 
 
+def subscribed(
+    catalog: Catalog, plan: str, events: list[Event], seats: int = 1
+) -> tuple[CustomerState, list[Effects]]:
+    """Customer "c" subscribed to `plan` on 1 January 2026, then `events` folded (the
+    effects of the subscription first)."""
+    return fold(catalog, [SubscriptionStarted("sub", "c", t(2026, 1, 1), plan, seats), *events])
+
+
 def test_writer_seed_250k_tokens_is_150k_overage_and_usd_22(catalog: Catalog) -> None:
-    s, _ = fold(catalog, [
-        SubscriptionStarted("sub", "c", t(2026, 1, 1), "writer"),
+    s, _ = subscribed(catalog, "writer", [
         usage("c", "tokens", 100_000, t(2026, 1, 5)),
         usage("c", "tokens", 150_000, t(2026, 1, 20)),
     ])  # fmt: skip
@@ -33,8 +41,7 @@ def test_writer_seed_250k_tokens_is_150k_overage_and_usd_22(catalog: Catalog) ->
 
 
 def test_starter_rounds_each_line_once_half_up(catalog: Catalog) -> None:
-    s, _ = fold(catalog, [
-        SubscriptionStarted("sub", "c", t(2026, 1, 1), "starter"),
+    s, _ = subscribed(catalog, "starter", [
         usage("c", "tokens", 50_167, t(2026, 1, 2)),
     ])  # fmt: skip
     inv = invoice(s, catalog, t(2026, 1, 1))
@@ -46,8 +53,7 @@ def test_starter_rounds_each_line_once_half_up(catalog: Catalog) -> None:
 
 
 def test_scale_graduated_beyond_ten_million(catalog: Catalog) -> None:
-    s, _ = fold(catalog, [
-        SubscriptionStarted("sub", "c", t(2026, 1, 1), "scale"),
+    s, _ = subscribed(catalog, "scale", [
         usage("c", "tokens", 7_000_000, t(2026, 1, 2)),
         usage("c", "tokens", 5_000_000, t(2026, 1, 3)),
     ])  # fmt: skip
@@ -56,11 +62,10 @@ def test_scale_graduated_beyond_ten_million(catalog: Catalog) -> None:
 
 
 def test_team_seats_with_a_mid_period_change_prorated_to_the_second(catalog: Catalog) -> None:
-    s, _ = fold(catalog, [
-        SubscriptionStarted("sub", "c", t(2026, 1, 1), "team", seats=2),
+    s, _ = subscribed(catalog, "team", [
         SeatsChanged("more", "c", t(2026, 1, 11), seats=5),
         usage("c", "tokens", 250_000, t(2026, 1, 20)),
-    ])  # fmt: skip
+    ], seats=2)  # fmt: skip
     inv = invoice(s, catalog, t(2026, 1, 1))
     seat_lines = [line for line in inv.lines if "seat" in line.description]
     # 2 seats x 10/31 x 20 = 12.903 -> 12.90; 5 seats x 21/31 x 20 = 67.742 -> 67.74
@@ -72,8 +77,7 @@ def test_team_seats_with_a_mid_period_change_prorated_to_the_second(catalog: Cat
 
 
 def test_voice_seconds_priced_per_minute_pro_rata(catalog: Catalog) -> None:
-    s, _ = fold(catalog, [
-        SubscriptionStarted("sub", "c", t(2026, 1, 1), "voice"),
+    s, _ = subscribed(catalog, "voice", [
         usage("c", "transcription", 3_600, t(2026, 1, 2)),
         usage("c", "transcription", 125, t(2026, 1, 3)),
     ])  # fmt: skip
@@ -83,8 +87,7 @@ def test_voice_seconds_priced_per_minute_pro_rata(catalog: Catalog) -> None:
 
 
 def test_image_credits_pack_costs_by_complexity(catalog: Catalog) -> None:
-    s, effects = fold(catalog, [
-        SubscriptionStarted("sub", "c", t(2026, 1, 1), "image-credits"),
+    s, effects = subscribed(catalog, "image-credits", [
         CreditsPurchased("buy-1", "c", t(2026, 1, 1, 1), "credits-100"),
         usage("c", "image_generation", 1, t(2026, 1, 2), complexity="standard"),
         usage("c", "image_generation", 1, t(2026, 1, 2), complexity="standard"),
@@ -103,14 +106,11 @@ def test_image_credits_pack_costs_by_complexity(catalog: Catalog) -> None:
 
 
 def test_query_credits_and_alerts_relative_to_the_last_top_up(catalog: Catalog) -> None:
-    events = [
-        SubscriptionStarted("sub", "c", t(2026, 1, 1), "query-credits"),
-        CreditsPurchased("buy", "c", t(2026, 1, 1), "credits-500k"),
-    ]
+    events: list[Event] = [CreditsPurchased("buy", "c", t(2026, 1, 1), "credits-500k")]
     # 400 complex queries = 400,000 credits: 100,000 left = 20 % of the top-up.
     events += [usage("c", "query", 1, t(2026, 1, 2), kind="complex") for _ in range(400)]
     events += [usage("c", "query", 1, t(2026, 1, 3), kind="simple")]
-    s, effects = fold(catalog, events)
+    s, effects = subscribed(catalog, "query-credits", events)
     raised = [a for e in effects for a in e.alerts]
     assert [(a.kind, a.threshold_percent, a.value) for a in raised] == [
         ("credits_low", 20, D(100_000))
@@ -124,8 +124,7 @@ def test_query_credits_and_alerts_relative_to_the_last_top_up(catalog: Catalog) 
 
 
 def test_expiring_credits_are_used_first_then_expire(catalog: Catalog) -> None:
-    s, _ = fold(catalog, [
-        SubscriptionStarted("sub", "c", t(2026, 1, 1), "image-credits"),
+    s, _ = subscribed(catalog, "image-credits", [
         CreditsPurchased("buy", "c", t(2026, 1, 1), "credits-100"),
         CreditsGranted("promo-late", "c", t(2026, 1, 1), D(20), expires_at=t(2026, 1, 20)),
         CreditsGranted("promo-soon", "c", t(2026, 1, 1), D(8), expires_at=t(2026, 1, 10)),
@@ -142,8 +141,7 @@ def test_expiring_credits_are_used_first_then_expire(catalog: Catalog) -> None:
 
 
 def test_credits_may_go_below_zero_and_deny(catalog: Catalog) -> None:
-    s, effects = fold(catalog, [
-        SubscriptionStarted("sub", "c", t(2026, 1, 1), "image-credits"),
+    s, effects = subscribed(catalog, "image-credits", [
         CreditsGranted("g", "c", t(2026, 1, 1), D(12)),
         usage("c", "image_generation", 1, t(2026, 1, 2), complexity="ultra"),
         usage("c", "image_generation", 1, t(2026, 1, 3), complexity="complex"),
@@ -155,8 +153,7 @@ def test_credits_may_go_below_zero_and_deny(catalog: Catalog) -> None:
 
 
 def test_dev_api_wallet_tokens_by_model(catalog: Catalog) -> None:
-    s, effects = fold(catalog, [
-        SubscriptionStarted("sub", "c", t(2026, 1, 1), "dev-api"),
+    s, effects = subscribed(catalog, "dev-api", [
         WalletDeposited("dep", "c", t(2026, 1, 1), D("10.00"), "USD"),
         usage("c", "tokens", 2_000_000, t(2026, 1, 2), model="small",
               input_tokens="1000000", output_tokens="1000000"),
@@ -172,8 +169,7 @@ def test_dev_api_wallet_tokens_by_model(catalog: Catalog) -> None:
 
 
 def test_wallet_below_zero_is_owed_on_the_period_invoice(catalog: Catalog) -> None:
-    s, _ = fold(catalog, [
-        SubscriptionStarted("sub", "c", t(2026, 1, 1), "dev-api"),
+    s, _ = subscribed(catalog, "dev-api", [
         WalletDeposited("dep", "c", t(2026, 1, 1), D("1.00"), "USD"),
         usage("c", "tokens", 200_000, t(2026, 1, 2), model="large",
               input_tokens="100000", output_tokens="100000"),  # 0.30 + 1.50
@@ -207,8 +203,7 @@ def test_subscription_mid_month_is_anchored(catalog: Catalog) -> None:
 def test_late_event_updates_its_open_period_and_adjusts_the_issued_invoice(
     catalog: Catalog,
 ) -> None:
-    s, _ = fold(catalog, [
-        SubscriptionStarted("sub", "c", t(2026, 1, 1), "writer"),
+    s, _ = subscribed(catalog, "writer", [
         usage("c", "tokens", 100_000, t(2026, 1, 20)),
         usage("c", "tokens", 50_000, t(2026, 2, 3)),
     ])  # fmt: skip
@@ -245,8 +240,7 @@ def test_metered_tokens_by_model_with_an_allowance_counting_total_tokens() -> No
             }},
         }],
     })  # fmt: skip
-    s, effects = fold(cat, [
-        SubscriptionStarted("sub", "c", t(2026, 1, 1), "llm"),
+    s, effects = subscribed(cat, "llm", [
         usage("c", "tokens", 2_000_000, t(2026, 1, 2), model="small",
               input_tokens="1000000", output_tokens="1000000"),
         usage("c", "tokens", 2_000_000, t(2026, 1, 3), model="small",

@@ -25,6 +25,7 @@ from billing.catalog_live import catalog_revision
 from billing.errors import CatalogError
 from billing.events import Invoice, PeriodClosed, SubscriptionChanged, SubscriptionStarted
 from billing.ledger import apply, new_state
+from processors.close.run import CloseReport
 from streambill.config.settings import Settings
 from streambill.wire.convert import decode_value
 from tests.close_support import TOPICS, Harness, subscribe, usage, utc
@@ -65,14 +66,19 @@ def test_the_catalog_keeps_every_version_and_offers_the_highest() -> None:
     assert V1_V2.version("writer", 3) is None
 
 
-def test_re_running_a_close_after_a_new_version_gives_the_same_bytes() -> None:
+def _october_on_v1() -> tuple[Harness, CloseReport]:
+    """cus_w on writer v1 with 250k tokens in October, and October closed."""
     h = Harness(V1)
     h.publish([
         subscribe("cus_w", "writer", utc(2026, 10, 1)),
         usage("cus_w", "tokens", 250_000, utc(2026, 10, 9)),
     ])  # fmt: skip
     h.now = utc(2026, 11, 3)
-    first = h.close("2026-10")
+    return h, h.close("2026-10")
+
+
+def test_re_running_a_close_after_a_new_version_gives_the_same_bytes() -> None:
+    h, first = _october_on_v1()
     issued = h.invoices_on_topic()
     assert first.status == "closed" and len(issued) == 1
     assert issued[0][1].total == Decimal("22.00")  # 19.00 + 150k tokens at 0.02 per 1000
@@ -94,13 +100,7 @@ def test_re_running_a_close_after_a_new_version_gives_the_same_bytes() -> None:
 
 
 def test_late_usage_is_adjusted_at_the_pinned_price_against_the_issued_invoice() -> None:
-    h = Harness(V1)
-    h.publish([
-        subscribe("cus_w", "writer", utc(2026, 10, 1)),
-        usage("cus_w", "tokens", 250_000, utc(2026, 10, 9)),
-    ])  # fmt: skip
-    h.now = utc(2026, 11, 3)
-    h.close("2026-10")
+    h, _ = _october_on_v1()
     october = _period([i for _, i in h.invoices_on_topic()], "cus_w", 10)
 
     h.catalog = V1_V2

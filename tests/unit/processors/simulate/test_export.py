@@ -1,5 +1,6 @@
-"""`processors.simulate.export`: what export writes, simulate reads back as the same
-events; the doors decide which records count; the selection is by event time."""
+"""`processors.simulate.export`: the doors decide which records count; the selection
+is by event time; simulating the export bills as simulating the events (the lines
+themselves: test_lines.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from billing.events import (
-    BalanceAdjusted,
-    CreditsGranted,
-    CreditsPurchased,
     Event,
-    SeatsChanged,
-    SubscriptionCancelled,
     SubscriptionChanged,
     SubscriptionStarted,
     UsageRecorded,
@@ -22,14 +18,9 @@ from billing.events import (
 )
 from processors.close.log import InMemoryLog, LogRecord
 from processors.fold.admission import Doors
-from processors.simulate.export import (
-    _TYPES,
-    ExportTally,
-    Selection,
-    event_line,
-    export_records,
-)
-from processors.simulate.simulation import ACCOUNT_TYPES, read_jsonl, result_json, simulate
+from processors.simulate.export import ExportTally, Selection, export_records
+from processors.simulate.lines import read_jsonl
+from processors.simulate.simulation import result_json, simulate
 from streambill.config.catalog_file import load_catalog
 from streambill.wire.codec import Codec
 from streambill.wire.convert import encode_value
@@ -44,38 +35,6 @@ USAGE, ACCOUNT = "t.usage-events", "t.account-events"
 
 def _usage(event_id: str, customer: str, at: datetime, quantity: str = "1000") -> UsageRecorded:
     return UsageRecorded(event_id, customer, "tokens", Decimal(quantity), at, {})
-
-
-EVERY_KIND: list[Event] = [
-    SubscriptionStarted("a1", "c1", AT, "writer", seats=3),
-    SubscriptionChanged("a2", "c1", AT + timedelta(days=2), "starter"),
-    SeatsChanged("a3", "c1", AT + timedelta(days=3), 5),
-    SubscriptionCancelled("a4", "c1", AT + timedelta(days=4)),
-    SubscriptionStarted("a5", "c2", AT, "image-credits"),
-    CreditsPurchased("a6", "c2", AT + timedelta(hours=1), "credits-100", quantity=2),
-    CreditsGranted("a7", "c2", AT + timedelta(hours=2), Decimal("7.5"), END),
-    CreditsGranted("a8", "c2", AT + timedelta(hours=2), Decimal("1"), None),
-    WalletDeposited("a9", "c3", AT, Decimal("20.00"), "USD"),
-    BalanceAdjusted("a10", "c3", AT, Decimal("-1.25"), "USD", reason="goodwill"),
-    UsageRecorded(
-        "u1", "c1", "tokens", Decimal("123.4500"), AT + timedelta(milliseconds=1),
-        {"model": "small", "input_tokens": "100"},
-    ),
-    _usage("u2", "c3", AT + timedelta(days=9), "1E+3"),
-]  # fmt: skip
-
-
-def test_every_account_type_is_written_and_read_under_one_name() -> None:
-    assert set(_TYPES.values()) == ACCOUNT_TYPES
-
-
-def test_what_export_writes_simulate_reads_back_as_the_same_events(tmp_path: Path) -> None:
-    path = tmp_path / "export.jsonl"
-    path.write_text("".join(event_line(e) for e in EVERY_KIND))
-    events, rejected = read_jsonl(path, account=False)
-    assert rejected == []
-    assert events == EVERY_KIND
-    assert [type(e) for e in events] == [type(e) for e in EVERY_KIND]
 
 
 def _log(events: list[Event]) -> InMemoryLog:

@@ -12,7 +12,7 @@ import pytest
 from billing.events import Event, SubscriptionStarted, UsageRecorded
 from processors.close.log import InMemoryLog
 from processors.simulate.export import Selection
-from processors.simulate.simulation import read_jsonl
+from processors.simulate.lines import read_jsonl
 from streambill.cli import export
 from streambill.cli.main import build_parser, main
 from streambill.config.settings import Settings
