@@ -43,7 +43,14 @@ from billing.invoicing import adjustment, period_invoice, periods_ending_in
 from billing.ledger import CustomerState
 from billing.replay import Replay
 from processors.close.log import LogPort, LogRecord
-from processors.close.plan import ACCOUNT, USAGE, Month, ReadPlan, usage_starts
+from processors.close.plan import (
+    ACCOUNT,
+    USAGE,
+    ClosePlanError,
+    Month,
+    ReadPlan,
+    usage_starts,
+)
 from processors.fold.admission import Doors, Rejection
 
 
@@ -181,6 +188,7 @@ def fold_group(
     timings["read_account"] += clock() - t
 
     history = _carrying_state(folder, catalog, keys)
+    _check_retention(names, plan, parts, history)
     starts = {p: plan.usage_low.get(p, 0) for p in parts}
     ranges: list[tuple[dict[int, int], dict[int, int], frozenset[bytes] | None]] = []
     if history:
@@ -264,6 +272,31 @@ def _widen(
     result.invoices.extend(again.invoices)
     result.beyond_horizon.extend(again.beyond_horizon)
     return {k.decode() for k in late}
+
+
+def _check_retention(
+    names: TopicNames, plan: ReadPlan, parts: list[int], history: frozenset[bytes]
+) -> None:
+    """`ClosePlanError` when the fold needs records that retention deleted: account
+    events are folded from the log start for every customer, usage from the log start
+    for credits and balance customers (their credits and wallet carry over). A log
+    whose low watermark is above 0 lost such records: billing from it would give a
+    different number without a word."""
+    for topic, low, needed in (
+        (names.account, plan.account_starts, True),
+        (names.usage, plan.usage_low, bool(history)),
+    ):
+        gone = {p: low.get(p, 0) for p in parts if low.get(p, 0) > 0}
+        if needed and gone:
+            where = ", ".join(
+                f"partition {p} starts at offset {o}" for p, o in sorted(gone.items())
+            )
+            raise ClosePlanError(
+                f"{topic}: the close folds this topic from its start, but {where} (records"
+                " below were deleted by retention); keep the topic for ever"
+                " (STREAMBILL_USAGE_RETENTION_DAYS=0 for usage-events; account-events is"
+                " created without time retention) or restore it"
+            )
 
 
 def _carrying_state(
