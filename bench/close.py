@@ -41,7 +41,6 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from billing.events import Event, SubscriptionStarted, UsageRecorded
-from processors.close.kafka import KafkaLog
 from processors.close.parallel import ParallelRunner
 from processors.close.plan import Month
 from processors.close.run import CloseDeps, CloseOptions, CloseReport, close_period
@@ -53,6 +52,7 @@ from streambill.config.settings import ACCOUNT_EVENTS, ALL_TOPICS, USAGE_EVENTS,
 from streambill.config.topics import create_topics
 from streambill.wire.codec import Codec
 from streambill.wire.convert import encode_value
+from streambill.wire.kafka_log import KafkaLog
 
 
 def closable_month(now: datetime) -> Month:

@@ -24,7 +24,6 @@ from typing import Any
 from bench.close import workload, workload_args
 from billing.events import UsageRecorded
 from processors.close.fold import GroupResult, TopicNames, fold_group
-from processors.close.log import InMemoryLog
 from processors.close.plan import CloseHistory, Month, ReadPlan, build_plan
 from processors.close.setup import paused_gc, prepare_process
 from processors.fold.admission import Doors, policy_from
@@ -32,6 +31,7 @@ from streambill.config.catalog_file import load_catalog
 from streambill.config.settings import Settings
 from streambill.wire.codec import Codec
 from streambill.wire.convert import encode_value
+from streambill.wire.log import InMemoryLog
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 USAGE, ACCOUNT = "usage", "account"

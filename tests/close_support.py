@@ -23,13 +23,13 @@ from billing.events import (
     WalletDeposited,
 )
 from billing.ledger import apply, new_state, snapshot
-from processors.close.log import InMemoryLog, LogPort
 from processors.close.plan import Month
 from processors.close.run import CloseDeps, CloseOptions, CloseReport, close_period
 from processors.close.topics import CloseTopics
 from streambill.config.settings import Settings
 from streambill.wire.codec import Codec
 from streambill.wire.convert import decode_value, encode_value
+from streambill.wire.log import InMemoryLog, LogPort
 
 TOPICS = CloseTopics("t.usage-events", "t.account-events", "t.invoices", "t.period-closes")
 

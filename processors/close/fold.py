@@ -42,7 +42,6 @@ from billing.events import Event, Invoice, UsageRecorded
 from billing.invoicing import adjustment, period_invoice, periods_ending_in
 from billing.ledger import CustomerState
 from billing.replay import Replay
-from processors.close.log import LogPort, LogRecord
 from processors.close.plan import (
     ACCOUNT,
     USAGE,
@@ -52,6 +51,7 @@ from processors.close.plan import (
     usage_starts,
 )
 from processors.fold.admission import Doors, Rejection
+from streambill.wire.log import LogPort, LogRecord
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,10 +62,10 @@ def _worker(
 ) -> None:
     """Set up (imports, schemas, catalog, Kafka consumer), then wait for this worker's
     task (plan, partitions, keys) and fold it; None means no partitions for it."""
-    from processors.close.kafka import KafkaLog
     from processors.close.setup import paused_gc, prepare_process
     from processors.fold.admission import Doors, policy_from
     from streambill.wire.codec import Codec
+    from streambill.wire.kafka_log import KafkaLog
 
     def tick(events: int, customers: int) -> None:
         counters[2 * index] += events

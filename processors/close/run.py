@@ -62,7 +62,6 @@ from billing.admission import AdmissionPolicy
 from billing.catalog_live import catalog_revision
 from billing.events import Invoice, PeriodClosed
 from processors.close.fold import GroupResult, PricedInvoice, fold_group
-from processors.close.log import LogPort
 from processors.close.plan import (
     ACCOUNT,
     INVOICES,
@@ -85,6 +84,7 @@ from processors.close.topics import CloseTopics
 from processors.fold.admission import DEFAULT_POLICY, Doors
 from streambill.wire.codec import Codec
 from streambill.wire.convert import decode_value, encode_value
+from streambill.wire.log import LogPort
 
 
 class CloseError(Exception):

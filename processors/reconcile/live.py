@@ -34,12 +34,12 @@ from billing.catalog import Catalog
 from billing.events import Event, Invoice
 from billing.invoicing import period_invoice
 from billing.ledger import CustomerState, apply, new_state
-from processors.close.log import LogPort
 from processors.close.plan import ACCOUNT, USAGE, CloseHistory
 from processors.fold.admission import EVENT_TYPES
 from processors.reconcile.log import ReconcileReport
 from streambill.wire.codec import Codec, DecodeError
 from streambill.wire.convert import InvalidField, decode_value
+from streambill.wire.log import LogPort
 
 Position = tuple[str, int, int]
 

@@ -40,7 +40,6 @@ from datetime import datetime
 from billing.admission import AdmissionPolicy
 from billing.catalog import Catalog
 from billing.events import AlertRaised, AlertResolved, CustomerStateChanged, EventRejected, Invoice
-from processors.close.log import LogPort, LogRecord
 from processors.fold.batch import (
     BatchFolder,
     Output,
@@ -51,6 +50,7 @@ from processors.fold.batch import (
 from processors.fold.records import CustomerRecord, SeenEntry, tp_key
 from streambill.wire.codec import Codec, DecodeError
 from streambill.wire.convert import InvalidField, decode_value
+from streambill.wire.log import LogPort, LogRecord
 
 MAX_LISTED = 50  # differences kept in full; the rest are counted
 

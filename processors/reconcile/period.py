@@ -17,7 +17,6 @@ from datetime import datetime
 from billing.admission import AdmissionPolicy
 from billing.catalog import Catalog
 from billing.events import Invoice
-from processors.close.log import LogPort
 from processors.close.plan import Month
 from processors.close.run import CloseDeps, CloseOptions, close_period, read_history
 from processors.close.topics import CloseTopics
@@ -25,6 +24,7 @@ from processors.fold.admission import DEFAULT_POLICY
 from processors.reconcile.log import ReconcileReport, read_all
 from streambill.wire.codec import Codec, DecodeError
 from streambill.wire.convert import InvalidField, decode_value
+from streambill.wire.log import LogPort
 
 
 def check_period(

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from billing.catalog import Catalog
-from processors.close.log import LogPort
 from processors.close.plan import ClosePlanError, Month
 from processors.close.run import read_history
 from processors.close.topics import CloseTopics
@@ -27,6 +26,7 @@ from processors.reconcile.period import check_period
 from processors.worker.worker import topics_from
 from streambill.config.settings import Settings
 from streambill.wire.codec import Codec
+from streambill.wire.log import LogPort
 
 
 def reconcile(
@@ -39,8 +39,8 @@ def reconcile(
     clock: Callable[[], datetime] | None = None,
 ) -> ReconcileReport:
     """Reconcile the topics named by `settings` (a `KafkaLog` unless `log` is given)."""
-    from processors.close.kafka import KafkaLog
     from streambill.wire.catalog_source import process_catalog
+    from streambill.wire.kafka_log import KafkaLog
 
     started = time.monotonic()
     own_log = log is None

@@ -28,7 +28,7 @@ from processors.simulate.lines import event_line
 
 
 class InputRecord(Protocol):
-    """A record of an input topic (`processors.close.log.LogRecord` is one)."""
+    """A record of an input topic (`streambill.wire.log.LogRecord` is one)."""
 
     @property
     def topic(self) -> str: ...

@@ -15,7 +15,7 @@ version, feature or pack; an invalid file; an unknown plan), 2 the topic could n
 read or written. A record of the topic that cannot be read is reported on stderr with
 its offset and reason, and left out; the command carries on.
 
-The logic takes a `CatalogLog` (`streambill.wire.catalog_topic`), so the tests run it
+The logic takes a `LogPort` (`streambill.wire.log`), so the tests run it
 over the close's in-memory log; the commands give it the close's Kafka adapter.
 """
 
@@ -33,12 +33,13 @@ from billing.catalog import Catalog
 from billing.catalog_live import CatalogDiff, LiveCatalog, diff, with_records
 from billing.catalog_records import PlanRetired, PlanVersionPublished, retired_key
 from billing.errors import CatalogError
-from processors.close.kafka import KafkaLog, LogError
 from streambill.cli import migrate
 from streambill.config.catalog_file import load_catalog
 from streambill.config.settings import CATALOG, Settings
-from streambill.wire.catalog_topic import CatalogLog, CatalogRead, publish, read_catalog
+from streambill.wire.catalog_topic import CatalogRead, publish, read_catalog
 from streambill.wire.codec import Codec
+from streambill.wire.kafka_log import KafkaLog, LogError
+from streambill.wire.log import LogPort
 
 EXIT_OK, EXIT_REFUSED, EXIT_LOG = 0, 1, 2
 
@@ -47,7 +48,7 @@ EXIT_OK, EXIT_REFUSED, EXIT_LOG = 0, 1, 2
 class CatalogIO:
     """Where a catalog command reads and writes, and prints."""
 
-    log: CatalogLog
+    log: LogPort
     topic: str
     codec: Codec
     out: TextIO

@@ -20,7 +20,6 @@ from typing import Any
 
 from prometheus_client import REGISTRY, start_http_server
 
-from processors.close.kafka import KafkaLog, LogError
 from processors.close.parallel import ParallelRunner
 from processors.close.plan import ClosePlanError, Month, parse_duration
 from processors.close.progress import CloseMetrics
@@ -36,6 +35,7 @@ from processors.close.setup import prepare_process
 from processors.close.topics import CloseTopics
 from processors.fold.admission import policy_from
 from streambill.config.settings import Settings
+from streambill.wire.kafka_log import KafkaLog, LogError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -3,7 +3,7 @@
     streambill export --from 2026-10-01 --to 2026-11-01 [--customer ID ...] [--out FILE]
 
 Reads account-events, then usage-events, each partition in offset order, with the
-period close's log adapter (`processors.close.kafka.KafkaLog`; no consumer group,
+period close's log adapter (`streambill.wire.kafka_log.KafkaLog`; no consumer group,
 nothing committed), and writes what `processors.simulate.export` selects: usage with
 an event time in [--from, --to), account events before --to. The file is what
 `streambill simulate --events FILE` reads, so history can be kept, and back-tested,
@@ -21,13 +21,13 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from processors.close.kafka import KafkaLog, LogError
-from processors.close.log import LogPort
 from processors.fold.admission import Doors
 from processors.simulate.export import ExportTally, Selection, export_records
 from processors.simulate.lines import LineError, parse_time
 from streambill.config.settings import ACCOUNT_EVENTS, USAGE_EVENTS, Settings
 from streambill.wire.codec import Codec
+from streambill.wire.kafka_log import KafkaLog, LogError
+from streambill.wire.log import LogPort
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -38,7 +38,6 @@ from billing.events import (
     AccountEvent,
     UsageRecorded,
 )
-from processors.close.kafka import KafkaLog
 from processors.close.plan import Month
 from processors.close.run import CloseDeps, CloseOptions, CloseReport, close_period
 from processors.close.topics import CloseTopics
@@ -66,6 +65,7 @@ from streambill.local.procs import Child
 from streambill.sdk.client import UsageClient
 from streambill.wire.catalog_source import process_catalog
 from streambill.wire.codec import Codec
+from streambill.wire.kafka_log import KafkaLog
 
 CHUNK = 5000  # usage events per SDK call between two looks at the worker
 

@@ -105,9 +105,9 @@ def publish_catalog(settings: Settings, codec: Codec) -> tuple[int, str]:
     """`streambill catalog publish STREAMBILL_CATALOG_PATH` for the demo's fresh topics:
     (records published, the live revision). The demo's processes then read the
     catalog from the topic (`demo_settings` sets the source), as production would."""
-    from processors.close.kafka import KafkaLog
     from streambill.config.catalog_file import load_catalog
     from streambill.wire.catalog_topic import publish, read_catalog
+    from streambill.wire.kafka_log import KafkaLog
 
     catalog = load_catalog(settings.catalog_path)
     log = KafkaLog(settings.kafka_config(), timeout_s=15.0)

@@ -19,10 +19,7 @@ safe at any batch boundary: a catalog only gains versions, and a pin names one.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from collections.abc import Callable
 
 from billing.catalog import Catalog
 from billing.errors import CatalogError
@@ -31,93 +28,32 @@ from streambill.config.catalog_file import load_catalog
 from streambill.config.settings import Settings
 from streambill.wire.catalog_topic import CatalogRead, read_catalog
 from streambill.wire.codec import Codec
+from streambill.wire.kafka_log import KafkaLog, LogError
 
 SOURCES = ("file", "topic")
 RETRY_S = 15.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Record:
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-class KafkaCatalogReader:
-    """The reading half of `streambill.wire.catalog_topic.CatalogLog` on a broker: a
-    consumer without a group (assigned partitions, nothing committed)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._consumer = Consumer(
-            settings.kafka_config(
-                **{
-                    "group.id": f"{settings.worker_group()}-catalog-reader",
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": False,
-                }
-            )
-        )
-
-    def close(self) -> None:
-        self._consumer.close()
-
-    def watermarks(self, topic: str) -> tuple[dict[int, int], dict[int, int]]:
-        """Per partition, (low, high); a broker error (a leader moving, a topic just
-        created, a broker restarting) is retried for up to `RETRY_S` seconds."""
-        deadline = time.monotonic() + RETRY_S
-        while True:
-            try:
-                return self._watermarks(topic)
-            except KafkaException as exc:
-                if time.monotonic() >= deadline:
-                    raise CatalogError([f"cannot read the catalog topic {topic}: {exc}"]) from exc
-                time.sleep(0.2)
-
-    def _watermarks(self, topic: str) -> tuple[dict[int, int], dict[int, int]]:
-        meta = self._consumer.list_topics(topic, timeout=10)
-        found = meta.topics.get(topic)
-        if found is None or found.error is not None:
-            raise CatalogError([f"the catalog topic {topic} does not exist (topics create)"])
-        low: dict[int, int] = {}
-        high: dict[int, int] = {}
-        for p in sorted(found.partitions):
-            low[p], high[p] = self._consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=10
-            )
-        return low, high
-
-    def read(
-        self,
-        topic: str,
-        starts: Mapping[int, int],
-        ends: Mapping[int, int],
-        keys: frozenset[bytes] | None = None,
-    ) -> Iterator[list[_Record]]:
-        pending = {p: ends[p] for p, s in starts.items() if s < ends.get(p, s)}
-        if not pending:
-            return
-        self._consumer.assign([TopicPartition(topic, p, starts[p]) for p in pending])
-        while pending:
-            batch: list[_Record] = []
-            for msg in self._consumer.consume(num_messages=500, timeout=1.0):
-                p, off = msg.partition(), msg.offset()
-                if msg.error() is not None or p is None or off is None or p not in pending:
-                    continue
-                if off < pending[p] and (keys is None or msg.key() in keys):
-                    batch.append(_Record(p, off, msg.key(), msg.value()))
-                if off + 1 >= pending[p]:
-                    del pending[p]
-            if batch:
-                yield batch
+def _read_with_retry(log: KafkaLog, topic: str, codec: Codec) -> CatalogRead:
+    """The topic read to its end; a broker error (a leader moving, a topic just
+    created, a broker restarting, no such topic yet) is retried for up to `RETRY_S`
+    seconds, then a `CatalogError`."""
+    deadline = time.monotonic() + RETRY_S
+    while True:
+        try:
+            return read_catalog(log, topic, codec)
+        except LogError as exc:
+            if time.monotonic() >= deadline:
+                raise CatalogError([f"cannot read the catalog topic {topic}: {exc}"]) from exc
+            time.sleep(0.2)
 
 
 def read_topic(settings: Settings, codec: Codec) -> CatalogRead:
-    reader = KafkaCatalogReader(settings)
+    log = KafkaLog(settings.kafka_config(), timeout_s=10.0)
     try:
-        return read_catalog(reader, settings.topic(names.CATALOG), codec)
+        return _read_with_retry(log, settings.topic(names.CATALOG), codec)
     finally:
-        reader.close()
+        log.close()
 
 
 def catalog_of(read: CatalogRead, topic: str) -> Catalog:
@@ -156,11 +92,13 @@ class CatalogWatch:
     def changed(self) -> bool:
         if not self.enabled:
             return False
-        reader = KafkaCatalogReader(self._settings)
+        log = KafkaLog(self._settings.kafka_config(), timeout_s=10.0)
         try:
-            _, high = reader.watermarks(self._topic)
+            _, high = log.watermarks(self._topic)
+        except LogError as exc:
+            raise CatalogError([f"cannot read the catalog topic {self._topic}: {exc}"]) from exc
         finally:
-            reader.close()
+            log.close()
         return high != self._seen
 
     def reload(self) -> Catalog:

@@ -7,16 +7,14 @@ catalog topic, a bad field, a key that is not the record's own, no key) is left 
 and reported with its partition, offset and reason; a tombstone removes its key, as
 compaction will, and is reported too.
 
-`CatalogLog` is the part of a log this needs, a structural subset of
-`processors.close.log.LogPort`: the close's Kafka adapter and its in-memory one both
-fit it as they are.
+It reads and writes through `streambill.wire.log.LogPort` (Kafka's adapter,
+`streambill.wire.kafka_log.KafkaLog`, or the in-memory one in tests).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from billing.catalog_live import LiveCatalog, live_catalog
 from billing.catalog_records import (
@@ -28,37 +26,9 @@ from billing.catalog_records import (
 )
 from streambill.wire.codec import Codec, DecodeError
 from streambill.wire.convert import InvalidField, decode_value, encode_value
+from streambill.wire.log import LogPort, LogRecord
 
 _CATALOG_TYPES = (PlanVersionPublished, FeaturePublished, CreditPackPublished, PlanRetired)
-
-
-class LoggedRecord(Protocol):
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-
-
-class CatalogReader(Protocol):
-    def watermarks(self, topic: str) -> tuple[dict[int, int], dict[int, int]]: ...
-
-    def read(
-        self,
-        topic: str,
-        starts: Mapping[int, int],
-        ends: Mapping[int, int],
-        keys: frozenset[bytes] | None = None,
-    ) -> Iterator[Sequence[LoggedRecord]]: ...
-
-
-class CatalogLog(CatalogReader, Protocol):
-    def produce(self, topic: str, key: bytes, value: bytes, timestamp_ms: int) -> None: ...
-
-    def flush(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +52,7 @@ class CatalogRead:
     end_offsets: Mapping[int, int]  # per partition, the next offset not read
 
 
-def _entry(rec: LoggedRecord, codec: Codec) -> tuple[str, CatalogRecord | None] | Unreadable:
+def _entry(rec: LogRecord, codec: Codec) -> tuple[str, CatalogRecord | None] | Unreadable:
     def bad(key: str | None, reason: str) -> Unreadable:
         return Unreadable(rec.partition, rec.offset, key, reason)
 
@@ -105,7 +75,7 @@ def _entry(rec: LoggedRecord, codec: Codec) -> tuple[str, CatalogRecord | None] 
     return key, value
 
 
-def read_catalog(log: CatalogReader, topic: str, codec: Codec) -> CatalogRead:
+def read_catalog(log: LogPort, topic: str, codec: Codec) -> CatalogRead:
     """Everything on `topic` up to its end as of now, folded into the live catalog."""
     low, high = log.watermarks(topic)
     entries: list[tuple[str, CatalogRecord | None]] = []
@@ -124,7 +94,7 @@ def read_catalog(log: CatalogReader, topic: str, codec: Codec) -> CatalogRead:
     return CatalogRead(live_catalog(entries), tuple(unreadable), dict(high))
 
 
-def publish(log: CatalogLog, topic: str, codec: Codec, records: Iterable[CatalogRecord]) -> int:
+def publish(log: LogPort, topic: str, codec: Codec, records: Iterable[CatalogRecord]) -> int:
     """Write `records` in order, each under its key, and wait until every one is
     acknowledged (`flush` raises otherwise). Returns how many were written."""
     count = 0

@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from confluent_kafka import KafkaException
 
 from billing.events import Event, Invoice
-from processors.close.kafka import KafkaLog
 from processors.close.plan import Month
 from processors.close.run import CloseDeps, CloseOptions, close_period
 from processors.close.topics import CloseTopics
@@ -43,6 +42,7 @@ from streambill.config.settings import Settings
 from streambill.local.demo_watch import WorkerProgress
 from streambill.local.procs import http_answers, wait_ready
 from streambill.wire.codec import Codec
+from streambill.wire.kafka_log import KafkaLog
 from tests.kafka_helpers import high_watermarks, projector_behind
 
 

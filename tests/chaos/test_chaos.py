@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 import pytest
 
-from processors.close.kafka import KafkaLog
 from streambill.config.settings import INVOICES, PERIOD_CLOSES, Settings
 from streambill.local.procs import Child
+from streambill.wire.kafka_log import KafkaLog
 from tests.chaos.harness import chaos_child
 from tests.chaos.load import LoadRun
 from tests.chaos.scenario import PHASE_SECONDS, Chaos

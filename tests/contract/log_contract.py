@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processors.close.log import LogPort, LogRecord
+from streambill.wire.log import LogPort, LogRecord
 
 
 def _all(

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from billing.catalog_records import PlanRetired
-from processors.close.kafka import KafkaLog
 from streambill.cli.main import main
 from streambill.config.settings import CATALOG, REPO_ROOT, Settings
 from streambill.config.topics import list_topics
 from streambill.wire.catalog_topic import read_catalog
 from streambill.wire.codec import Codec
+from streambill.wire.kafka_log import KafkaLog
 
 pytestmark = pytest.mark.integration
 

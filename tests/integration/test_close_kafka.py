@@ -19,7 +19,6 @@ from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from billing.events import Event, Invoice, UsageRecorded
-from processors.close.kafka import KafkaLog
 from processors.close.plan import Month
 from processors.close.run import (
     CloseDeps,
@@ -32,6 +31,7 @@ from processors.close.topics import CloseTopics
 from streambill.config.settings import REPO_ROOT, Settings
 from streambill.wire.codec import Codec
 from streambill.wire.convert import decode_value, encode_value
+from streambill.wire.kafka_log import KafkaLog
 from tests.close_support import live_preview, load_example_catalog, ms, utc
 from tests.unit.processors.close.test_close_late_and_crash import base
 from tests.unit.processors.close.test_close_scenarios import history

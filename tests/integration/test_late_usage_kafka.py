@@ -18,7 +18,6 @@ from decimal import Decimal
 import pytest
 
 from billing.events import Invoice, SubscriptionStarted, UsageRecorded
-from processors.close.kafka import KafkaLog
 from processors.close.plan import Month
 from processors.close.run import CloseDeps, CloseOptions, close_period
 from processors.close.topics import CloseTopics
@@ -29,6 +28,7 @@ from streambill.config.settings import Settings
 from streambill.local.demo_watch import WorkerProgress
 from streambill.local.procs import free_port
 from streambill.wire.codec import Codec
+from streambill.wire.kafka_log import KafkaLog
 from tests.integration.fold_support import TopicReader, WorkerProcess, isolated, send_with_sdk
 
 pytestmark = pytest.mark.integration

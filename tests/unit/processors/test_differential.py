@@ -45,7 +45,6 @@ from billing.events import (
     WalletDeposited,
 )
 from billing.replay import Replay
-from processors.close.log import LogRecord
 from processors.close.run import read_history
 from processors.fold.batch import BatchFolder, SourceMessage, Topics, merge_by_time
 from processors.reconcile.live import check_against_live
@@ -53,6 +52,7 @@ from processors.reconcile.log import read_outputs, reconcile_log
 from processors.reconcile.run import render
 from processors.simulate.simulation import simulate
 from streambill.wire.convert import encode_value
+from streambill.wire.log import LogRecord
 from streambill.wire.partitioner import owner
 from tests.close_support import TOPICS as CT
 from tests.close_support import Harness, load_example_catalog, utc

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from billing.events import Invoice
-from processors.close.log import InMemoryLog
+from streambill.wire.log import InMemoryLog
 from tests.close_support import (
     TOPICS,
     Harness,

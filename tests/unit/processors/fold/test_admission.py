@@ -14,10 +14,10 @@ import pytest
 from billing import ledger
 from billing.admission import AdmissionPolicy, fingerprint, same_payload
 from billing.events import SubscriptionStarted, UsageRecorded
-from processors.close.log import LogRecord, partition_for
 from processors.fold.batch import BatchFolder, SourceMessage, Topics
 from processors.reconcile.log import reconcile_log
 from streambill.wire.convert import decode_value, encode_value
+from streambill.wire.log import LogRecord, partition_for
 from streambill.wire.partitioner import owner
 from tests.close_support import TOPICS as CLOSE_TOPICS
 from tests.close_support import Harness, load_example_catalog, utc

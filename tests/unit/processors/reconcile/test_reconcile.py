@@ -14,7 +14,6 @@ from billing.events import (
     SubscriptionStarted,
     UsageRecorded,
 )
-from processors.close.log import InMemoryLog, LogRecord
 from processors.fold.batch import BatchFolder, SourceMessage, Topics
 from processors.reconcile.log import ReconcileReport, reconcile_log
 from processors.reconcile.run import render
@@ -22,6 +21,7 @@ from streambill.config.catalog_file import load_catalog
 from streambill.config.settings import Settings
 from streambill.wire import convert
 from streambill.wire.codec import Codec
+from streambill.wire.log import InMemoryLog, LogRecord
 from tests.worker_tables import Tables
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)

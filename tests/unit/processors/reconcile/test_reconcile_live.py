@@ -5,11 +5,11 @@ letter the close did not know of, as a worker's future rule would write)."""
 from __future__ import annotations
 
 from billing.events import EventRejected, RejectReason
-from processors.close.log import partition_for
 from processors.close.run import read_history
 from processors.reconcile.live import check_against_live
 from processors.reconcile.log import ReconcileReport
 from streambill.wire.convert import encode_value
+from streambill.wire.log import partition_for
 from tests.close_support import (
     TOPICS,
     Harness,

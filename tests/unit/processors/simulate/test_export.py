@@ -16,7 +16,6 @@ from billing.events import (
     UsageRecorded,
     WalletDeposited,
 )
-from processors.close.log import InMemoryLog, LogRecord
 from processors.fold.admission import Doors
 from processors.simulate.export import ExportTally, Selection, export_records
 from processors.simulate.lines import read_jsonl
@@ -24,6 +23,7 @@ from processors.simulate.simulation import result_json, simulate
 from streambill.config.catalog_file import load_catalog
 from streambill.wire.codec import Codec
 from streambill.wire.convert import encode_value
+from streambill.wire.log import InMemoryLog, LogRecord
 from streambill.wire.partitioner import owner
 
 EXAMPLE = Path(__file__).resolve().parents[4] / "examples" / "catalog.yaml"

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from billing.events import UsageRecorded
-from processors.close.log import InMemoryLog
 from streambill.cli.catalog import (
     EXIT_OK,
     EXIT_REFUSED,
@@ -24,6 +23,7 @@ from streambill.cli.catalog import (
 from streambill.cli.main import build_parser
 from streambill.wire.codec import Codec
 from streambill.wire.convert import encode_value
+from streambill.wire.log import InMemoryLog
 
 EXAMPLE = Path(__file__).resolve().parents[4] / "examples" / "catalog.yaml"
 TOPIC = "t.catalog"

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from billing.events import Event, SubscriptionStarted, UsageRecorded
-from processors.close.log import InMemoryLog
 from processors.simulate.export import Selection
 from processors.simulate.lines import read_jsonl
 from streambill.cli import export
@@ -18,6 +17,7 @@ from streambill.cli.main import build_parser, main
 from streambill.config.settings import Settings
 from streambill.wire.codec import Codec
 from streambill.wire.convert import encode_value
+from streambill.wire.log import InMemoryLog
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 END = datetime(2026, 2, 1, tzinfo=UTC)

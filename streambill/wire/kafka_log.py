@@ -1,7 +1,7 @@
 """`LogPort` over Apache Kafka with confluent-kafka.
 
 Reads assign partitions explicitly (no consumer group membership, nothing
-committed: a close is a bounded replay that records its own position in
+committed: every reader is a bounded replay; the close records its own position in
 PeriodClosed) and fetch in batches with `consume(num_messages=...)`. Writes use an
 idempotent producer with `acks=all`: broker-side retries cannot duplicate a record
 within one producer session, and `flush()` raises unless every record was
@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from processors.close.log import LogRecord
+from streambill.wire.log import LogRecord
 
 
 class LogError(Exception):

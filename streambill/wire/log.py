@@ -1,9 +1,10 @@
-"""The close's port to the log, and its in-memory adapter.
+"""The port to the log for bounded replays, and its in-memory adapter.
 
-The close reads ranges of partitions and writes records; that is all it needs from
-Kafka. `LogPort` is that need as a `typing.Protocol`; `InMemoryLog` implements it
+The close, reconcile, `export`, the catalog commands and the catalog loader read
+ranges of partitions and write records; that is all they need from Kafka. `LogPort`
+is that need as a `typing.Protocol`; `InMemoryLog` implements it
 over Python lists (scenario tests, `streambill simulate`-like runs) and
-`processors.close.kafka.KafkaLog` over confluent-kafka. Both pass the same contract
+`streambill.wire.kafka_log.KafkaLog` over confluent-kafka. Both pass the same contract
 suite (`tests/contract/log_contract.py`).
 
 Offsets are Kafka's: per partition, the first record is at the low watermark, the

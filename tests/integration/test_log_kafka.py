@@ -7,8 +7,8 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from processors.close.kafka import KafkaLog
 from streambill.config.settings import Settings
+from streambill.wire.kafka_log import KafkaLog
 from tests.contract.log_contract import check_log_port
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processors.close.log import InMemoryLog
+from streambill.wire.log import InMemoryLog
 from tests.contract.log_contract import check_log_port
 
 
