@@ -41,12 +41,10 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from billing.events import Event, SubscriptionStarted, UsageRecorded
-from processors.close.parallel import ParallelRunner
+from processors.close.parallel import close_deps
 from processors.close.plan import Month
-from processors.close.run import CloseDeps, CloseOptions, CloseReport, close_period
+from processors.close.run import CloseOptions, CloseReport, close_period
 from processors.close.setup import prepare_process
-from processors.close.topics import CloseTopics
-from processors.fold.admission import policy_from
 from streambill.config.catalog_file import load_catalog
 from streambill.config.settings import ACCOUNT_EVENTS, ALL_TOPICS, USAGE_EVENTS, Settings
 from streambill.config.topics import create_topics
@@ -153,23 +151,9 @@ def close_once(
 ) -> None:
     """Close `month` once and print wall-clock and CPU figures. A re-run reads and folds
     exactly the same events (it recomputes and verifies the recorded close)."""
-    topics = CloseTopics.of(settings)
     log = KafkaLog(settings.kafka_config())
     catalog = load_catalog(settings.catalog_path)
-    deps = CloseDeps(
-        log=log,
-        codec=Codec(),
-        catalog=catalog,
-        topics=topics,
-        clock=lambda: now,
-        policy=policy_from(settings),
-        progress_out=sys.stderr,
-        runner=(
-            ParallelRunner(settings, topics.inputs, args.workers, catalog)
-            if args.workers > 1
-            else None
-        ),
-    )
+    deps = close_deps(settings, log, catalog, lambda: now, workers=args.workers)
     load_before = os.getloadavg()[0]
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
     report = close_period(deps, CloseOptions(month))

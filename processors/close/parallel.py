@@ -19,16 +19,23 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, TextIO
 
 from billing.catalog import Catalog
 from billing.catalog_records import CatalogRecord, catalog_records, records_catalog
 from processors.close.fold import GroupResult, TopicNames, fold_group
 from processors.close.plan import ReadPlan
+from processors.close.progress import CloseMetrics
+from processors.close.run import CloseDeps
+from processors.close.topics import CloseTopics
 from streambill.config.settings import Settings
+from streambill.wire.codec import Codec
+from streambill.wire.log import LogPort
 
 
 def partition_groups(
@@ -263,3 +270,32 @@ def _stop(pool: _Pool) -> None:
         if p.is_alive():
             p.terminate()
         p.join()
+
+
+def close_deps(
+    settings: Settings,
+    log: LogPort,
+    catalog: Catalog,
+    clock: Callable[[], datetime],
+    *,
+    workers: int = 1,
+    metrics: CloseMetrics | None = None,
+    progress_out: TextIO | None = sys.stderr,
+) -> CloseDeps:
+    """The dependencies of a close of the topics of `settings`: its admission policy,
+    and more than one worker process when `workers` > 1 (each folding with `catalog`)."""
+    from processors.fold.admission import policy_from
+
+    topics = CloseTopics.of(settings)
+    runner = ParallelRunner(settings, topics.inputs, workers, catalog) if workers > 1 else None
+    return CloseDeps(
+        log=log,
+        codec=Codec(),
+        catalog=catalog,
+        topics=topics,
+        clock=clock,
+        policy=policy_from(settings),
+        metrics=metrics,
+        progress_out=progress_out,
+        runner=runner,
+    )

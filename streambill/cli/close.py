@@ -20,7 +20,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY, start_http_server
 
-from processors.close.parallel import ParallelRunner
+from billing.errors import CatalogError
+from processors.close.parallel import close_deps
 from processors.close.plan import ClosePlanError, Month, parse_duration
 from processors.close.progress import CloseMetrics
 from processors.close.run import (
@@ -32,8 +33,6 @@ from processors.close.run import (
     close_period,
 )
 from processors.close.setup import prepare_process
-from processors.close.topics import CloseTopics
-from processors.fold.admission import policy_from
 from streambill.config.settings import Settings
 from streambill.wire.kafka_log import KafkaLog, LogError
 
@@ -75,23 +74,9 @@ def _deps(args: argparse.Namespace, settings: Settings, log: KafkaLog) -> CloseD
     def clock() -> datetime:
         return frozen if frozen is not None else datetime.now(UTC)
 
-    topics = CloseTopics.of(settings)
-    codec = Codec()
-    catalog = process_catalog(settings, codec, lambda line: sys.stderr.write(line + "\n"))
-    return CloseDeps(
-        log=log,
-        codec=codec,
-        catalog=catalog,
-        topics=topics,
-        clock=clock,
-        policy=policy_from(settings),
-        metrics=CloseMetrics(REGISTRY),
-        progress_out=sys.stderr,
-        runner=(
-            ParallelRunner(settings, topics.inputs, args.workers, catalog)
-            if args.workers > 1
-            else None
-        ),
+    catalog = process_catalog(settings, Codec(), lambda line: sys.stderr.write(line + "\n"))
+    return close_deps(
+        settings, log, catalog, clock, workers=args.workers, metrics=CloseMetrics(REGISTRY)
     )
 
 
@@ -186,5 +171,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except (CloseError, LogError) as exc:
         sys.stderr.write(f"failed: {exc}\n")
         return 1
+    except CatalogError as exc:
+        sys.stderr.write("refused: the catalog: " + "; ".join(exc.problems) + "\n")
+        return 2
     finally:
         log.close()
