@@ -55,7 +55,7 @@ class ReplayCustomer:
     account_b: deque[Event] = field(default_factory=deque)
     prev: CustomerState | None = None  # set when phase A ends
     watermark_ms: int | None = None
-    seen: dict[str, tuple[Event, int]] = field(default_factory=dict)  # id -> (event, ms)
+    seen: dict[str, Event] = field(default_factory=dict)  # event id -> the applied event
 
 
 class Replay:
@@ -121,11 +121,10 @@ class Replay:
     def _admit(self, c: ReplayCustomer, event: Event, usage: bool) -> None:
         """`decide`, then `apply`: once per event of every replay."""
         event_ms = to_ms(event.timestamp)
-        seen = c.seen.get(event.event_id)
+        earlier = c.seen.get(event.event_id)
         prior = None
-        if seen is not None:
-            earlier = seen[0]
-            prior = (lambda: same_payload(earlier, event), seen[1])
+        if earlier is not None:  # rare: a copy, or a reused id
+            prior = (lambda: same_payload(earlier, event), to_ms(earlier.timestamp))
         c.watermark_ms, refusal = decide(
             self.policy, usage, event_ms, c.watermark_ms, prior, self.now_ms
         )
@@ -145,7 +144,7 @@ class Replay:
             self._reject(event, str(effects.rejection.reason), effects.rejection.detail)
             return
         c.state = state
-        c.seen[event.event_id] = (event, event_ms)
+        c.seen[event.event_id] = event
         if self._on_applied is not None:
             self._on_applied(event, effects)
 
