@@ -1,5 +1,6 @@
 """Admin routes: HTTP ingest of usage and account commands, written to Kafka through
-the SDK (`streambill.sdk.client.UsageClient`). They need the admin key.
+the SDK (`streambill.sdk.client.UsageClient`). Ingest needs a key of scope `ingest`,
+the account commands one of scope `admin` (`projections.http.keys`).
 
 Ingest validates each item on its own: valid items are produced, invalid ones come
 back with their errors (202 if anything was accepted, 422 if nothing was). The
@@ -17,11 +18,11 @@ from decimal import Decimal
 from typing import Annotated, Any, Protocol
 
 from confluent_kafka import KafkaException
-from fastapi import APIRouter, Body, Depends, Header, Path
+from fastapi import APIRouter, Body, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from projections.http.auth import ADMIN_HEADER, Authenticator, Caller
+from projections.http.auth import Authenticator, Caller, key_dependency
 from projections.http.models import (
     MAX_BATCH,
     AcceptedOut,
@@ -114,10 +115,8 @@ def _validate_items(raw: list[Any]) -> tuple[list[tuple[int, UsageIn]], list[Ite
 def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
     router = APIRouter(tags=["admin"])
 
-    def admin(x_admin_key: Annotated[str | None, Header(alias=ADMIN_HEADER)] = None) -> Caller:
-        return auth.admin(x_admin_key)
-
-    Admin = Annotated[Caller, Depends(admin)]
+    Admin = Annotated[Caller, Depends(key_dependency(auth, "admin"))]
+    Ingest = Annotated[Caller, Depends(key_dependency(auth, "ingest"))]
 
     def flush() -> None:
         try:
@@ -142,7 +141,7 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
         responses={**WRITE_ERRORS, 422: {"model": IngestOut}},
     )
     def post_usage(
-        _: Admin,
+        _: Ingest,
         payload: Annotated[
             dict[str, Any] | list[Any],
             Body(description=f"One usage event (UsageIn) or a list of up to {MAX_BATCH}."),

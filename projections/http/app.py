@@ -16,7 +16,15 @@ from fastapi.responses import JSONResponse
 
 from projections.http import views
 from projections.http.admin import AdminWriter, admin_router
-from projections.http.auth import ADMIN_HEADER, Authenticator, Caller, bearer_token
+from projections.http.auth import (
+    ADMIN_HEADER,
+    KEY_HEADER,
+    Authenticator,
+    Caller,
+    bearer_token,
+    presented_key,
+)
+from projections.http.keys import KeyFile
 from projections.http.models import (
     AlertHistoryOut,
     AlertOut,
@@ -35,6 +43,7 @@ from streambill.config.settings import Settings
 CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
 READ_ERRORS = error_responses(401, 403, 404, 503)
 AUTH_HEADERS = [
+    {"name": KEY_HEADER, "in": "header", "required": False, "schema": {"type": "string"}},
     {"name": ADMIN_HEADER, "in": "header", "required": False, "schema": {"type": "string"}},
     {"name": "authorization", "in": "header", "required": False, "schema": {"type": "string"}},
 ]
@@ -60,6 +69,7 @@ def create_app(
         settings.admin_key.get_secret_value() if settings.admin_key else None,
         settings.token_secret.get_secret_value() if settings.token_secret else None,
         clock,
+        KeyFile(settings.api_keys_file) if settings.api_keys_file else None,
     )
     app = FastAPI(
         title="streambill",
@@ -71,10 +81,11 @@ def create_app(
 
     def reader(
         customer_id: CustomerId,
+        x_api_key: Annotated[str | None, Header(alias=KEY_HEADER)] = None,
         x_admin_key: Annotated[str | None, Header(alias=ADMIN_HEADER)] = None,
         authorization: Annotated[str | None, Header()] = None,
     ) -> Caller:
-        caller = auth.reader(x_admin_key, bearer_token(authorization))
+        caller = auth.reader(presented_key(x_api_key, x_admin_key), bearer_token(authorization))
         caller.may_read(customer_id)
         return caller
 
@@ -150,7 +161,13 @@ def create_app(
         timeout bounds a stall), and the body built directly, without a response-model
         pass (`EntitlementOut` documents it and a test checks it matches)."""
         headers = request.headers  # read directly: FastAPI's header params cost ~50 us each
-        reader(customer_id, headers.get(ADMIN_HEADER), headers.get("authorization"))
+        key = headers.get(KEY_HEADER)
+        reader(
+            customer_id,
+            key,
+            headers.get(ADMIN_HEADER) if key is None else None,
+            headers.get("authorization"),
+        )
         return JSONResponse(views.entitlement(read_models, customer_id, feature_id))
 
     app.include_router(admin_router(sdk, auth))

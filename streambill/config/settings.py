@@ -70,7 +70,10 @@ class Settings(BaseSettings):
     read_model_prefix: str = "sb"
     api_host: str = "127.0.0.1"
     api_port: int = 8080
-    admin_key: SecretStr | None = None
+    admin_key: SecretStr | None = None  # legacy: one admin-scope key
+    # Scoped API keys (ingest / read / admin), one salted digest a line, re-read when
+    # the file changes (projections/http/keys.py; `streambill api-key create`).
+    api_keys_file: Path | None = None
     token_secret: SecretStr | None = None
     token_ttl: str = "24h"
 
