@@ -24,7 +24,9 @@ from projections.http.auth import (
     bearer_token,
     presented_key,
 )
+from projections.http.gate import Gate, error_content
 from projections.http.keys import KeyFile
+from projections.http.limits import RateLimiter
 from projections.http.models import (
     AlertHistoryOut,
     AlertOut,
@@ -52,10 +54,8 @@ AUTH_HEADERS = [
 def _error_response(_: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, ReadSideError):  # pragma: no cover - registered for ReadSideError
         raise exc
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return JSONResponse(
-        {"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=headers
-    )
+    content, headers = error_content(exc)
+    return JSONResponse(content, status_code=exc.status, headers=headers)
 
 
 def create_app(
@@ -70,6 +70,7 @@ def create_app(
         settings.token_secret.get_secret_value() if settings.token_secret else None,
         clock,
         KeyFile(settings.api_keys_file) if settings.api_keys_file else None,
+        RateLimiter(settings.api_rate_limit, settings.api_rate_burst),
     )
     app = FastAPI(
         title="streambill",
@@ -78,6 +79,7 @@ def create_app(
         "read from the projections; admin ingest and account commands.",
     )
     app.add_exception_handler(ReadSideError, _error_response)
+    app.add_middleware(Gate, auth=auth, max_body_bytes=settings.api_max_body_bytes)
 
     def reader(
         customer_id: CustomerId,

@@ -9,22 +9,21 @@ the other customer. Ingest needs `ingest`, every other write `admin`.
 from __future__ import annotations
 
 import hmac
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Header
+from fastapi import Header, Request
 
 from projections.http import tokens
 from projections.http.keys import GRANTS, PREFIX, SCOPES, KeyFile, Scope
-from projections.read.errors import Forbidden, Unauthenticated
+from projections.http.limits import RateLimiter
+from projections.read.errors import Forbidden, RateLimited, Unauthenticated
 
 ADMIN_HEADER = "x-admin-key"
 KEY_HEADER = "x-api-key"
 TOKEN_COOKIE = "sb_token"
 MIN_ADMIN_KEY_CHARS = 16
-log = logging.getLogger("streambill.api")
 
 
 def secret_problems(admin_key: str | None, token_secret: str | None) -> list[str]:
@@ -72,6 +71,7 @@ class Authenticator:
         token_secret: str | None,
         clock: Callable[[], float],
         keys: KeyFile | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         """`ValueError` naming every problem of `secret_problems`."""
         problems = secret_problems(admin_key, token_secret)
@@ -81,6 +81,7 @@ class Authenticator:
         self._secret = token_secret.encode("utf-8") if token_secret else None
         self._clock = clock
         self._keys = keys
+        self._limiter = limiter
 
     def identify(self, presented: str | None) -> Caller:
         """The caller a presented API key stands for, or `Unauthenticated` (one answer
@@ -100,11 +101,16 @@ class Authenticator:
         return LEGACY_ADMIN
 
     def key(self, presented: str | None, scope: Scope) -> Caller:
-        """The key's caller if its scopes cover `scope`: `Unauthenticated` for no valid
-        key, `Forbidden` for a valid key of another scope."""
+        """The key's caller if its scopes cover `scope` and its rate allows one more
+        request: `Unauthenticated` for no valid key, `Forbidden` for a valid key of
+        another scope, `RateLimited` past its rate (`projections.http.limits`)."""
         caller = self.identify(presented)
         if scope not in caller.grants:
             raise Forbidden(f"the key {caller.name} ({_scope_of(caller)}) may not {scope}")
+        if self._limiter is not None:
+            wait = self._limiter.take(caller.name or "")
+            if wait:
+                raise RateLimited(wait)
         return caller
 
     def admin(self, presented: str | None) -> Caller:
@@ -135,15 +141,25 @@ def presented_key(api_key: str | None, admin_key: str | None) -> str | None:
     return api_key if api_key is not None else admin_key
 
 
+CALLER = "caller"  # key of the caller `projections.http.gate` put in the scope state
+
+
 def key_dependency(auth: Authenticator, scope: Scope) -> Callable[..., Caller]:
-    """A FastAPI dependency: the caller of a key covering `scope` (else 401/403)."""
+    """A FastAPI dependency: the caller of a key covering `scope` (else 401/403/429).
+    Behind `projections.http.gate.Gate` the key was checked (and its rate taken)
+    before the body was read: the caller is in the scope state. The header
+    parameters document the route; they are read only without the gate."""
 
     def caller(
+        request: Request,
         x_api_key: Annotated[str | None, Header(alias=KEY_HEADER)] = None,
         x_admin_key: Annotated[str | None, Header(alias=ADMIN_HEADER)] = None,
     ) -> Caller:
-        found = auth.key(presented_key(x_api_key, x_admin_key), scope)
-        log.info("%s request by key %s", scope, found.name)  # the name, never the secret
+        found = request.scope.get("state", {}).get(CALLER)
+        if not isinstance(found, Caller):
+            return auth.key(presented_key(x_api_key, x_admin_key), scope)
+        if scope not in found.grants:
+            raise Forbidden(f"the key {found.name} ({_scope_of(found)}) may not {scope}")
         return found
 
     return caller
