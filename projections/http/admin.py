@@ -22,6 +22,7 @@ from fastapi import APIRouter, Body, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from billing.admission import AdmissionPolicy, decide, to_ms
 from projections.http.auth import Authenticator, Caller, key_dependency
 from projections.http.models import (
     MAX_BATCH,
@@ -29,6 +30,7 @@ from projections.http.models import (
     CreditPurchaseIn,
     DepositIn,
     IngestOut,
+    IngestUnavailableOut,
     ItemError,
     SeatsIn,
     SubscriptionIn,
@@ -36,6 +38,7 @@ from projections.http.models import (
     error_responses,
 )
 from projections.read.errors import InvalidRequest, Unavailable
+from streambill.sdk.client import DeliveryError
 
 
 class AdminWriter(Protocol):
@@ -83,8 +86,11 @@ WRITE_ERRORS = error_responses(401, 422, 503)
 CustomerId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
 
 
-def _validate_items(raw: list[Any]) -> tuple[list[tuple[int, UsageIn]], list[ItemError]]:
-    """(index in the batch, event) of the valid, first-seen events, and the errors."""
+def _validate_items(
+    raw: list[Any], future: Callable[[datetime], str | None]
+) -> tuple[list[tuple[int, UsageIn]], list[ItemError]]:
+    """(index in the batch, event) of the valid, first-seen events, and the errors.
+    `future` says why an event time is past admission's future rule (or None)."""
     valid: dict[str, tuple[int, UsageIn]] = {}
     errors: list[ItemError] = []
     for index, item in enumerate(raw):
@@ -97,6 +103,10 @@ def _validate_items(raw: list[Any]) -> tuple[list[tuple[int, UsageIn]], list[Ite
                 f"{'.'.join(str(p) for p in e['loc']) or 'item'}: {e['msg']}" for e in exc.errors()
             ]
             errors.append(ItemError(index=index, event_id=event_id, errors=messages))
+            continue
+        late = future(usage.timestamp)
+        if late is not None:
+            errors.append(ItemError(index=index, event_id=event_id, errors=[f"timestamp: {late}"]))
             continue
         seen = valid.get(usage.event_id)
         if seen is not None and seen[1] != usage:
@@ -112,8 +122,35 @@ def _validate_items(raw: list[Any]) -> tuple[list[tuple[int, UsageIn]], list[Ite
     return list(valid.values()), errors
 
 
-def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
+def _unavailable(
+    detail: str, queued: list[str], failed: list[str], errors: list[ItemError]
+) -> JSONResponse:
+    """503 for a broker that is not there: which events were queued (handed to the
+    producer; delivered unless listed in `not_delivered` or the flush timed out), so
+    the caller resends the rest, or the whole batch (the event ids make that safe)."""
+    body = IngestUnavailableOut(
+        detail=f"{detail}; resend the events not confirmed (event ids make a resend safe)",
+        queued=queued,
+        not_delivered=failed,
+        errors=errors,
+    )
+    return JSONResponse(body.model_dump(), status_code=503)
+
+
+def admin_router(
+    sdk: AdminWriter,
+    auth: Authenticator,
+    policy: AdmissionPolicy,
+    now_ms: Callable[[], int],
+) -> APIRouter:
+    """The write routes. An event time past admission's future rule (`policy`, at
+    `now_ms`: what the worker would refuse as `timestamp_in_future`, and the broker
+    beyond its own limit) is a 422 naming `timestamp`, never queued."""
     router = APIRouter(tags=["admin"])
+
+    def future(timestamp: datetime) -> str | None:
+        _, refusal = decide(policy, False, to_ms(timestamp), None, None, now_ms())
+        return None if refusal is None else f"{refusal.reason}: {refusal.detail}"
 
     Admin = Annotated[Caller, Depends(key_dependency(auth, "admin"))]
     Ingest = Annotated[Caller, Depends(key_dependency(auth, "ingest"))]
@@ -124,8 +161,12 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
         except Exception as exc:  # DeliveryError and producer failures: the caller may retry
             raise Unavailable(f"not all events reached Kafka, retry: {exc}") from exc
 
-    def send(command: Callable[[], str]) -> None:
-        """Run one SDK command and flush; the SDK's own validation (ValueError) is a 422."""
+    def send(command: Callable[[], str], timestamp: datetime) -> None:
+        """Run one SDK command and flush; the SDK's own validation (ValueError) and an
+        event time past the future rule are a 422."""
+        late = future(timestamp)
+        if late is not None:
+            raise InvalidRequest(f"timestamp: {late}")
         try:
             command()
         except ValueError as exc:
@@ -138,7 +179,7 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
         "/v1/usage",
         status_code=202,
         response_model=IngestOut,
-        responses={**WRITE_ERRORS, 422: {"model": IngestOut}},
+        responses={**WRITE_ERRORS, 422: {"model": IngestOut}, 503: {"model": IngestUnavailableOut}},
     )
     def post_usage(
         _: Ingest,
@@ -150,7 +191,7 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
         items = payload if isinstance(payload, list) else [payload]
         if not items or len(items) > MAX_BATCH:
             raise InvalidRequest(f"send between 1 and {MAX_BATCH} events")
-        valid, errors = _validate_items(items)
+        valid, errors = _validate_items(items, future)
         accepted: list[str] = []
         for index, usage in valid:
             try:
@@ -165,11 +206,17 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
             except ValueError as exc:  # the SDK's own validation
                 errors.append(ItemError(index=index, event_id=usage.event_id, errors=[str(exc)]))
             except (BufferError, KafkaException) as exc:
-                raise Unavailable(f"could not queue events: {exc}") from exc
+                return _unavailable(f"could not queue events: {exc}", accepted, [], errors)
             else:
                 accepted.append(usage.event_id)
         if accepted:
-            flush()
+            try:
+                sdk.flush(10.0)
+            except Exception as exc:  # DeliveryError and producer failures
+                failed = exc.event_ids if isinstance(exc, DeliveryError) else []
+                return _unavailable(
+                    f"not all events reached Kafka: {exc}", accepted, failed, errors
+                )
         body = IngestOut(accepted=accepted, errors=errors)
         return JSONResponse(body.model_dump(), status_code=202 if accepted else 422)
 
@@ -188,7 +235,8 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
                 seats=body.seats,
                 event_id=body.event_id,
                 timestamp=body.timestamp,
-            )
+            ),
+            body.timestamp,
         )
         return AcceptedOut(event_id=body.event_id)
 
@@ -203,7 +251,8 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
         send(
             lambda: sdk.change_seats(
                 customer_id, body.seats, event_id=body.event_id, timestamp=body.timestamp
-            )
+            ),
+            body.timestamp,
         )
         return AcceptedOut(event_id=body.event_id)
 
@@ -224,7 +273,8 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
                 quantity=body.quantity,
                 event_id=body.event_id,
                 timestamp=body.timestamp,
-            )
+            ),
+            body.timestamp,
         )
         return AcceptedOut(event_id=body.event_id)
 
@@ -243,7 +293,8 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
                 body.currency,
                 event_id=body.event_id,
                 timestamp=body.timestamp,
-            )
+            ),
+            body.timestamp,
         )
         return AcceptedOut(event_id=body.event_id)
 

@@ -172,6 +172,7 @@ def create_app(
         )
         return JSONResponse(views.entitlement(read_models, customer_id, feature_id))
 
-    app.include_router(admin_router(sdk, auth))
+    policy = settings.admission_policy()
+    app.include_router(admin_router(sdk, auth, policy, lambda: int(clock() * 1000)))
     app.include_router(portal_router(read_models, auth))
     return app
