@@ -15,12 +15,12 @@ Input events also have bounds on their text and time, the same at every door (SD
 HTTP API): ids (event, customer, feature, plan, pack) at most `MAX_ID_CHARS`
 characters; at most `MAX_PROPERTIES` properties, keys of 1 to
 `MAX_PROPERTY_KEY_CHARS` characters, values of at most `MAX_PROPERTY_VALUE_CHARS`
-(so an event stays far below the broker's message size limit); an event time at or
-after `MIN_EVENT_MS` (0001-01-01T00:00:00Z, the earliest timestamp-millis a reader
-decodes to a datetime). The latest event time is not a constant: it is admission's
-future rule (`billing.admission.decide`, `future_tolerance` after the clock), which
-the doors ask too, so nothing the worker would refuse as `timestamp_in_future` (or
-the broker as too far ahead) is queued.
+(so an event stays far below the broker's message size limit); an event time from
+`MIN_EVENT_MS` to `MAX_EVENT_MS` (0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z, the
+timestamp-millis a reader decodes to a datetime). Tighter, the latest event time is
+admission's future rule (`billing.admission.decide`, `future_tolerance` after the
+clock), which the API asks too, so nothing the worker would refuse as
+`timestamp_in_future` (or the broker as too far ahead) is queued.
 
 `CONTEXT` is what the core runs in (`exact_context` wraps its public entry points):
 `PRECISION` = 80 significant digits, so sums, differences and products of admitted
@@ -70,6 +70,7 @@ MAX_PROPERTIES = 50
 MAX_PROPERTY_KEY_CHARS = 100
 MAX_PROPERTY_VALUE_CHARS = 500
 MIN_EVENT_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
+MAX_EVENT_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 _TRAPS = [InvalidOperation, DivisionByZero, Overflow]
 CONTEXT = Context(
@@ -163,9 +164,12 @@ def text_property_problem(properties: Mapping[str, str]) -> tuple[str, str] | No
 
 
 def event_ms_problem(event_ms: int) -> str | None:
-    """Why an event time (epoch milliseconds) is before `MIN_EVENT_MS`, or None."""
+    """Why an event time (epoch milliseconds) is outside `MIN_EVENT_MS` ..
+    `MAX_EVENT_MS`, the times the wire can carry, or None."""
     if event_ms < MIN_EVENT_MS:
         return "before 0001-01-01T00:00:00Z, the earliest time the wire can carry"
+    if event_ms > MAX_EVENT_MS:
+        return "after 9999-12-31T23:59:59.999Z, the latest time the wire can carry"
     return None
 
 

@@ -12,13 +12,14 @@ Every route flushes the producer before answering, so 202 means "in Kafka".
 # No `from __future__ import annotations`: FastAPI must see the route signatures
 # evaluated, including the `Annotated` dependencies defined inside the factory.
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Protocol
 
 from confluent_kafka import KafkaException
-from fastapi import APIRouter, Body, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -29,6 +30,7 @@ from projections.http.models import (
     AcceptedOut,
     CreditPurchaseIn,
     DepositIn,
+    ErrorOut,
     IngestOut,
     IngestUnavailableOut,
     ItemError,
@@ -82,7 +84,31 @@ class AdminWriter(Protocol):
         ...
 
 
-WRITE_ERRORS = error_responses(401, 422, 503)
+WRITE_ERRORS = error_responses(401, 403, 413, 422, 429, 503)
+# The documented body of ingest: one event or 1..MAX_BATCH of them, the event's schema
+# inlined (no route names UsageIn as its body, so it is not among the components). The
+# route takes any JSON object or list and validates each item on its own.
+_USAGE_SCHEMA = UsageIn.model_json_schema()
+_USAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        _USAGE_SCHEMA,
+                        {
+                            "type": "array",
+                            "items": _USAGE_SCHEMA,
+                            "minItems": 1,
+                            "maxItems": MAX_BATCH,
+                        },
+                    ]
+                }
+            }
+        },
+    }
+}
 CustomerId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
 
 
@@ -120,6 +146,15 @@ def _validate_items(
             continue
         valid.setdefault(usage.event_id, (index, usage))
     return list(valid.values()), errors
+
+
+async def _json_body(request: Request) -> Any:
+    """The JSON body as it came (ingest validates its items one by one); invalid
+    JSON is a 422 naming the body. Behind the gate the body is already bounded."""
+    try:
+        return json.loads(await request.body())
+    except ValueError as exc:  # JSONDecodeError and bad UTF-8
+        raise InvalidRequest(f"body: not valid JSON ({exc})") from exc
 
 
 def _unavailable(
@@ -179,15 +214,19 @@ def admin_router(
         "/v1/usage",
         status_code=202,
         response_model=IngestOut,
-        responses={**WRITE_ERRORS, 422: {"model": IngestOut}, 503: {"model": IngestUnavailableOut}},
+        responses={
+            **WRITE_ERRORS,
+            422: {"model": IngestOut | ErrorOut},
+            503: {"model": IngestUnavailableOut},
+        },
+        openapi_extra=_USAGE_BODY,
     )
-    def post_usage(
-        _: Ingest,
-        payload: Annotated[
-            dict[str, Any] | list[Any],
-            Body(description=f"One usage event (UsageIn) or a list of up to {MAX_BATCH}."),
-        ],
-    ) -> Any:
+    def post_usage(_: Ingest, payload: Annotated[Any, Depends(_json_body)]) -> Any:
+        """One usage event (`UsageIn`) or a list of up to `MAX_BATCH`; each item is
+        validated on its own: 202 with the accepted ids and the refused items'
+        errors, 422 when none was accepted."""
+        if not isinstance(payload, dict | list):
+            raise InvalidRequest("body: expected one usage event (an object) or a list of them")
         items = payload if isinstance(payload, list) else [payload]
         if not items or len(items) > MAX_BATCH:
             raise InvalidRequest(f"send between 1 and {MAX_BATCH} events")

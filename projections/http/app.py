@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.http import views
 from projections.http.admin import AdminWriter, admin_router
@@ -24,7 +26,7 @@ from projections.http.auth import (
     bearer_token,
     presented_key,
 )
-from projections.http.gate import Gate, error_content
+from projections.http.gate import Gate, error_content, write_routes
 from projections.http.keys import KeyFile
 from projections.http.limits import RateLimiter
 from projections.http.models import (
@@ -43,7 +45,7 @@ from projections.read.store import ReadModelStore
 from streambill.config.settings import Settings
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
-READ_ERRORS = error_responses(401, 403, 404, 503)
+READ_ERRORS = error_responses(401, 403, 404, 422, 429, 503)
 AUTH_HEADERS = [
     {"name": KEY_HEADER, "in": "header", "required": False, "schema": {"type": "string"}},
     {"name": ADMIN_HEADER, "in": "header", "required": False, "schema": {"type": "string"}},
@@ -56,6 +58,36 @@ def _error_response(_: Request, exc: Exception) -> JSONResponse:
         raise exc
     content, headers = error_content(exc)
     return JSONResponse(content, status_code=exc.status, headers=headers)
+
+
+def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own validation errors in the API's one error shape, each field named."""
+    if not isinstance(exc, RequestValidationError):  # pragma: no cover - registered for it
+        raise exc
+    fields = [
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+        for e in exc.errors()
+    ]
+    detail = "; ".join(fields) or "invalid request"
+    return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
+
+
+def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    """Starlette's and FastAPI's own errors in the API's error shape: a body that is
+    not JSON (FastAPI's 400) is a permanent 422 naming the body; 404 and 405 of the
+    router keep their status."""
+    if not isinstance(exc, StarletteHTTPException):  # pragma: no cover - registered for it
+        raise exc
+    if exc.status_code == 400:
+        return JSONResponse(
+            {"error": "invalid_request", "detail": f"body: {exc.detail}"}, status_code=422
+        )
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(
+        {"error": code, "detail": str(exc.detail)},
+        status_code=exc.status_code,
+        headers=dict(exc.headers or {}),
+    )
 
 
 def create_app(
@@ -79,7 +111,8 @@ def create_app(
         "read from the projections; admin ingest and account commands.",
     )
     app.add_exception_handler(ReadSideError, _error_response)
-    app.add_middleware(Gate, auth=auth, max_body_bytes=settings.api_max_body_bytes)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     def reader(
         customer_id: CustomerId,
@@ -173,6 +206,13 @@ def create_app(
         return JSONResponse(views.entitlement(read_models, customer_id, feature_id))
 
     policy = settings.admission_policy()
-    app.include_router(admin_router(sdk, auth, policy, lambda: int(clock() * 1000)))
+    writes = admin_router(sdk, auth, policy, lambda: int(clock() * 1000))
+    app.include_router(writes)
     app.include_router(portal_router(read_models, auth))
+    app.add_middleware(
+        Gate,
+        auth=auth,
+        max_body_bytes=settings.api_max_body_bytes,
+        writes=write_routes(writes.routes),  # the router's own: the app's are wrapped
+    )
     return app

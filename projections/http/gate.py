@@ -2,29 +2,33 @@
 
 FastAPI reads and parses a route's body before it resolves the route's dependencies,
 so a key checked in a dependency comes too late: an unauthenticated caller could make
-the API buffer and parse any body. `Gate` is a plain ASGI middleware that runs first,
-on every request of a method that carries a body, and in this order:
+the API buffer and parse any body. `Gate` is a plain ASGI middleware that runs first
+and, for a request to a write route (`POST` to a route under `/v1/`, `write_routes`),
+in this order:
 
-1. a write route (`POST /v1/...`) needs a key covering its scope (`write_scope`):
-   401 without a valid one, 403 for another scope, 429 past the key's rate (the
-   key's rate limit is taken here, once; the route reads the caller from the scope
-   state, `CALLER`). Nothing of the body has been received yet;
+1. the key must cover the route's scope (`write_scope`): 401 without a valid one, 403
+   for another scope, 429 past the key's rate (taken here, once; the route reads the
+   caller from the scope state, `CALLER`). Nothing of the body has been received yet;
 2. a `Content-Length` above `max_body_bytes` is 413, still unread;
 3. the body is received chunk by chunk and counted (a chunked body has no length):
    past `max_body_bytes` it is 413 and the rest is never asked for;
 4. the route gets the buffered body, replayed.
 
-GET, HEAD and OPTIONS pass straight through (one comparison): their routes read no
-body, and the read routes' keys are checked (and rate-limited) by their dependency,
-so the entitlement check's path is unchanged. Writes are logged with the key's name.
+Every other request passes straight through (GET, HEAD and OPTIONS after one
+comparison): those routes read no body (the router's 404 and 405 neither), the read
+routes' keys are checked and rate-limited by their dependency, so the entitlement
+check's path is unchanged. Writes are logged with the key's name, never the secret.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from re import Pattern
 from typing import Any
+
+from fastapi.routing import APIRoute
 
 from projections.http.auth import ADMIN_HEADER, CALLER, KEY_HEADER, Authenticator
 from projections.http.keys import Scope
@@ -41,13 +45,31 @@ _ADMIN = ADMIN_HEADER.encode("latin-1")
 log = logging.getLogger("streambill.api")
 
 
-def write_scope(method: str, path: str) -> Scope | None:
-    """The key scope a request needs before its body is read: `ingest` for usage,
-    `admin` for every other write under `/v1/` (also one no route serves, so a
-    caller without a key learns nothing of the routes); None elsewhere (the portal)."""
-    if method != "POST" or not path.startswith("/v1/"):
+WriteRoutes = Sequence[tuple[Pattern[str], Scope]]
+
+
+def write_routes(routes: Sequence[object]) -> list[tuple[Pattern[str], Scope]]:
+    """(path pattern, scope) of each write route of an app (`POST` under `/v1/`):
+    `ingest` for usage, `admin` for the others."""
+    return [
+        (route.path_regex, "ingest" if route.path == "/v1/usage" else "admin")
+        for route in routes
+        if isinstance(route, APIRoute)
+        and "POST" in (route.methods or ())
+        and route.path.startswith("/v1/")
+    ]
+
+
+def write_scope(writes: WriteRoutes, method: str, path: str) -> Scope | None:
+    """The key scope a request needs before its body is read, or None for a request
+    no write route serves (the router answers 404 or 405 without reading the body;
+    the portal's sign-out reads none)."""
+    if method != "POST":
         return None
-    return "ingest" if path == "/v1/usage" else "admin"
+    for pattern, scope in writes:
+        if pattern.match(path):
+            return scope
+    return None
 
 
 def error_content(exc: ReadSideError) -> tuple[dict[str, str], dict[str, str]]:
@@ -60,22 +82,27 @@ def error_content(exc: ReadSideError) -> tuple[dict[str, str], dict[str, str]]:
 
 
 class Gate:
-    def __init__(self, app: ASGIApp, auth: Authenticator, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, auth: Authenticator, max_body_bytes: int, writes: WriteRoutes
+    ) -> None:
         self.app = app
         self.auth = auth
         self.max_body_bytes = max_body_bytes
+        self.writes = writes
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in _NO_BODY:
             await self.app(scope, receive, send)
             return
-        need = write_scope(scope["method"], scope["path"])
+        need = write_scope(self.writes, scope["method"], scope["path"])
+        if need is None:
+            await self.app(scope, receive, send)
+            return
         name = None
         try:
-            if need is not None:
-                caller = self.auth.key(_presented(scope["headers"]), need)
-                scope.setdefault("state", {})[CALLER] = caller
-                name = caller.name
+            caller = self.auth.key(_presented(scope["headers"]), need)
+            scope.setdefault("state", {})[CALLER] = caller
+            name = caller.name
             body = await self._body(scope["headers"], receive)
         except ReadSideError as exc:
             log.warning("%s %s %d key=%s", scope["method"], scope["path"], exc.status, name)
@@ -100,8 +127,7 @@ class Gate:
             await send(message)
 
         await self.app(scope, replay, sent)
-        if name is not None:
-            log.info("%s %s %d key=%s", scope["method"], scope["path"], status, name)
+        log.info("%s %s %d key=%s", scope["method"], scope["path"], status, name)
 
     async def _body(self, headers: list[tuple[bytes, bytes]], receive: Receive) -> bytes:
         """The whole body, or `TooLarge` as soon as it is known to exceed the limit."""

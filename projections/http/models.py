@@ -9,6 +9,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -21,8 +22,26 @@ from billing.admission import to_ms
 # The bounds of billing.bounds: at most 18 digits before the point and 12 after. ASCII
 # digits only (the schema's regex engine reads `\d` as any Unicode digit).
 DecimalText = Annotated[str, Field(pattern=r"^[0-9]{1,18}(\.[0-9]{1,12})?$", examples=["12.5"])]
+PositiveDecimalText = Annotated[
+    str, Field(pattern=r"^(?=[0-9.]*[1-9])[0-9]{1,18}(\.[0-9]{1,12})?$", examples=["12.5"])
+]
 SignedDecimalText = Annotated[str, Field(pattern=r"^-?[0-9]{1,18}(\.[0-9]{1,12})?$")]
-BoundedInt = Annotated[StrictInt, Field(ge=0, le=10**18 - 1)]
+
+
+def _whole(value: object) -> object:
+    """A JSON integer, also when written `5.0` (JSON Schema's integer includes it); a
+    boolean, a string or a number with a fraction is refused. Only floats below 2**53
+    are taken, where a float is an exact integer: for exact decimals send a string."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected an integer")
+    if isinstance(value, float):
+        if not value.is_integer() or abs(value) >= 2**53:
+            raise ValueError("expected an integer (below 2**53 when written with a fraction)")
+        return int(value)
+    return value
+
+
+BoundedInt = Annotated[StrictInt, Field(ge=0, le=10**18 - 1), BeforeValidator(_whole)]
 ID_PATTERN = r"^[A-Za-z0-9_.:@\-]+$"
 Id = Annotated[str, Field(min_length=1, max_length=bounds.MAX_ID_CHARS, pattern=ID_PATTERN)]
 
@@ -81,26 +100,28 @@ class UsageIn(Strict):
 class SubscriptionIn(Strict):
     event_id: Id
     plan_id: Id
-    seats: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 1
+    seats: Annotated[StrictInt, Field(ge=1, le=1_000_000), BeforeValidator(_whole)] = 1
     timestamp: EventTime
 
 
 class SeatsIn(Strict):
     event_id: Id
-    seats: Annotated[StrictInt, Field(ge=0, le=1_000_000)]
+    seats: Annotated[StrictInt, Field(ge=0, le=1_000_000), BeforeValidator(_whole)]
     timestamp: EventTime
 
 
 class CreditPurchaseIn(Strict):
     event_id: Id
     pack_id: Id
-    quantity: Annotated[StrictInt, Field(ge=1, le=10_000)] = 1
+    quantity: Annotated[StrictInt, Field(ge=1, le=10_000), BeforeValidator(_whole)] = 1
     timestamp: EventTime
 
 
 class DepositIn(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
+
     event_id: Id
-    amount: DecimalText
+    amount: PositiveDecimalText
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     timestamp: EventTime
 
@@ -109,6 +130,10 @@ class DepositIn(Strict):
 
 
 class ErrorOut(BaseModel):
+    """Every error but ingest's per-item ones: a code (`unauthenticated`, `forbidden`,
+    `not_found`, `conflict`, `too_large`, `invalid_request`, `rate_limited`,
+    `unavailable`) and a sentence naming the field where there is one."""
+
     error: str
     detail: str
 

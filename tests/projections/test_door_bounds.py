@@ -60,6 +60,7 @@ def _errors(r: Any) -> str:
     [
         ({"timestamp": "0001-01-01T00:00:00+14:00"}, "timestamp"),
         ({"timestamp": "9999-12-31T23:59:59Z"}, "timestamp"),
+        ({"timestamp": "9999-12-31T23:59:59.999999-14:00"}, "timestamp"),  # year 10000 in UTC
         (
             {"timestamp": (datetime.fromtimestamp(NOW, UTC) + timedelta(hours=2)).isoformat()},
             "timestamp",
