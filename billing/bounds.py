@@ -11,6 +11,17 @@ price, fee, cap, allowance, block size and tier bound of a catalog. Each door (S
 HTTP API, wire decoders, catalog parser) refuses a value beyond them, naming the
 field; the core rejects one that still reaches it as `out_of_range`.
 
+Input events also have bounds on their text and time, the same at every door (SDK,
+HTTP API): ids (event, customer, feature, plan, pack) at most `MAX_ID_CHARS`
+characters; at most `MAX_PROPERTIES` properties, keys of 1 to
+`MAX_PROPERTY_KEY_CHARS` characters, values of at most `MAX_PROPERTY_VALUE_CHARS`
+(so an event stays far below the broker's message size limit); an event time from
+`MIN_EVENT_MS` to `MAX_EVENT_MS` (0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z, the
+timestamp-millis a reader decodes to a datetime). Tighter, the latest event time is
+admission's future rule (`billing.admission.decide`, `future_tolerance` after the
+clock), which the API asks too, so nothing the worker would refuse as
+`timestamp_in_future` (or the broker as too far ahead) is queued.
+
 `CONTEXT` is what the core runs in (`exact_context` wraps its public entry points):
 `PRECISION` = 80 significant digits, so sums, differences and products of admitted
 values are exact: a period sum of up to 10**9 quantities (< 10**27, 12 decimals, 39
@@ -53,6 +64,13 @@ PRECISION = 80
 QUOTIENT_DIGITS = 28
 # The properties rating reads as numbers (per-token pricing's breakdown).
 NUMERIC_PROPERTIES = ("input_tokens", "output_tokens")
+
+MAX_ID_CHARS = 200
+MAX_PROPERTIES = 50
+MAX_PROPERTY_KEY_CHARS = 100
+MAX_PROPERTY_VALUE_CHARS = 500
+MIN_EVENT_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
+MAX_EVENT_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 _TRAPS = [InvalidOperation, DivisionByZero, Overflow]
 CONTEXT = Context(
@@ -114,6 +132,44 @@ def property_problem(properties: Mapping[str, str]) -> tuple[str, str] | None:
         found = problem(value)
         if found is not None and value.is_finite():
             return f"properties[{name!r}]", found
+    return None
+
+
+def id_problem(value: str) -> str | None:
+    """Why an id is beyond the text bounds (empty or too long), or None."""
+    if not value:
+        return "must not be empty"
+    if len(value) > MAX_ID_CHARS:
+        return f"longer than {MAX_ID_CHARS} characters"
+    return None
+
+
+def text_property_problem(properties: Mapping[str, str]) -> tuple[str, str] | None:
+    """(field, problem) for properties beyond the text bounds: too many, or a key or
+    value too long (the field names the key, cut to `MAX_PROPERTY_KEY_CHARS`)."""
+    if len(properties) > MAX_PROPERTIES:
+        return "properties", f"at most {MAX_PROPERTIES} properties, got {len(properties)}"
+    for key, value in properties.items():
+        if not key or len(key) > MAX_PROPERTY_KEY_CHARS:
+            return (
+                f"properties[{key[:MAX_PROPERTY_KEY_CHARS]!r}...]" if key else "properties",
+                f"a key must have 1 to {MAX_PROPERTY_KEY_CHARS} characters, got {len(key)}",
+            )
+        if len(value) > MAX_PROPERTY_VALUE_CHARS:
+            return (
+                f"properties[{key!r}]",
+                f"longer than {MAX_PROPERTY_VALUE_CHARS} characters",
+            )
+    return None
+
+
+def event_ms_problem(event_ms: int) -> str | None:
+    """Why an event time (epoch milliseconds) is outside `MIN_EVENT_MS` ..
+    `MAX_EVENT_MS`, the times the wire can carry, or None."""
+    if event_ms < MIN_EVENT_MS:
+        return "before 0001-01-01T00:00:00Z, the earliest time the wire can carry"
+    if event_ms > MAX_EVENT_MS:
+        return "after 9999-12-31T23:59:59.999Z, the latest time the wire can carry"
     return None
 
 

@@ -1,4 +1,5 @@
-"""CLI commands of the read side: `projector`, `projections rebuild`, `api`, `token issue`."""
+"""CLI commands of the read side: `projector`, `projections rebuild`, `api`, `token issue`,
+`api-key create`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from projections.http import tokens
+from projections.http import keys, tokens
 from projections.read.rebuild import rebuild
 from projections.wiring import (
     build_applier,
@@ -43,6 +44,15 @@ def register(subparsers: Any) -> None:
     issue.add_argument("--customer", required=True)
     issue.add_argument("--ttl", default=None, help="e.g. 3600, 15m, 12h, 7d (default 24h)")
     issue.set_defaults(func=run_token_issue)
+
+    api_key = subparsers.add_parser("api-key", help="scoped API keys (ingest, read, admin)")
+    key_sub = api_key.add_subparsers(dest="api_key_command", required=True)
+    create = key_sub.add_parser(
+        "create", help="print a new key once, and the line to add to STREAMBILL_API_KEYS_FILE"
+    )
+    create.add_argument("--name", required=True, help="shown in logs, e.g. producer-eu")
+    create.add_argument("--scope", required=True, choices=keys.SCOPES)
+    create.set_defaults(func=run_api_key_create)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -93,8 +103,13 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
             sys.stderr.write(f"streambill api: {problem}\n")
         return 2
     store = build_store(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with UsageClient(settings) as sdk:
-        app = create_app(settings, store, sdk)
+        try:
+            app = create_app(settings, store, sdk)
+        except ValueError as exc:  # an unreadable keys file: refuse to start
+            sys.stderr.write(f"streambill api: {exc}\n")
+            return 2
         uvicorn.run(
             app,
             host=args.host or settings.api_host,
@@ -133,4 +148,20 @@ def run_token_issue(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write(f"streambill token: {exc}\n")
         return 2
     sys.stdout.write(token + "\n")
+    return 0
+
+
+def run_api_key_create(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a new scoped key (shown this once: only its salted digest is kept) and
+    the line that enables it; a bad name is one sentence on stderr and exit code 2."""
+    try:
+        presented, entry = keys.create(args.name, args.scope)
+    except ValueError as exc:
+        sys.stderr.write(f"streambill api-key: {exc}\n")
+        return 2
+    where = settings.api_keys_file or "the file named by STREAMBILL_API_KEYS_FILE"
+    sys.stdout.write(
+        f"key (shown once, give it to the client as header x-api-key):\n{presented}\n"
+        f"line to add to {where}:\n{entry.line()}\n"
+    )
     return 0

@@ -1,5 +1,6 @@
 """Admin routes: HTTP ingest of usage and account commands, written to Kafka through
-the SDK (`streambill.sdk.client.UsageClient`). They need the admin key.
+the SDK (`streambill.sdk.client.UsageClient`). Ingest needs a key of scope `ingest`,
+the account commands one of scope `admin` (`projections.http.keys`).
 
 Ingest validates each item on its own: valid items are produced, invalid ones come
 back with their errors (202 if anything was accepted, 422 if nothing was). The
@@ -11,24 +12,28 @@ Every route flushes the producer before answering, so 202 means "in Kafka".
 # No `from __future__ import annotations`: FastAPI must see the route signatures
 # evaluated, including the `Annotated` dependencies defined inside the factory.
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Protocol
 
 from confluent_kafka import KafkaException
-from fastapi import APIRouter, Body, Depends, Header, Path
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from fastapi.types import DecoratedCallable
 from pydantic import ValidationError
 
-from projections.http.auth import ADMIN_HEADER, Authenticator, Caller
+from billing.admission import AdmissionPolicy, decide, to_ms
+from projections.http.auth import Authenticator, Caller, key_dependency
 from projections.http.models import (
     MAX_BATCH,
     AcceptedOut,
     CreditPurchaseIn,
     DepositIn,
+    ErrorOut,
     IngestOut,
+    IngestUnavailableOut,
     ItemError,
     SeatsIn,
     SubscriptionIn,
@@ -36,6 +41,7 @@ from projections.http.models import (
     error_responses,
 )
 from projections.read.errors import InvalidRequest, Unavailable
+from streambill.sdk.client import DeliveryError
 
 
 class AdminWriter(Protocol):
@@ -79,12 +85,39 @@ class AdminWriter(Protocol):
         ...
 
 
-WRITE_ERRORS = error_responses(401, 422, 503)
+WRITE_ERRORS = error_responses(401, 403, 413, 422, 429, 503)
+# The documented body of ingest: one event or 1..MAX_BATCH of them, the event's schema
+# inlined (no route names UsageIn as its body, so it is not among the components). The
+# route takes any JSON object or list and validates each item on its own.
+_USAGE_SCHEMA = UsageIn.model_json_schema()
+_USAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        _USAGE_SCHEMA,
+                        {
+                            "type": "array",
+                            "items": _USAGE_SCHEMA,
+                            "minItems": 1,
+                            "maxItems": MAX_BATCH,
+                        },
+                    ]
+                }
+            }
+        },
+    }
+}
 CustomerId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
 
 
-def _validate_items(raw: list[Any]) -> tuple[list[tuple[int, UsageIn]], list[ItemError]]:
-    """(index in the batch, event) of the valid, first-seen events, and the errors."""
+def _validate_items(
+    raw: list[Any], future: Callable[[datetime], str | None]
+) -> tuple[list[tuple[int, UsageIn]], list[ItemError]]:
+    """(index in the batch, event) of the valid, first-seen events, and the errors.
+    `future` says why an event time is past admission's future rule (or None)."""
     valid: dict[str, tuple[int, UsageIn]] = {}
     errors: list[ItemError] = []
     for index, item in enumerate(raw):
@@ -97,6 +130,10 @@ def _validate_items(raw: list[Any]) -> tuple[list[tuple[int, UsageIn]], list[Ite
                 f"{'.'.join(str(p) for p in e['loc']) or 'item'}: {e['msg']}" for e in exc.errors()
             ]
             errors.append(ItemError(index=index, event_id=event_id, errors=messages))
+            continue
+        late = future(usage.timestamp)
+        if late is not None:
+            errors.append(ItemError(index=index, event_id=event_id, errors=[f"timestamp: {late}"]))
             continue
         seen = valid.get(usage.event_id)
         if seen is not None and seen[1] != usage:
@@ -112,13 +149,47 @@ def _validate_items(raw: list[Any]) -> tuple[list[tuple[int, UsageIn]], list[Ite
     return list(valid.values()), errors
 
 
-def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
+async def _json_body(request: Request) -> Any:
+    """The JSON body as it came (ingest validates its items one by one); invalid
+    JSON is a 422 naming the body. Behind the gate the body is already bounded."""
+    try:
+        return json.loads(await request.body())
+    except ValueError as exc:  # JSONDecodeError and bad UTF-8
+        raise InvalidRequest(f"body: not valid JSON ({exc})") from exc
+
+
+def _unavailable(
+    detail: str, queued: list[str], failed: list[str], errors: list[ItemError]
+) -> JSONResponse:
+    """503 for a broker that is not there: which events were queued (handed to the
+    producer; delivered unless listed in `not_delivered` or the flush timed out), so
+    the caller resends the rest, or the whole batch (the event ids make that safe)."""
+    body = IngestUnavailableOut(
+        detail=f"{detail}; resend the events not confirmed (event ids make a resend safe)",
+        queued=queued,
+        not_delivered=failed,
+        errors=errors,
+    )
+    return JSONResponse(body.model_dump(), status_code=503)
+
+
+def admin_router(
+    sdk: AdminWriter,
+    auth: Authenticator,
+    policy: AdmissionPolicy,
+    now_ms: Callable[[], int],
+) -> APIRouter:
+    """The write routes. An event time past admission's future rule (`policy`, at
+    `now_ms`: what the worker would refuse as `timestamp_in_future`, and the broker
+    beyond its own limit) is a 422 naming `timestamp`, never queued."""
     router = APIRouter(tags=["admin"])
 
-    def admin(x_admin_key: Annotated[str | None, Header(alias=ADMIN_HEADER)] = None) -> Caller:
-        return auth.admin(x_admin_key)
+    def future(timestamp: datetime) -> str | None:
+        _, refusal = decide(policy, False, to_ms(timestamp), None, None, now_ms())
+        return None if refusal is None else f"{refusal.reason}: {refusal.detail}"
 
-    Admin = Annotated[Caller, Depends(admin)]
+    Admin = Annotated[Caller, Depends(key_dependency(auth, "admin"))]
+    Ingest = Annotated[Caller, Depends(key_dependency(auth, "ingest"))]
 
     def flush() -> None:
         try:
@@ -126,8 +197,12 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
         except Exception as exc:  # DeliveryError and producer failures: the caller may retry
             raise Unavailable(f"not all events reached Kafka, retry: {exc}") from exc
 
-    def send(event_id: str, command: Callable[[], str]) -> AcceptedOut:
-        """Run one SDK command and flush; the SDK's own validation (ValueError) is a 422."""
+    def send(event_id: str, command: Callable[[], str], timestamp: datetime) -> AcceptedOut:
+        """Run one SDK command and flush; the SDK's own validation (ValueError) and an
+        event time past the future rule are a 422."""
+        late = future(timestamp)
+        if late is not None:
+            raise InvalidRequest(f"timestamp: {late}")
         try:
             command()
         except ValueError as exc:
@@ -147,19 +222,23 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
         "/v1/usage",
         status_code=202,
         response_model=IngestOut,
-        responses={**WRITE_ERRORS, 422: {"model": IngestOut}},
+        responses={
+            **WRITE_ERRORS,
+            422: {"model": IngestOut | ErrorOut},
+            503: {"model": IngestUnavailableOut},
+        },
+        openapi_extra=_USAGE_BODY,
     )
-    def post_usage(
-        _: Admin,
-        payload: Annotated[
-            dict[str, Any] | list[Any],
-            Body(description=f"One usage event (UsageIn) or a list of up to {MAX_BATCH}."),
-        ],
-    ) -> Any:
+    def post_usage(_: Ingest, payload: Annotated[Any, Depends(_json_body)]) -> Any:
+        """One usage event (`UsageIn`) or a list of up to `MAX_BATCH`; each item is
+        validated on its own: 202 with the accepted ids and the refused items'
+        errors, 422 when none was accepted."""
+        if not isinstance(payload, dict | list):
+            raise InvalidRequest("body: expected one usage event (an object) or a list of them")
         items = payload if isinstance(payload, list) else [payload]
         if not items or len(items) > MAX_BATCH:
             raise InvalidRequest(f"send between 1 and {MAX_BATCH} events")
-        valid, errors = _validate_items(items)
+        valid, errors = _validate_items(items, future)
         accepted: list[str] = []
         for index, usage in valid:
             try:
@@ -174,11 +253,17 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
             except ValueError as exc:  # the SDK's own validation
                 errors.append(ItemError(index=index, event_id=usage.event_id, errors=[str(exc)]))
             except (BufferError, KafkaException) as exc:
-                raise Unavailable(f"could not queue events: {exc}") from exc
+                return _unavailable(f"could not queue events: {exc}", accepted, [], errors)
             else:
                 accepted.append(usage.event_id)
         if accepted:
-            flush()
+            try:
+                sdk.flush(10.0)
+            except Exception as exc:  # DeliveryError and producer failures
+                failed = exc.event_ids if isinstance(exc, DeliveryError) else []
+                return _unavailable(
+                    f"not all events reached Kafka: {exc}", accepted, failed, errors
+                )
         body = IngestOut(accepted=accepted, errors=errors)
         return JSONResponse(body.model_dump(), status_code=202 if accepted else 422)
 
@@ -194,6 +279,7 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
                 event_id=body.event_id,
                 timestamp=body.timestamp,
             ),
+            body.timestamp,
         )
 
     @command_route("/v1/customers/{customer_id}/seats")
@@ -204,6 +290,7 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
             lambda: sdk.change_seats(
                 customer_id, body.seats, event_id=body.event_id, timestamp=body.timestamp
             ),
+            body.timestamp,
         )
 
     @command_route("/v1/customers/{customer_id}/credit-purchases")
@@ -220,6 +307,7 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
                 event_id=body.event_id,
                 timestamp=body.timestamp,
             ),
+            body.timestamp,
         )
 
     @command_route("/v1/customers/{customer_id}/deposits")
@@ -234,6 +322,7 @@ def admin_router(sdk: AdminWriter, auth: Authenticator) -> APIRouter:
                 event_id=body.event_id,
                 timestamp=body.timestamp,
             ),
+            body.timestamp,
         )
 
     return router

@@ -12,11 +12,23 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.http import views
 from projections.http.admin import AdminWriter, admin_router
-from projections.http.auth import ADMIN_HEADER, Authenticator, Caller, bearer_token
+from projections.http.auth import (
+    ADMIN_HEADER,
+    KEY_HEADER,
+    Authenticator,
+    Caller,
+    bearer_token,
+    presented_key,
+)
+from projections.http.gate import Gate, error_content, write_routes
+from projections.http.keys import KeyFile
+from projections.http.limits import RateLimiter
 from projections.http.models import (
     AlertHistoryOut,
     AlertOut,
@@ -33,8 +45,9 @@ from projections.read.store import ReadModelStore
 from streambill.config.settings import Settings
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
-READ_ERRORS = error_responses(401, 403, 404, 503)
+READ_ERRORS = error_responses(401, 403, 404, 422, 429, 503)
 AUTH_HEADERS = [
+    {"name": KEY_HEADER, "in": "header", "required": False, "schema": {"type": "string"}},
     {"name": ADMIN_HEADER, "in": "header", "required": False, "schema": {"type": "string"}},
     {"name": "authorization", "in": "header", "required": False, "schema": {"type": "string"}},
 ]
@@ -43,9 +56,37 @@ AUTH_HEADERS = [
 def _error_response(_: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, ReadSideError):  # pragma: no cover - registered for ReadSideError
         raise exc
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    content, headers = error_content(exc)
+    return JSONResponse(content, status_code=exc.status, headers=headers)
+
+
+def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own validation errors in the API's one error shape, each field named."""
+    if not isinstance(exc, RequestValidationError):  # pragma: no cover - registered for it
+        raise exc
+    fields = [
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+        for e in exc.errors()
+    ]
+    detail = "; ".join(fields) or "invalid request"
+    return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
+
+
+def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    """Starlette's and FastAPI's own errors in the API's error shape: a body that is
+    not JSON (FastAPI's 400) is a permanent 422 naming the body; 404 and 405 of the
+    router keep their status."""
+    if not isinstance(exc, StarletteHTTPException):  # pragma: no cover - registered for it
+        raise exc
+    if exc.status_code == 400:
+        return JSONResponse(
+            {"error": "invalid_request", "detail": f"body: {exc.detail}"}, status_code=422
+        )
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(
-        {"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=headers
+        {"error": code, "detail": str(exc.detail)},
+        status_code=exc.status_code,
+        headers=dict(exc.headers or {}),
     )
 
 
@@ -60,6 +101,8 @@ def create_app(
         settings.admin_key.get_secret_value() if settings.admin_key else None,
         settings.token_secret.get_secret_value() if settings.token_secret else None,
         clock,
+        KeyFile(settings.api_keys_file) if settings.api_keys_file else None,
+        RateLimiter(settings.api_rate_limit, settings.api_rate_burst),
     )
     app = FastAPI(
         title="streambill",
@@ -68,13 +111,16 @@ def create_app(
         "read from the projections; admin ingest and account commands.",
     )
     app.add_exception_handler(ReadSideError, _error_response)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     def reader(
         customer_id: CustomerId,
+        x_api_key: Annotated[str | None, Header(alias=KEY_HEADER)] = None,
         x_admin_key: Annotated[str | None, Header(alias=ADMIN_HEADER)] = None,
         authorization: Annotated[str | None, Header()] = None,
     ) -> Caller:
-        caller = auth.reader(x_admin_key, bearer_token(authorization))
+        caller = auth.reader(presented_key(x_api_key, x_admin_key), bearer_token(authorization))
         caller.may_read(customer_id)
         return caller
 
@@ -150,9 +196,23 @@ def create_app(
         timeout bounds a stall), and the body built directly, without a response-model
         pass (`EntitlementOut` documents it and a test checks it matches)."""
         headers = request.headers  # read directly: FastAPI's header params cost ~50 us each
-        reader(customer_id, headers.get(ADMIN_HEADER), headers.get("authorization"))
+        key = headers.get(KEY_HEADER)
+        reader(
+            customer_id,
+            key,
+            headers.get(ADMIN_HEADER) if key is None else None,
+            headers.get("authorization"),
+        )
         return JSONResponse(views.entitlement(read_models, customer_id, feature_id))
 
-    app.include_router(admin_router(sdk, auth))
+    policy = settings.admission_policy()
+    writes = admin_router(sdk, auth, policy, lambda: int(clock() * 1000))
+    app.include_router(writes)
     app.include_router(portal_router(read_models, auth))
+    app.add_middleware(
+        Gate,
+        auth=auth,
+        max_body_bytes=settings.api_max_body_bytes,
+        writes=write_routes(writes.routes),  # the router's own: the app's are wrapped
+    )
     return app

@@ -1,7 +1,9 @@
-"""Who is calling: the admin (constant-time key check) or one customer (signed token).
+"""Who is calling: an API key with its scopes (`projections.http.keys`, plus the
+legacy admin key) or one customer (signed token).
 
-Read routes accept either; a customer token only for its own customer, checked
-before anything is read, so a 403 reveals nothing about the other customer.
+Read routes accept a `read` (or `admin`) key or a customer token, the token only for
+its own customer, checked before anything is read, so a 403 reveals nothing about
+the other customer. Ingest needs `ingest`, every other write `admin`.
 """
 
 from __future__ import annotations
@@ -9,11 +11,17 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Header, Request
 
 from projections.http import tokens
-from projections.read.errors import Forbidden, Unauthenticated
+from projections.http.keys import GRANTS, PREFIX, SCOPES, KeyFile, Scope
+from projections.http.limits import RateLimiter
+from projections.read.errors import Forbidden, RateLimited, Unauthenticated
 
 ADMIN_HEADER = "x-admin-key"
+KEY_HEADER = "x-api-key"
 TOKEN_COOKIE = "sb_token"
 MIN_ADMIN_KEY_CHARS = 16
 
@@ -39,17 +47,31 @@ def secret_problems(admin_key: str | None, token_secret: str | None) -> list[str
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    admin: bool
+    """An authenticated caller: an API key (`name` and the scopes it `grants`) or
+    one customer (`customer_id`, a signed token: that customer's own view only)."""
+
+    grants: frozenset[str] = frozenset()
     customer_id: str | None = None
+    name: str | None = None
 
     def may_read(self, customer_id: str) -> None:
-        if not self.admin and self.customer_id != customer_id:
+        if "read" not in self.grants and self.customer_id != customer_id:
             raise Forbidden()
 
 
 class Authenticator:
+    """Checks credentials. Keys: the scoped keys of `keys` (`projections.http.keys`)
+    and the single legacy `admin_key` (`STREAMBILL_ADMIN_KEY`, an admin-scope key
+    named `STREAMBILL_ADMIN_KEY`, compared in constant time). Tokens: customer tokens
+    signed with `token_secret`."""
+
     def __init__(
-        self, admin_key: str | None, token_secret: str | None, clock: Callable[[], float]
+        self,
+        admin_key: str | None,
+        token_secret: str | None,
+        clock: Callable[[], float],
+        keys: KeyFile | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         """`ValueError` naming every problem of `secret_problems`."""
         problems = secret_problems(admin_key, token_secret)
@@ -58,28 +80,89 @@ class Authenticator:
         self._admin_key = admin_key.encode("utf-8") if admin_key else None
         self._secret = token_secret.encode("utf-8") if token_secret else None
         self._clock = clock
+        self._keys = keys
+        self._limiter = limiter
 
-    def admin(self, presented: str | None) -> Caller:
-        """The admin, or `Unauthenticated`. An unset admin key disables admin routes."""
-        if (
-            self._admin_key is None
-            or presented is None
-            or not hmac.compare_digest(presented.encode("utf-8"), self._admin_key)
+    def identify(self, presented: str | None) -> Caller:
+        """The caller a presented API key stands for, or `Unauthenticated` (one answer
+        for a missing, unknown or wrong key). An unset admin key and no keys file
+        disable key access."""
+        if presented is None:
+            raise Unauthenticated()
+        if presented.startswith(PREFIX):
+            entry = self._keys.find(presented) if self._keys is not None else None
+            if entry is None:
+                raise Unauthenticated()
+            return Caller(grants=entry.grants, name=entry.name)
+        if self._admin_key is None or not hmac.compare_digest(
+            presented.encode("utf-8"), self._admin_key
         ):
             raise Unauthenticated()
-        return Caller(admin=True)
+        return LEGACY_ADMIN
+
+    def key(self, presented: str | None, scope: Scope) -> Caller:
+        """The key's caller if its scopes cover `scope` and its rate allows one more
+        request: `Unauthenticated` for no valid key, `Forbidden` for a valid key of
+        another scope, `RateLimited` past its rate (`projections.http.limits`)."""
+        caller = self.identify(presented)
+        if scope not in caller.grants:
+            raise Forbidden(f"the key {caller.name} ({_scope_of(caller)}) may not {scope}")
+        if self._limiter is not None:
+            wait = self._limiter.take(caller.name or "")
+            if wait:
+                raise RateLimited(wait)
+        return caller
+
+    def admin(self, presented: str | None) -> Caller:
+        return self.key(presented, "admin")
 
     def customer(self, token: str | None) -> Caller:
         if self._secret is None or not token:
             raise Unauthenticated()
         claims = tokens.verify(self._secret, token, now=int(self._clock()))
-        return Caller(admin=False, customer_id=claims.customer_id)
+        return Caller(customer_id=claims.customer_id)
 
-    def reader(self, admin_key: str | None, bearer: str | None) -> Caller:
-        """Admin key if one is presented, else a customer token."""
-        if admin_key is not None:
-            return self.admin(admin_key)
+    def reader(self, api_key: str | None, bearer: str | None) -> Caller:
+        """A read-scope key if one is presented, else a customer token."""
+        if api_key is not None:
+            return self.key(api_key, "read")
         return self.customer(bearer)
+
+
+LEGACY_ADMIN = Caller(grants=GRANTS["admin"], name="STREAMBILL_ADMIN_KEY")
+
+
+def _scope_of(caller: Caller) -> str:
+    return next(s for s in SCOPES if GRANTS[s] == caller.grants)
+
+
+def presented_key(api_key: str | None, admin_key: str | None) -> str | None:
+    """The key of the request: `x-api-key`, else the older `x-admin-key` header."""
+    return api_key if api_key is not None else admin_key
+
+
+CALLER = "caller"  # key of the caller `projections.http.gate` put in the scope state
+
+
+def key_dependency(auth: Authenticator, scope: Scope) -> Callable[..., Caller]:
+    """A FastAPI dependency: the caller of a key covering `scope` (else 401/403/429).
+    Behind `projections.http.gate.Gate` the key was checked (and its rate taken)
+    before the body was read: the caller is in the scope state. The header
+    parameters document the route; they are read only without the gate."""
+
+    def caller(
+        request: Request,
+        x_api_key: Annotated[str | None, Header(alias=KEY_HEADER)] = None,
+        x_admin_key: Annotated[str | None, Header(alias=ADMIN_HEADER)] = None,
+    ) -> Caller:
+        found = request.scope.get("state", {}).get(CALLER)
+        if not isinstance(found, Caller):
+            return auth.key(presented_key(x_api_key, x_admin_key), scope)
+        if scope not in found.grants:
+            raise Forbidden(f"the key {found.name} ({_scope_of(found)}) may not {scope}")
+        return found
+
+    return caller
 
 
 def bearer_token(authorization: str | None) -> str | None:

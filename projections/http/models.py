@@ -2,18 +2,69 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+)
 
 from billing import bounds
+from billing.admission import to_ms
 
 # The bounds of billing.bounds: at most 18 digits before the point and 12 after. ASCII
 # digits only (the schema's regex engine reads `\d` as any Unicode digit).
 DecimalText = Annotated[str, Field(pattern=r"^[0-9]{1,18}(\.[0-9]{1,12})?$", examples=["12.5"])]
+PositiveDecimalText = Annotated[
+    str, Field(pattern=r"^(?=[0-9.]*[1-9])[0-9]{1,18}(\.[0-9]{1,12})?$", examples=["12.5"])
+]
 SignedDecimalText = Annotated[str, Field(pattern=r"^-?[0-9]{1,18}(\.[0-9]{1,12})?$")]
-BoundedInt = Annotated[StrictInt, Field(ge=0, le=10**18 - 1)]
-Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
+
+
+def _whole(value: object) -> object:
+    """A JSON integer, also when written `5.0` (JSON Schema's integer includes it); a
+    boolean, a string or a number with a fraction is refused. Only floats below 2**53
+    are taken, where a float is an exact integer: for exact decimals send a string."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected an integer")
+    if isinstance(value, float):
+        if not value.is_integer() or abs(value) >= 2**53:
+            raise ValueError("expected an integer (below 2**53 when written with a fraction)")
+        return int(value)
+    return value
+
+
+BoundedInt = Annotated[StrictInt, Field(ge=0, le=10**18 - 1), BeforeValidator(_whole)]
+ID_PATTERN = r"^[A-Za-z0-9_.:@\-]+$"
+Id = Annotated[str, Field(min_length=1, max_length=bounds.MAX_ID_CHARS, pattern=ID_PATTERN)]
+
+
+def _wire_time(value: datetime) -> datetime:
+    """An event time the wire can carry (`billing.bounds.event_ms_problem`); the
+    future bound is admission's rule, asked by the route with the API's clock."""
+    found = bounds.event_ms_problem(to_ms(value))
+    if found is not None:
+        raise ValueError(found)
+    return value
+
+
+EventTime = Annotated[
+    AwareDatetime,
+    AfterValidator(_wire_time),
+    Field(
+        description="RFC 3339 with an offset; from 0001-01-01T00:00:00Z to at most the"
+        " worker's future tolerance (STREAMBILL_FUTURE_TOLERANCE, 5 minutes) after now."
+    ),
+]
+PropertyKey = Annotated[str, Field(min_length=1, max_length=bounds.MAX_PROPERTY_KEY_CHARS)]
+PropertyValue = Annotated[str, Field(max_length=bounds.MAX_PROPERTY_VALUE_CHARS)]
 MAX_BATCH = 1000
 
 
@@ -31,9 +82,9 @@ class UsageIn(Strict):
     customer_id: Id
     feature_id: Id
     quantity: DecimalText | BoundedInt
-    timestamp: AwareDatetime
-    properties: dict[str, Annotated[str, Field(max_length=500)]] = Field(
-        default_factory=dict, max_length=50
+    timestamp: EventTime
+    properties: dict[PropertyKey, PropertyValue] = Field(
+        default_factory=dict, max_length=bounds.MAX_PROPERTIES
     )
 
     @field_validator("properties")
@@ -49,34 +100,40 @@ class UsageIn(Strict):
 class SubscriptionIn(Strict):
     event_id: Id
     plan_id: Id
-    seats: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 1
-    timestamp: AwareDatetime
+    seats: Annotated[StrictInt, Field(ge=1, le=1_000_000), BeforeValidator(_whole)] = 1
+    timestamp: EventTime
 
 
 class SeatsIn(Strict):
     event_id: Id
-    seats: Annotated[StrictInt, Field(ge=0, le=1_000_000)]
-    timestamp: AwareDatetime
+    seats: Annotated[StrictInt, Field(ge=0, le=1_000_000), BeforeValidator(_whole)]
+    timestamp: EventTime
 
 
 class CreditPurchaseIn(Strict):
     event_id: Id
     pack_id: Id
-    quantity: Annotated[StrictInt, Field(ge=1, le=10_000)] = 1
-    timestamp: AwareDatetime
+    quantity: Annotated[StrictInt, Field(ge=1, le=10_000), BeforeValidator(_whole)] = 1
+    timestamp: EventTime
 
 
 class DepositIn(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
+
     event_id: Id
-    amount: DecimalText
+    amount: PositiveDecimalText
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    timestamp: AwareDatetime
+    timestamp: EventTime
 
 
 # ------------------------------------------------------------------ responses
 
 
 class ErrorOut(BaseModel):
+    """Every error but ingest's per-item ones: a code (`unauthenticated`, `forbidden`,
+    `not_found`, `conflict`, `too_large`, `invalid_request`, `rate_limited`,
+    `unavailable`) and a sentence naming the field where there is one."""
+
     error: str
     detail: str
 
@@ -89,6 +146,18 @@ class ItemError(BaseModel):
 
 class IngestOut(BaseModel):
     accepted: list[str]
+    errors: list[ItemError]
+
+
+class IngestUnavailableOut(BaseModel):
+    """503 of ingest: the broker could not take the batch. `queued` were handed to the
+    producer (delivered unless in `not_delivered`, or unconfirmed when the flush timed
+    out); `errors` are the items refused on their own."""
+
+    error: Literal["unavailable"] = "unavailable"
+    detail: str
+    queued: list[str]
+    not_delivered: list[str]
     errors: list[ItemError]
 
 

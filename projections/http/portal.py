@@ -24,6 +24,7 @@ from projections.http.charts import trend_chart
 from projections.read.errors import Unauthenticated
 from projections.read.store import ReadModelStore
 
+MAX_TOKEN_CHARS = 2000
 _PAGE = Template(resources.files("projections").joinpath("templates/portal.html").read_text())
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
@@ -277,14 +278,20 @@ def _other_session() -> HTMLResponse:
 def portal_router(store: ReadModelStore, auth: Authenticator) -> APIRouter:
     router = APIRouter(tags=["portal"])
 
-    @router.get("/portal", response_class=HTMLResponse, responses={401: {}, 303: {}, 409: {}})
+    @router.get(
+        "/portal",
+        response_class=HTMLResponse,
+        responses={401: {}, 303: {}, 409: {}},
+    )
     def portal(
-        token: Annotated[str | None, Query(max_length=2000)] = None,
+        token: Annotated[str | None, Query(description="at most 2000 characters")] = None,
         sb_token: Annotated[str | None, Cookie(alias=TOKEN_COOKIE)] = None,
     ) -> Response:
         """The customer's billing page (token as `?token=` or cookie). A link's token
         is moved into a `Secure`, `HttpOnly`, `SameSite=Strict` cookie; a link for
         another customer never replaces a live session (409, sign out first)."""
+        if token is not None and len(token) > MAX_TOKEN_CHARS:
+            return _unauthorized()  # no token is that long: the sign-in page, as for any bad one
         try:
             caller = auth.customer(token or sb_token)
         except Unauthenticated:

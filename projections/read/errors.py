@@ -45,6 +45,24 @@ class NotFound(ReadSideError):
     code = "not_found"
 
 
+class TooLarge(ReadSideError):
+    """A request body beyond the configured limit (refused before it is parsed)."""
+
+    status = 413
+    code = "too_large"
+
+
+class RateLimited(ReadSideError):
+    """The key's request rate is used up; `retry_after` whole seconds until it is not."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many requests for this key; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
 class InvalidRequest(ReadSideError):
     status = 422
     code = "invalid_request"

@@ -70,7 +70,16 @@ class Settings(BaseSettings):
     read_model_prefix: str = "sb"
     api_host: str = "127.0.0.1"
     api_port: int = 8080
-    admin_key: SecretStr | None = None
+    admin_key: SecretStr | None = None  # legacy: one admin-scope key
+    # Scoped API keys (ingest / read / admin), one salted digest a line, re-read when
+    # the file changes (projections/http/keys.py; `streambill api-key create`).
+    api_keys_file: Path | None = None
+    # Limits before work (projections/http/gate.py, limits.py): a longer body is 413
+    # before it is parsed; each key may make `api_rate_limit` requests a second on
+    # average (bursts of `api_rate_burst`, per API process; 0 = no limit), then 429.
+    api_max_body_bytes: int = 4 * 1024 * 1024
+    api_rate_limit: float = 200.0
+    api_rate_burst: int = 400
     token_secret: SecretStr | None = None
     token_ttl: str = "24h"
 

@@ -26,6 +26,7 @@ from typing import Any, Self
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from billing.bounds import MAX_ID_CHARS
 from billing.events import (
     AccountEvent,
     BalanceAdjusted,
@@ -185,9 +186,19 @@ class UsageClient:
         the SDK's hot path); anything else goes through `sdk_validate`, which normalises the
         value or raises the `ValidationError` naming the field.
         """
-        if type(customer_id) is not str or not customer_id or customer_id.isspace():
+        if (
+            type(customer_id) is not str
+            or not customer_id
+            or len(customer_id) > MAX_ID_CHARS
+            or customer_id.isspace()
+        ):
             customer_id = v.identifier(customer_id, "customer_id")
-        if type(feature_id) is not str or not feature_id or feature_id.isspace():
+        if (
+            type(feature_id) is not str
+            or not feature_id
+            or len(feature_id) > MAX_ID_CHARS
+            or feature_id.isspace()
+        ):
             feature_id = v.identifier(feature_id, "feature_id")
         if type(quantity) is int and 0 <= quantity < _MAX_PLAIN_INT:
             amount = str(quantity)

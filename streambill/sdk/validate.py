@@ -33,11 +33,15 @@ class ValidationError(ValueError):
 
 
 def identifier(value: object, field: str) -> str:
-    """A non-empty id (customer, feature, plan, pack, event)."""
+    """A non-empty id (customer, feature, plan, pack, event) of at most
+    `billing.bounds.MAX_ID_CHARS` characters."""
     if not isinstance(value, str):
         raise ValidationError(field, f"expected a string, got {type(value).__name__}")
     if not value.strip():
         raise ValidationError(field, "must not be empty")
+    found = bounds.id_problem(value)
+    if found is not None:
+        raise ValidationError(field, found)
     return value
 
 
@@ -120,12 +124,17 @@ def event_millis(value: object, field: str = "timestamp") -> int:
         raise ValidationError(field, f"expected a datetime, got {type(value).__name__}")
     if value.utcoffset() is None:
         raise ValidationError(field, "must be timezone-aware (e.g. tzinfo=UTC)")
-    return to_millis(value)
+    millis = to_millis(value)
+    found = bounds.event_ms_problem(millis)
+    if found is not None:
+        raise ValidationError(field, found)
+    return millis
 
 
 def properties(value: object) -> Mapping[str, str]:
-    """Free-form event dimensions: string keys, string values; the token counts
-    (`billing.bounds.NUMERIC_PROPERTIES`), when numbers, within the bounds."""
+    """Free-form event dimensions: string keys, string values, within the text bounds
+    of `billing.bounds`; the token counts (`billing.bounds.NUMERIC_PROPERTIES`), when
+    numbers, within the numeric bounds."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -137,7 +146,7 @@ def properties(value: object) -> Mapping[str, str]:
             raise ValidationError(
                 f"properties[{key!r}]", f"values must be strings, got {type(item).__name__}"
             )
-    found = bounds.property_problem(value)
+    found = bounds.text_property_problem(value) or bounds.property_problem(value)
     if found is not None:
         raise ValidationError(*found)
     return value

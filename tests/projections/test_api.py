@@ -369,6 +369,7 @@ def test_openapi_is_served(client: TestClient) -> None:
     assert {(p["name"], p["in"]) for p in entitlement["parameters"]} == {
         ("customer_id", "path"),
         ("feature_id", "path"),
+        ("x-api-key", "header"),
         ("x-admin-key", "header"),
         ("authorization", "header"),
     }
