@@ -13,14 +13,15 @@ Every route flushes the producer before answering, so 202 means "in Kafka".
 # evaluated, including the `Annotated` dependencies defined inside the factory.
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Protocol
 
 from confluent_kafka import KafkaException
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.types import DecoratedCallable
 from pydantic import ValidationError
 
@@ -149,11 +150,37 @@ def _validate_items(
     return list(valid.values()), errors
 
 
+def exact_json(body: bytes) -> Any:
+    """JSON with every number exact: a number with a fraction or an exponent is a
+    `Decimal`, never a float, so `1.0000000000000001` is not silently 1 (the models
+    take an integral Decimal as an integer and refuse any other)."""
+    return json.loads(body, parse_float=Decimal)
+
+
+class _ExactRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = exact_json(await self.body())
+        return self._json
+
+
+class ExactRoute(APIRoute):
+    """A route whose JSON body is parsed by `exact_json` (FastAPI asks `request.json()`)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def exact(request: Request) -> Response:
+            return await handler(_ExactRequest(request.scope, request.receive))
+
+        return exact
+
+
 async def _json_body(request: Request) -> Any:
     """The JSON body as it came (ingest validates its items one by one); invalid
     JSON is a 422 naming the body. Behind the gate the body is already bounded."""
     try:
-        return json.loads(await request.body())
+        return exact_json(await request.body())
     except ValueError as exc:  # JSONDecodeError and bad UTF-8
         raise InvalidRequest(f"body: not valid JSON ({exc})") from exc
 
@@ -182,7 +209,7 @@ def admin_router(
     """The write routes. An event time past admission's future rule (`policy`, at
     `now_ms`: what the worker would refuse as `timestamp_in_future`, and the broker
     beyond its own limit) is a 422 naming `timestamp`, never queued."""
-    router = APIRouter(tags=["admin"])
+    router = APIRouter(tags=["admin"], route_class=ExactRoute)
 
     def future(timestamp: datetime) -> str | None:
         _, refusal = decide(policy, False, to_ms(timestamp), None, None, now_ms())

@@ -14,6 +14,7 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
@@ -37,10 +38,15 @@ KEY = SECRET.encode()
 
 
 @pytest.fixture
-def client() -> Iterator[TestClient]:
+def writer() -> RecordingWriter:
+    return RecordingWriter()
+
+
+@pytest.fixture
+def client(writer: RecordingWriter) -> Iterator[TestClient]:
     store = InMemoryStore()
     fill(store)
-    app = create_app(settings(), store, RecordingWriter(), clock=lambda: NOW + 1)
+    app = create_app(settings(), store, writer, clock=lambda: NOW + 1)
     with TestClient(app, base_url="https://testserver") as c:
         yield c
 
@@ -147,6 +153,43 @@ def test_seats_written_as_a_whole_float_are_the_integer(client: TestClient) -> N
     """JSON Schema's integer includes 2.0 (schemathesis holds the API to it)."""
     body = {"event_id": "s1", "seats": 2.0, "timestamp": "2026-11-02T10:00:00Z"}
     assert client.post("/v1/customers/cus_a/seats", json=body, headers=ADMIN).status_code == 202
+
+
+T_RAW = '"timestamp": "2026-11-02T10:00:00Z"'
+U_RAW = '"event_id": "u1", "customer_id": "cus_a", "feature_id": "tokens"'
+
+
+@pytest.mark.parametrize(
+    ("route", "raw"),
+    [
+        (
+            "/v1/customers/cus_a/seats",
+            f'{{"event_id": "s1", "seats": 2.0000000000000001, {T_RAW}}}',
+        ),
+        ("/v1/usage", f'{{{U_RAW}, "quantity": 1.0000000000000001, {T_RAW}}}'),
+    ],
+)
+def test_a_number_a_float_would_round_is_refused_not_rounded(
+    client: TestClient, route: str, raw: str
+) -> None:
+    """As a float, 1.0000000000000001 is 1.0: the API parses JSON numbers exactly,
+    so it is a number with a fraction, refused where an integer is wanted."""
+    headers = {**ADMIN, "content-type": "application/json"}
+    r = client.post(route, content=raw.encode(), headers=headers)
+    assert r.status_code == 422 and "integer" in r.text
+
+
+def test_an_integral_usage_quantity_written_with_a_fraction_is_exact(
+    client: TestClient, writer: RecordingWriter
+) -> None:
+    raw = (
+        '{"event_id": "u2", "customer_id": "cus_a", "feature_id": "tokens",'
+        ' "quantity": 12.000, "timestamp": "2026-11-02T10:00:00Z"}'
+    )
+    headers = {**ADMIN, "content-type": "application/json"}
+    r = client.post("/v1/usage", content=raw.encode(), headers=headers)
+    assert r.status_code == 202
+    assert [call[1][2] for call in writer.calls if call[0] == "report"] == [Decimal(12)]
 
 
 # ------------------------------------------------------------------- secrets at start-up
