@@ -36,6 +36,7 @@ from projections.http.models import (
     IngestOut,
     IngestUnavailableOut,
     ItemError,
+    PlanChangeIn,
     SeatsIn,
     SubscriptionIn,
     UsageIn,
@@ -60,7 +61,24 @@ class AdminWriter(Protocol):
     ) -> str: ...
 
     def subscribe(
-        self, customer_id: str, plan_id: str, *, seats: int, event_id: str, timestamp: datetime
+        self,
+        customer_id: str,
+        plan_id: str,
+        *,
+        seats: int,
+        plan_version: int | None,
+        event_id: str,
+        timestamp: datetime,
+    ) -> str: ...
+
+    def change_plan(
+        self,
+        customer_id: str,
+        plan_id: str,
+        *,
+        plan_version: int | None,
+        event_id: str,
+        timestamp: datetime,
     ) -> str: ...
 
     def change_seats(
@@ -303,6 +321,23 @@ def admin_router(
                 customer_id,
                 body.plan_id,
                 seats=body.seats,
+                plan_version=body.plan_version,
+                event_id=body.event_id,
+                timestamp=body.timestamp,
+            ),
+            body.timestamp,
+        )
+
+    @command_route("/v1/customers/{customer_id}/plan-change")
+    def post_plan_change(customer_id: CustomerId, body: PlanChangeIn, _: Admin) -> AcceptedOut:
+        """Move to `plan_id` at `plan_version` from the customer's next renewal: another
+        version of the customer's own plan migrates them to it (grandfathering ends)."""
+        return send(
+            body.event_id,
+            lambda: sdk.change_plan(
+                customer_id,
+                body.plan_id,
+                plan_version=body.plan_version,
                 event_id=body.event_id,
                 timestamp=body.timestamp,
             ),

@@ -104,10 +104,26 @@ class UsageIn(Strict):
         return value
 
 
+PlanVersion = Annotated[StrictInt, Field(ge=1, le=2**31 - 1), BeforeValidator(_whole)]
+
+
 class SubscriptionIn(Strict):
+    """`plan_version` pins the version billed for the whole subscription (absent: the
+    plan's lowest version; pin the version you offer)."""
+
     event_id: Id
     plan_id: Id
     seats: Annotated[StrictInt, Field(ge=1, le=1_000_000), BeforeValidator(_whole)] = 1
+    plan_version: PlanVersion | None = None
+    timestamp: EventTime
+
+
+class PlanChangeIn(Strict):
+    """Move to `plan_id` at `plan_version` (absent: its lowest) from the next renewal."""
+
+    event_id: Id
+    plan_id: Id
+    plan_version: PlanVersion | None = None
     timestamp: EventTime
 
 

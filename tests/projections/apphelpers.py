@@ -57,11 +57,33 @@ class RecordingWriter:
         )
 
     def subscribe(
-        self, customer_id: str, plan_id: str, *, seats: int, event_id: str, timestamp: datetime
+        self,
+        customer_id: str,
+        plan_id: str,
+        *,
+        seats: int,
+        plan_version: int | None,
+        event_id: str,
+        timestamp: datetime,
     ) -> str:
         return self._record(
-            "subscribe", customer_id, plan_id, seats=seats, event_id=event_id, timestamp=timestamp
-        )
+            "subscribe", customer_id, plan_id, seats=seats, plan_version=plan_version,
+            event_id=event_id, timestamp=timestamp,
+        )  # fmt: skip
+
+    def change_plan(
+        self,
+        customer_id: str,
+        plan_id: str,
+        *,
+        plan_version: int | None,
+        event_id: str,
+        timestamp: datetime,
+    ) -> str:
+        return self._record(
+            "change_plan", customer_id, plan_id, plan_version=plan_version,
+            event_id=event_id, timestamp=timestamp,
+        )  # fmt: skip
 
     def change_seats(
         self, customer_id: str, seats: int, *, event_id: str, timestamp: datetime
