@@ -46,6 +46,15 @@ from projections.read.errors import InvalidRequest, Unavailable
 from streambill.sdk.client import DeliveryError
 
 
+class Command(Protocol):
+    """What every account command's body carries."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def timestamp(self) -> datetime: ...
+
+
 class AdminWriter(Protocol):
     """What the API needs of `streambill.sdk.client.UsageClient`."""
 
@@ -242,20 +251,20 @@ def admin_router(
         except Exception as exc:  # DeliveryError and producer failures: the caller may retry
             raise Unavailable(f"not all events reached Kafka, retry: {exc}") from exc
 
-    def send(event_id: str, command: Callable[[], str], timestamp: datetime) -> AcceptedOut:
-        """Run one SDK command and flush; the SDK's own validation (ValueError) and an
-        event time past the future rule are a 422."""
-        late = future(timestamp)
+    def send(body: Command, command: Callable[..., str], *args: Any, **kwargs: Any) -> AcceptedOut:
+        """Run one SDK command with the body's event id and time, then flush; the SDK's
+        own validation (ValueError) and an event time past the future rule are a 422."""
+        late = future(body.timestamp)
         if late is not None:
             raise InvalidRequest(f"timestamp: {late}")
         try:
-            command()
+            command(*args, **kwargs, event_id=body.event_id, timestamp=body.timestamp)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
         except (BufferError, KafkaException) as exc:
             raise Unavailable(f"could not queue the event: {exc}") from exc
         flush()
-        return AcceptedOut(event_id=event_id)
+        return AcceptedOut(event_id=body.event_id)
 
     def command_route(path: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
         """The route of one account command: 202 and its event id once it is in Kafka."""
@@ -316,75 +325,33 @@ def admin_router(
     def post_subscription(customer_id: CustomerId, body: SubscriptionIn, _: Admin) -> AcceptedOut:
         """Start a subscription to `plan_id`; periods are anchored at `timestamp`."""
         return send(
-            body.event_id,
-            lambda: sdk.subscribe(
-                customer_id,
-                body.plan_id,
-                seats=body.seats,
-                plan_version=body.plan_version,
-                event_id=body.event_id,
-                timestamp=body.timestamp,
-            ),
-            body.timestamp,
-        )
+            body, sdk.subscribe, customer_id, body.plan_id, seats=body.seats,
+            plan_version=body.plan_version,
+        )  # fmt: skip
 
     @command_route("/v1/customers/{customer_id}/plan-change")
     def post_plan_change(customer_id: CustomerId, body: PlanChangeIn, _: Admin) -> AcceptedOut:
         """Move to `plan_id` at `plan_version` from the customer's next renewal: another
         version of the customer's own plan migrates them to it (grandfathering ends)."""
         return send(
-            body.event_id,
-            lambda: sdk.change_plan(
-                customer_id,
-                body.plan_id,
-                plan_version=body.plan_version,
-                event_id=body.event_id,
-                timestamp=body.timestamp,
-            ),
-            body.timestamp,
+            body, sdk.change_plan, customer_id, body.plan_id, plan_version=body.plan_version
         )
 
     @command_route("/v1/customers/{customer_id}/seats")
     def post_seats(customer_id: CustomerId, body: SeatsIn, _: Admin) -> AcceptedOut:
         """Change the seat count from `timestamp` on (prorated)."""
-        return send(
-            body.event_id,
-            lambda: sdk.change_seats(
-                customer_id, body.seats, event_id=body.event_id, timestamp=body.timestamp
-            ),
-            body.timestamp,
-        )
+        return send(body, sdk.change_seats, customer_id, body.seats)
 
     @command_route("/v1/customers/{customer_id}/credit-purchases")
     def post_credit_purchase(
         customer_id: CustomerId, body: CreditPurchaseIn, _: Admin
     ) -> AcceptedOut:
         """Buy `quantity` credit packs (adds credits, issues a purchase invoice)."""
-        return send(
-            body.event_id,
-            lambda: sdk.purchase_credits(
-                customer_id,
-                body.pack_id,
-                quantity=body.quantity,
-                event_id=body.event_id,
-                timestamp=body.timestamp,
-            ),
-            body.timestamp,
-        )
+        return send(body, sdk.purchase_credits, customer_id, body.pack_id, quantity=body.quantity)
 
     @command_route("/v1/customers/{customer_id}/deposits")
     def post_deposit(customer_id: CustomerId, body: DepositIn, _: Admin) -> AcceptedOut:
         """Add money to a balance plan's wallet (issues a purchase invoice)."""
-        return send(
-            body.event_id,
-            lambda: sdk.deposit(
-                customer_id,
-                Decimal(body.amount),
-                body.currency,
-                event_id=body.event_id,
-                timestamp=body.timestamp,
-            ),
-            body.timestamp,
-        )
+        return send(body, sdk.deposit, customer_id, Decimal(body.amount), body.currency)
 
     return router

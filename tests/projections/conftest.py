@@ -12,10 +12,13 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
+from fastapi.testclient import TestClient
 
+from projections.http.app import create_app
 from projections.read.redis_store import RedisStore
 from projections.read.store import InMemoryStore, Keys, ReadModelStore
 from streambill.config.settings import Settings
+from tests.projections.apphelpers import NOW, RecordingWriter, fill, settings
 
 REDIS_DB = int(os.environ.get("STREAMBILL_TEST_REDIS_DB", "13"))
 REDIS_URL = str(urlsplit(Settings().redis_url)._replace(path=f"/{REDIS_DB}").geturl())
@@ -45,3 +48,20 @@ def store(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[ReadModel
     adapter.clear()
     client.delete(keys.generation())
     client.close()
+
+
+@pytest.fixture
+def writer() -> RecordingWriter:
+    """Records the admin routes' SDK calls."""
+    return RecordingWriter()
+
+
+@pytest.fixture
+def client(writer: RecordingWriter) -> Iterator[TestClient]:
+    """The API over the sample read models (`apphelpers.fill`), its clock frozen just
+    after `NOW`; https, since the portal's cookie is `Secure`."""
+    store = InMemoryStore()
+    fill(store)
+    app = create_app(settings(), store, writer, clock=lambda: NOW + 1)
+    with TestClient(app, base_url="https://testserver") as c:
+        yield c

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
 from projections.http import tokens
-from projections.http.app import create_app
 from projections.http.auth import TOKEN_COOKIE
 from projections.http.models import MAX_BATCH, EntitlementOut
-from projections.read.store import InMemoryStore
 from tests.projections import samples
 from tests.projections.apphelpers import (
     ADMIN_KEY,
@@ -20,8 +17,6 @@ from tests.projections.apphelpers import (
     SECRET,
     TREND_B,
     RecordingWriter,
-    fill,
-    settings,
 )
 
 ADMIN = {"x-admin-key": ADMIN_KEY}
@@ -39,20 +34,6 @@ READS = [
 def bearer(customer: str, *, ttl: int = 600, now: int = NOW) -> dict[str, str]:
     token = tokens.issue(SECRET.encode(), customer, now=now, ttl_seconds=ttl)
     return {"authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def writer() -> RecordingWriter:
-    return RecordingWriter()
-
-
-@pytest.fixture
-def client(writer: RecordingWriter) -> Iterator[TestClient]:
-    store = InMemoryStore()
-    fill(store)
-    app = create_app(settings(), store, writer, clock=lambda: NOW + 1)
-    with TestClient(app, base_url="https://testserver") as c:  # the portal cookie is Secure
-        yield c
 
 
 def test_usage_shows_period_usage_and_allowance(client: TestClient) -> None:

@@ -6,7 +6,6 @@ unavailable, lists which events of the batch were queued."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -35,20 +34,6 @@ def item(event_id: str = "e-1", **over: Any) -> dict[str, Any]:
         "timestamp": NOW_ISO,
         **over,
     }
-
-
-@pytest.fixture
-def writer() -> RecordingWriter:
-    return RecordingWriter()
-
-
-@pytest.fixture
-def client(writer: RecordingWriter) -> Iterator[TestClient]:
-    store = InMemoryStore()
-    fill(store)
-    app = create_app(settings(), store, writer, clock=lambda: NOW + 1)
-    with TestClient(app, base_url="https://testserver") as c:
-        yield c
 
 
 def _errors(r: Any) -> str:

@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -25,31 +24,15 @@ from pydantic import SecretStr
 
 from projections.commands import run_api
 from projections.http import tokens
-from projections.http.app import create_app
 from projections.http.auth import TOKEN_COOKIE, Authenticator, secret_problems
 from projections.read.errors import Unauthenticated
-from projections.read.store import InMemoryStore
 from streambill.local.demo import Demo, DemoOptions
 from streambill.local.demo_procs import DemoError
-from tests.projections.apphelpers import ADMIN_KEY, NOW, SECRET, RecordingWriter, fill, settings
+from tests.projections.apphelpers import ADMIN_KEY, NOW, SECRET, RecordingWriter, settings
 
 ADMIN = {"x-admin-key": ADMIN_KEY}
 TIME = "2026-11-02T10:00:00Z"
 KEY = SECRET.encode()
-
-
-@pytest.fixture
-def writer() -> RecordingWriter:
-    return RecordingWriter()
-
-
-@pytest.fixture
-def client(writer: RecordingWriter) -> Iterator[TestClient]:
-    store = InMemoryStore()
-    fill(store)
-    app = create_app(settings(), store, writer, clock=lambda: NOW + 1)
-    with TestClient(app, base_url="https://testserver") as c:
-        yield c
 
 
 def _signed(payload: bytes) -> str:
