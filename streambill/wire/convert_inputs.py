@@ -22,6 +22,7 @@ from streambill.wire.fields import (
     bounded_dec_from,
     bounded_properties,
     dec_to,
+    id_from,
     int_from,
     int_to,
     opt_int_from,
@@ -48,8 +49,8 @@ def _head(event: AccountHead) -> Record:
 
 def _head_from(r: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "event_id": str_from(r, "event_id"),
-        "customer_id": str_from(r, "customer_id"),
+        "event_id": id_from(r, "event_id"),
+        "customer_id": id_from(r, "customer_id"),
         "timestamp": time_from(r, "timestamp"),
     }
 
@@ -70,9 +71,9 @@ def to_avro_usage_recorded(e: UsageRecorded) -> Record:
 
 def from_avro_usage_recorded(r: Mapping[str, Any]) -> UsageRecorded:
     return UsageRecorded(
-        event_id=str_from(r, "event_id"),
-        customer_id=str_from(r, "customer_id"),
-        feature_id=str_from(r, "feature_id"),
+        event_id=id_from(r, "event_id"),
+        customer_id=id_from(r, "customer_id"),
+        feature_id=id_from(r, "feature_id"),
         quantity=bounded_dec_from(r, "quantity"),
         timestamp=time_from(r, "timestamp"),
         properties=bounded_properties(str_map_from(r, "properties")),
@@ -94,7 +95,7 @@ def to_avro_subscription_started(e: SubscriptionStarted) -> Record:
 def from_avro_subscription_started(r: Mapping[str, Any]) -> SubscriptionStarted:
     return SubscriptionStarted(
         **_head_from(r),
-        plan_id=str_from(r, "plan_id"),
+        plan_id=id_from(r, "plan_id"),
         seats=int_from(r, "seats"),
         plan_version=opt_int_from(r, "plan_version"),
     )
@@ -111,7 +112,7 @@ def to_avro_subscription_changed(e: SubscriptionChanged) -> Record:
 def from_avro_subscription_changed(r: Mapping[str, Any]) -> SubscriptionChanged:
     return SubscriptionChanged(
         **_head_from(r),
-        plan_id=str_from(r, "plan_id"),
+        plan_id=id_from(r, "plan_id"),
         plan_version=opt_int_from(r, "plan_version"),
     )
 
@@ -138,7 +139,7 @@ def to_avro_credits_purchased(e: CreditsPurchased) -> Record:
 
 def from_avro_credits_purchased(r: Mapping[str, Any]) -> CreditsPurchased:
     return CreditsPurchased(
-        **_head_from(r), pack_id=str_from(r, "pack_id"), quantity=int_from(r, "quantity")
+        **_head_from(r), pack_id=id_from(r, "pack_id"), quantity=int_from(r, "quantity")
     )
 
 

@@ -112,8 +112,13 @@ def bounded_dec_from(r: Mapping[str, Any], name: str, *, path: str = "") -> Deci
 
 
 def bounded_properties(values: dict[str, str]) -> dict[str, str]:
-    """`values` unless a numeric property (`billing.bounds.NUMERIC_PROPERTIES`) holds
-    a number beyond the bounds (`OutOfRange` naming it)."""
+    """`values` unless they are beyond the text bounds of `billing.bounds` (count, key
+    and value lengths: `InvalidField`) or a numeric property
+    (`billing.bounds.NUMERIC_PROPERTIES`) holds a number beyond the bounds
+    (`OutOfRange` naming it)."""
+    text = bounds.text_property_problem(values)
+    if text is not None:
+        raise InvalidField(*text)
     found = bounds.property_problem(values)
     if found is not None:
         raise OutOfRange(*found)
@@ -178,6 +183,16 @@ def str_from(r: Mapping[str, Any], name: str, *, empty_ok: bool = False, path: s
         raise InvalidField(field_path(path, name), f"expected a string, got {value!r}")
     if not empty_ok and not value:
         raise InvalidField(field_path(path, name), "must not be empty")
+    return value
+
+
+def id_from(r: Mapping[str, Any], name: str, *, path: str = "") -> str:
+    """An id of an input event: a string within `billing.bounds.MAX_ID_CHARS`, the
+    bound the SDK and the API enforce (`billing.bounds.id_problem`)."""
+    value = str_from(r, name, path=path)
+    problem = bounds.id_problem(value)
+    if problem is not None:
+        raise InvalidField(field_path(path, name), problem)
     return value
 
 

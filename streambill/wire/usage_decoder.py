@@ -10,8 +10,9 @@ event or rejection with and without it (registered in tests/unit/test_fast_paths
 It only takes the common, valid case and answers None for everything else: another
 schema or fingerprint, a current schema whose Parsing Canonical Form is not
 `LAYOUT` (then it is switched off for good), a map written in sized blocks, a
-varint longer than 9 bytes, an empty id, a quantity that is not a plain decimal
-within the bounds of `billing.bounds` (nor may the numeric properties exceed them),
+varint longer than 9 bytes, an empty or too long id, a quantity that is not a plain
+decimal within the bounds of `billing.bounds` (nor may the numeric properties exceed
+them), more properties or longer keys or values than its text bounds,
 truncated or trailing bytes, invalid UTF-8. The caller then takes the general path,
 which decodes what it can and raises the precise `DecodeError` / `InvalidField` for
 the rest. So the fast path never decides an error, and cannot disagree with the
@@ -31,7 +32,13 @@ from decimal import Decimal
 
 from fastavro.schema import to_parsing_canonical_form
 
-from billing.bounds import NUMERIC_PROPERTIES
+from billing.bounds import (
+    MAX_ID_CHARS,
+    MAX_PROPERTIES,
+    MAX_PROPERTY_KEY_CHARS,
+    MAX_PROPERTY_VALUE_CHARS,
+    NUMERIC_PROPERTIES,
+)
 from billing.events import UsageRecorded
 from streambill.wire.codec import HEADER_SIZE, MAGIC, Codec
 from streambill.wire.fields import InvalidField, bounded, bounded_properties, parse_decimal
@@ -78,6 +85,7 @@ def _length(data: bytes, pos: int) -> tuple[int, int]:
 
 
 _NUMERIC = frozenset(NUMERIC_PROPERTIES)
+_TEXT_LIMITS = (MAX_PROPERTY_KEY_CHARS, MAX_PROPERTY_VALUE_CHARS)  # of a key, of a value
 _FIELDS = ("event_id", "customer_id", "feature_id", "quantity", "timestamp", "properties")
 Make = Callable[[str, str, str, Decimal, datetime, dict[str, str]], UsageRecorded]
 
@@ -148,6 +156,8 @@ class UsageDecoder:
         if start == end:
             raise _NotFast  # empty event_id: the general path names the field
         event_id = data[start:end].decode()  # unique: not cached
+        if end - start > MAX_ID_CHARS and len(event_id) > MAX_ID_CHARS:
+            raise _NotFast  # too long: the general path names the field
         b = data[end]
         if b & 0x81:
             start, end = _length(data, end)
@@ -156,6 +166,8 @@ class UsageDecoder:
             end = start + (b >> 1)
         raw = data[start:end]
         customer_id = strings.get(raw) or self._remember_id(raw)
+        if end - start > MAX_ID_CHARS:
+            self._check_id(customer_id)
         b = data[end]
         if b & 0x81:
             start, end = _length(data, end)
@@ -164,6 +176,8 @@ class UsageDecoder:
             end = start + (b >> 1)
         raw = data[start:end]
         feature_id = strings.get(raw) or self._remember_id(raw)
+        if end - start > MAX_ID_CHARS:
+            self._check_id(feature_id)
         b = data[end]
         if b & 0x81:
             start, end = _length(data, end)
@@ -194,9 +208,17 @@ class UsageDecoder:
             properties, pos = self._properties(data, pos)
         if pos != len(data):
             raise _NotFast  # trailing bytes, or a length past the end
-        if properties and properties.keys() & _NUMERIC:
-            self._numeric(properties)
+        if properties:
+            if len(properties) > MAX_PROPERTIES:
+                raise _NotFast  # beyond the text bounds: the general path names it
+            if properties.keys() & _NUMERIC:
+                self._numeric(properties)
         return self._make(event_id, customer_id, feature_id, quantity, timestamp, properties)
+
+    @staticmethod
+    def _check_id(text: str) -> None:
+        if len(text) > MAX_ID_CHARS:
+            raise _NotFast  # too long: the general path names the field
 
     def _remember_id(self, raw: bytes) -> str:
         if not raw:
@@ -240,9 +262,15 @@ class UsageDecoder:
                 raise _NotFast  # sized block: rare, left to fastavro
             for _ in range(count):
                 pair: list[str] = []
-                for _ in range(2):
+                for limit in _TEXT_LIMITS:  # the key, then the value
                     start, pos = _length(data, pos)
                     raw = data[start:pos]
                     text = strings.get(raw)
-                    pair.append(text if text is not None else self._remember(raw))
+                    if text is None:
+                        text = self._remember(raw)
+                    if pos - start > limit and len(text) > limit:
+                        raise _NotFast  # beyond the text bounds: the general path names it
+                    pair.append(text)
+                if not pair[0]:
+                    raise _NotFast  # an empty key: the general path names it
                 out[pair[0]] = pair[1]

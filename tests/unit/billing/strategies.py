@@ -9,12 +9,14 @@ precision and adjustments on `dev-api`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal as D
 from typing import TypeVar
 
 from hypothesis import strategies as st
 
+from billing import bounds
 from billing.events import (
     BalanceAdjusted,
     CreditsGranted,
@@ -146,3 +148,11 @@ def maps_of(values: st.SearchStrategy[T], key_size: int = 8) -> st.SearchStrateg
     small = st.dictionaries(keys, values, max_size=4)
     large = st.dictionaries(st.text(max_size=key_size), values, min_size=64, max_size=70)
     return small | large
+
+
+def within_text_bounds(*ids: str, properties: Mapping[str, str]) -> bool:
+    """Whether ids and properties are within the text bounds of `billing.bounds`
+    (what the doors admit; beyond them a record is `invalid_field`)."""
+    return all(bounds.id_problem(i) is None for i in ids) and (
+        bounds.text_property_problem(properties) is None
+    )

@@ -147,7 +147,7 @@ _text = st.text(min_size=1, max_size=30)
     quantity=_decimals,
     customer=_text,
     feature=_text,
-    props=st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=5),
+    props=st.dictionaries(st.text(min_size=1, max_size=10), st.text(max_size=20), max_size=5),
     millis=st.integers(min_value=0, max_value=4102444800000),
 )
 def test_usage_round_trip_any_value(

@@ -22,7 +22,12 @@ from streambill.wire.convert import decode_value
 from streambill.wire.fields import InvalidField
 from streambill.wire.usage_decoder import UsageDecoder
 from streambill.wire.usage_wire import USAGE_RECORDED
-from tests.unit.billing.strategies import bounded_decimals, maps_of, wire_texts
+from tests.unit.billing.strategies import (
+    bounded_decimals,
+    maps_of,
+    wire_texts,
+    within_text_bounds,
+)
 from tests.unit.samples import codec_with_added_field
 
 CODEC = Codec()
@@ -115,7 +120,7 @@ quantities = st.one_of(
     st.from_regex(r"-?[0-9]{1,70}(\.[0-9]{1,10})?", fullmatch=True),
     st.text(max_size=12),
 )
-props = st.dictionaries(st.text(max_size=30), st.text(max_size=30), max_size=5)
+props = st.dictionaries(st.text(min_size=1, max_size=30), st.text(max_size=30), max_size=5)
 
 
 @settings(max_examples=400, deadline=None)
@@ -281,7 +286,8 @@ def test_edge_values_decode_like_the_general_path(
         properties = {**properties, "input_tokens": format(tokens, "f")}
     data = _encode(eid, "c😀", "tokens", format(qty, "f"), millis, properties)
     fast = _agrees(data)
-    assert (fast is not None) == bool(eid)  # every valid one takes the fast path
+    valid = within_text_bounds(eid, properties=properties)
+    assert (fast is not None) == valid  # every valid one takes the fast path
 
 
 def _outcome(doors: Doors, data: bytes) -> tuple[str, Any, Any]:
