@@ -115,6 +115,24 @@ def read_all(log: LogPort, topic: str) -> Iterator[LogRecord]:
         yield from batch
 
 
+def retention_gaps(log: LogPort, inputs: tuple[str, ...]) -> list[str]:
+    """A difference for every input partition whose log no longer starts at offset 0:
+    reconcile re-folds every input from the log start, so once retention deleted
+    records its comparisons cannot hold, and it says so instead of listing the
+    mismatches that follow."""
+    out = []
+    for topic in inputs:
+        low, _ = log.watermarks(topic)
+        for p, first in sorted(low.items()):
+            if first > 0:
+                out.append(
+                    f"{topic} partition {p} starts at offset {first}: records below were"
+                    " deleted by retention, and reconcile folds the inputs from their start;"
+                    " keep the input topics for ever (STREAMBILL_USAGE_RETENTION_DAYS=0)"
+                )
+    return out
+
+
 def read_outputs(log: LogPort, topics: Topics, codec: Codec) -> tuple[Outputs, list[str]]:
     """Index the output topics; undecodable records there are listed as problems."""
     problems: list[str] = []
@@ -171,6 +189,8 @@ def reconcile_log(
     """The per-partition accounting and the state / effects checks. `read`: the
     output topics already indexed by `read_outputs`."""
     report = report or ReconcileReport()
+    for problem in retention_gaps(log, (topics.usage, topics.account)):
+        report.differ(problem)
     outputs, problems = read if read is not None else read_outputs(log, topics, codec)
     for problem in problems:
         report.differ(problem)

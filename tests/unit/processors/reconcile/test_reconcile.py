@@ -140,3 +140,15 @@ def test_a_missing_purchase_invoice_is_named() -> None:
     report = run(log)
     assert [d for d in report.differences if "purchase invoice" in d]
     assert all("not on the invoices topic" in d for d in report.differences)
+
+
+def test_inputs_deleted_by_retention_are_named_not_mismatched() -> None:
+    """Issue 17: reconcile folds the inputs from their start; once retention deleted
+    records it says which partition starts where, never a silent or misleading result."""
+    log = scenario()
+    clean = run(log)
+    assert clean.ok
+    log.delete_before("u", 0, 1)
+    report = run(log)
+    assert not report.ok
+    assert any("u partition 0 starts at offset 1" in d for d in report.differences)
