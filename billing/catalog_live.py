@@ -27,6 +27,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from billing.admission import canonical_decimal
 from billing.catalog import Catalog
 from billing.catalog_records import (
     CatalogRecord,
@@ -103,14 +104,6 @@ def with_records(live: LiveCatalog, added: Iterable[CatalogRecord]) -> LiveCatal
 # ------------------------------------------------------------------ canonical form
 
 
-def canonical_decimal(value: Decimal) -> str:
-    """Plain notation without trailing zeros: 19.00 -> "19", 0.0250 -> "0.025"."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("", "-0") else text
-
-
 def _canonical(value: Any) -> Any:
     if isinstance(value, Decimal):
         return canonical_decimal(value)
@@ -135,14 +128,14 @@ def revision(records: Iterable[CatalogRecord]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-# ------------------------------------------------------------------------- diff
-
-
 def catalog_revision(catalog: Catalog) -> str:
     """The revision of what `catalog` prices with (features, credit packs, every plan
     version; no retirements): what PeriodClosed records. Equal to `catalog list`'s
     revision when no plan was retired."""
     return revision(catalog_records(catalog))
+
+
+# ------------------------------------------------------------------------- diff
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,17 +33,12 @@ def _whole(value: object) -> object:
     """A JSON integer, also when written `5.0` (JSON Schema's integer includes it); a
     boolean, a string or a number with a fraction is refused. Bodies are parsed with
     every fractional number as an exact `Decimal` (`admin.exact_json`), so an integer
-    written `5.0` is taken and `1.0000000000000001` is refused, never rounded; a float
-    (a caller that bypassed that parser) is taken only when exactly integral."""
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+    written `5.0` is taken and `1.0000000000000001` is refused, never rounded."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise ValueError("expected an integer")
     if isinstance(value, Decimal):
         if not value.is_finite() or value != value.to_integral_value():
             raise ValueError("expected an integer (send a decimal string for a fraction)")
-        return int(value)
-    if isinstance(value, float):
-        if not value.is_integer() or abs(value) >= 2**53:
-            raise ValueError("expected an integer (below 2**53 when written with a fraction)")
         return int(value)
     return value
 

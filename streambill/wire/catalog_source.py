@@ -30,7 +30,6 @@ from streambill.wire.catalog_topic import CatalogRead, read_catalog
 from streambill.wire.codec import Codec
 from streambill.wire.kafka_log import KafkaLog, LogError
 
-SOURCES = ("file", "topic")
 RETRY_S = 15.0
 
 
@@ -69,11 +68,8 @@ def process_catalog(
     settings: Settings, codec: Codec, warn: Callable[[str], object] = lambda _: None
 ) -> Catalog:
     """The catalog this process bills with (see the module docstring)."""
-    source = settings.catalog_source
-    if source == "file":
+    if settings.catalog_source == "file":  # else "topic": the setting admits nothing else
         return load_catalog(settings.catalog_path)
-    if source != "topic":
-        raise CatalogError([f"STREAMBILL_CATALOG_SOURCE is {source!r}; use one of {SOURCES}"])
     read = read_topic(settings, codec)
     for bad in read.unreadable:
         warn(f"catalog topic: left out {bad}")

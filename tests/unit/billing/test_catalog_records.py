@@ -14,11 +14,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from billing.admission import canonical_decimal
 from billing.catalog import Catalog, parse_catalog
 from billing.catalog_live import (
     Difference,
     LiveCatalog,
-    canonical_decimal,
     diff,
     live_catalog,
     revision,
