@@ -19,6 +19,7 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from projections.http import tokens
 from projections.http.app import create_app
@@ -51,10 +52,19 @@ schema = _schema()
 CUSTOMER_TOKEN = tokens.issue(SECRET.encode(), "cus_a", now=NOW, ttl_seconds=3600)
 
 
+def _excluded(case: schemathesis.Case[Any]) -> list[Any]:
+    """Ingest takes a batch item by item (202 with the refused items' errors): a list
+    with one schema-invalid item among valid ones is accepted in part by design, which
+    the negative-data check would count as a schema-violating request accepted. Every
+    other check still runs on such batches, and single events keep every check."""
+    partial = case.operation.path == "/v1/usage" and isinstance(case.body, list)
+    return [negative_data_rejection] if partial else []
+
+
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_admin_every_check(case: schemathesis.Case[Any]) -> None:
-    case.call_and_validate(headers={"x-admin-key": ADMIN_KEY})
+    case.call_and_validate(headers={"x-admin-key": ADMIN_KEY}, excluded_checks=_excluded(case))
 
 
 @schema.parametrize()
