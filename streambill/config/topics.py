@@ -138,6 +138,18 @@ def _existing(admin: AdminClient, timeout: float) -> dict[str, int]:
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
 
 
+def _led(admin: AdminClient, timeout: float) -> dict[str, int]:
+    """Topic name -> number of partitions that have an elected leader."""
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise TopicError(f"the Kafka cluster did not answer a metadata request: {exc}") from exc
+    return {
+        name: sum(1 for part in topic.partitions.values() if part.leader >= 0 and not part.error)
+        for name, topic in metadata.topics.items()
+    }
+
+
 def create_topics(settings: Settings, timeout: float = 30.0) -> tuple[list[str], list[str]]:
     """Create every missing topic; returns (created, already existing) physical names.
 
@@ -195,10 +207,11 @@ def _config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
 
 
 def _await_visible(admin: AdminClient, topics: Mapping[str, int], timeout: float) -> None:
-    """Wait until each topic shows its partition count in the metadata."""
+    """Wait until each topic shows its partition count in the metadata, each with an
+    elected leader: a reader asking for watermarks before that gets NOT_LEADER."""
     deadline = time.monotonic() + timeout
     while True:
-        present = _existing(admin, timeout)
+        present = _led(admin, timeout)
         if all(present.get(name) == count for name, count in topics.items()):
             return
         if time.monotonic() >= deadline:

@@ -18,6 +18,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from streambill.wire.log import LogRecord
 
+_NOT_YET = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+
 
 class LogError(Exception):
     """The log could not be read or written (broker down, record not acknowledged)."""
@@ -69,14 +77,27 @@ class KafkaLog:
         low: dict[int, int] = {}
         high: dict[int, int] = {}
         for p in self.partitions(topic):
+            low[p], high[p] = self._watermark(topic, p)
+        return low, high
+
+    def _watermark(self, topic: str, p: int) -> tuple[int, int]:
+        """One partition's watermarks; a retriable broker error (a leader not yet
+        elected on a new topic, a leader moving) is asked again until `timeout_s`."""
+        deadline = time.monotonic() + self._timeout_s
+        while True:
             try:
                 lo, hi = self._c().get_watermark_offsets(
                     TopicPartition(topic, p), timeout=self._timeout_s, cached=False
                 )
+                return int(lo), int(hi)
             except KafkaException as exc:
-                raise LogError(f"watermarks of {topic}[{p}]: {exc}") from exc
-            low[p], high[p] = int(lo), int(hi)
-        return low, high
+                error = exc.args[0]
+                retriable = isinstance(error, KafkaError) and (
+                    error.retriable() or error.code() in _NOT_YET
+                )
+                if not retriable or time.monotonic() >= deadline:
+                    raise LogError(f"watermarks of {topic}[{p}]: {exc}") from exc
+                time.sleep(0.2)
 
     def offsets_for_time(self, topic: str, timestamp_ms: int) -> dict[int, int]:
         tps = [TopicPartition(topic, p, timestamp_ms) for p in self.partitions(topic)]
