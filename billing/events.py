@@ -279,6 +279,48 @@ class CustomerStateChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomerCheckpointed:
+    """What the close of `period_id` carries into the next close for one customer:
+    its state at that close's watermarks (`usage_offset`, `account_offset` of its
+    `partition`) and the admission facts the next fold needs to decide exactly as a
+    fold from the log start would (docs/ARCHITECTURE.md, "Checkpoints").
+
+    - `state`: `billing.state_codec.state_to_dict(state, remember_ids=False)` as
+      compact JSON (wallet, credit grants with expiry, plan pins, seats, periods);
+    - `watermark_ms`: the customer's lateness watermark (None: no usage yet);
+    - `complete_from`: the state holds every applied usage event at or after this
+      event time (None: since the log start); older late usage is refolded from the
+      log, or refused with a named error when retention deleted it;
+    - `recent`: the applied events within the dedupe window behind the watermark
+      that the next close does not read again (account events; usage too unless the
+      next close re-reads the window, `processors.close.checkpoints.rereads`), as
+      their Avro values: their ids dedupe later events;
+    - `skipped`: (offset, event time ms) of the customer's usage records on
+      `partition` within that window that passed the doors but were NOT applied
+      (refused or duplicates); every other such record was applied, which is how
+      the next close rebuilds the dedupe memory from the log;
+    - `pending`: offsets of the customer's usage records refused only for an event
+      time in the future of that close's clock: the next close, whose clock is
+      later, decides them again (as a fold from the log start would);
+    - `window_offset`: the usage-events offset from which the next close re-reads
+      this customer's dedupe window (None: the window travels in `recent`)."""
+
+    VERSION: ClassVar[int] = 1
+    customer_id: str
+    period_id: str
+    partition: int
+    usage_offset: int
+    account_offset: int
+    watermark_ms: int | None
+    complete_from: datetime | None
+    state: str
+    recent: tuple[bytes, ...] = ()
+    skipped: tuple[tuple[int, int], ...] = ()
+    pending: tuple[int, ...] = ()
+    window_offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PeriodClosed:
     """A close of period `period_id` ("YYYY-MM") read the log up to `watermarks`
     ({topic: {partition: next offset}}) and issued `invoice_count` invoices."""

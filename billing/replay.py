@@ -76,6 +76,7 @@ class Replay:
         self.customers: dict[str, ReplayCustomer] = {}
         self.duplicates = 0
         self.rejected: dict[str, int] = {}
+        self.last_refusal: str | None = None  # the reason of the latest refusal
         self._on_rejected = on_rejected
         self._on_applied = on_applied
 
@@ -90,8 +91,9 @@ class Replay:
         c = self.customer(event.customer_id)
         (c.account_b if phase_b else c.account_a).append(event)
 
-    def usage(self, event: UsageRecorded, *, phase_b: bool = True) -> None:
-        """Fold one usage event, after the account events due before it."""
+    def usage(self, event: UsageRecorded, *, phase_b: bool = True) -> bool:
+        """Fold one usage event, after the account events due before it; whether it
+        was applied (False: refused or a duplicate)."""
         c = self.customers.get(event.customer_id) or self.customer(event.customer_id)
         if phase_b:
             if c.prev is None:
@@ -101,7 +103,7 @@ class Replay:
             queue = c.account_a
         if queue:
             self._drain(c, queue, event.timestamp)
-        self._admit(c, event, True)
+        return self._admit(c, event, True)
 
     def end_phase_a(self, c: ReplayCustomer) -> None:
         if c.prev is None:
@@ -118,8 +120,8 @@ class Replay:
         while queue and (until is None or queue[0].timestamp <= until):
             self._admit(c, queue.popleft(), False)
 
-    def _admit(self, c: ReplayCustomer, event: Event, usage: bool) -> None:
-        """`decide`, then `apply`: once per event of every replay."""
+    def _admit(self, c: ReplayCustomer, event: Event, usage: bool) -> bool:
+        """`decide`, then `apply`: once per event of every replay; whether applied."""
         event_ms = to_ms(event.timestamp)
         earlier = c.seen.get(event.event_id)
         prior = None
@@ -131,23 +133,26 @@ class Replay:
         if refusal is not None:
             if refusal.duplicate:
                 self.duplicates += 1
+                self.last_refusal = None
             else:
                 reason = refusal.reason or RejectReason.INVALID_FIELD
                 self._reject(event, reason.value, refusal.detail)
-            return
+            return False
         try:
             state, effects = apply(c.state, event, self.catalog, remember=False)
         except Exception as exc:  # one event's failure, as the worker dead-letters it
             self._reject(event, RejectReason.INTERNAL_ERROR.value, f"{type(exc).__name__}: {exc}")
-            return
+            return False
         if effects.rejection is not None:
             self._reject(event, str(effects.rejection.reason), effects.rejection.detail)
-            return
+            return False
         c.state = state
         c.seen[event.event_id] = event
         if self._on_applied is not None:
             self._on_applied(event, effects)
+        return True
 
     def _reject(self, event: Event, reason: str, detail: str) -> None:
+        self.last_refusal = reason
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
         self._on_rejected(event, reason, detail)

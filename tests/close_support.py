@@ -31,7 +31,9 @@ from streambill.wire.codec import Codec
 from streambill.wire.convert import decode_value, encode_value
 from streambill.wire.log import InMemoryLog, LogPort
 
-TOPICS = CloseTopics("t.usage-events", "t.account-events", "t.invoices", "t.period-closes")
+TOPICS = CloseTopics(
+    "t.usage-events", "t.account-events", "t.invoices", "t.period-closes", "t.close-checkpoints"
+)
 
 
 def load_example_catalog() -> Catalog:

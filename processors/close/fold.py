@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -42,14 +42,23 @@ from billing.events import Event, Invoice, UsageRecorded
 from billing.invoicing import adjustment, period_invoice, periods_ending_in
 from billing.ledger import CustomerState
 from billing.replay import Replay
+from processors.close.checkpoints import (
+    Tracking,
+    checkpoints_of,
+    decide_pending,
+    read_checkpoints,
+    rebuild_seen,
+    resume,
+)
 from processors.close.plan import (
     ACCOUNT,
+    CHECKPOINTS,
     USAGE,
-    ClosePlanError,
     Month,
     ReadPlan,
     usage_starts,
 )
+from processors.close.retention import check_resumable, check_retention
 from processors.fold.admission import Doors, Rejection
 from streambill.wire.log import LogPort, LogRecord
 
@@ -58,6 +67,7 @@ from streambill.wire.log import LogPort, LogRecord
 class TopicNames:
     usage: str
     account: str
+    checkpoints: str = ""  # none: a close never resumes (`ReadPlan.resumes`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +88,17 @@ class GroupResult:
     undecodable: dict[str, int] = field(default_factory=dict)  # refused at the doors
     beyond_horizon: list[str] = field(default_factory=list)
     customers: int = 0
+    # (key, value) of this close's checkpoints (`processors.close.checkpoints`)
+    checkpoints: list[tuple[bytes, bytes]] = field(default_factory=list)
+    resumed: bool = False  # started from the previous close's checkpoints
     # Where the time went, one dict per fold (per worker when folded in parallel):
     # phase -> seconds (wall clock), see `fold_group`; a worker adds its own entries.
     timings: list[dict[str, float]] = field(default_factory=list)
 
     def merge(self, other: GroupResult) -> None:
         self.invoices.extend(other.invoices)
+        self.checkpoints.extend(other.checkpoints)
+        self.resumed = self.resumed or other.resumed
         self.timings.extend(other.timings)
         self.events_read += other.events_read
         self.duplicates += other.duplicates
@@ -122,12 +137,17 @@ def _fold_usage_batch(
     history: frozenset[bytes],
     prev_use: dict[int, int],
     late: dict[bytes, datetime],
+    track: Tracking,
+    fold_old: bool,
 ) -> None:
     """The per-event loop of the close (doors, horizon, admission and fold), flat:
-    it runs once per usage record (`_read_batch`'s counting is written inline)."""
+    it runs once per usage record (`_read_batch`'s counting is written inline).
+    `fold_old`: usage older than the horizon is folded too (a resumed close: the
+    checkpoints hold its periods) and still noted in `late`."""
     usage = folder.usage
     read = doors.read
     undecodable = result.undecodable
+    skip = track.skip
     for record in batch:
         try:
             event = read(record.topic, record.partition, record.key, record.value)
@@ -142,8 +162,10 @@ def _fold_usage_batch(
             if phase_b:  # arrived since the previous close: `_widen` bills it
                 key = record.key or b""
                 late[key] = min(late.get(key, event.timestamp), event.timestamp)
-            continue
-        usage(event, phase_b=phase_b)
+            if not fold_old:
+                continue
+        if not usage(event, phase_b=phase_b):
+            skip(event.customer_id, record.offset, to_ms(event.timestamp), folder.last_refusal)
 
 
 @exact_context
@@ -160,12 +182,13 @@ def fold_group(
     tick: Callable[[int, int], None] = lambda n, customers: None,
     now_ms: int | None = None,
 ) -> GroupResult:
-    """Fold the records of `partitions` under `plan` and price this close's invoices.
-    `now_ms` is the clock of the future rule (the close's plan time). Runs in the
-    core's decimal context (`billing.bounds`), entered once."""
+    """Fold the records of `partitions` under `plan` and price this close's invoices
+    and checkpoints. `now_ms` is the clock of the future rule (the close's plan time).
+    Runs in the core's decimal context (`billing.bounds`), entered once."""
     parts = sorted(partitions)
     result = GroupResult()
     folder = Replay(catalog, policy, now_ms)
+    track = Tracking()
     # read_* = waiting for/consuming records (librdkafka, LogRecord), fold_* = decode,
     # dedupe, ledger; diagnostics only (bench/close.py --timings).
     timings = {"read_account": 0.0, "fold_account": 0.0, "read_usage": 0.0, "fold_usage": 0.0}
@@ -173,8 +196,15 @@ def fold_group(
     clock = time.perf_counter
     prev_acc = plan.prev.get(ACCOUNT, {})
     prev_use = plan.prev.get(USAGE, {})
-
-    starts = {p: plan.account_starts.get(p, 0) for p in parts}
+    resumed = result.resumed = plan.resumes and bool(names.checkpoints)
+    found = {}
+    if resumed:
+        found = read_checkpoints(log, names.checkpoints, plan, parts, doors.codec, keys)
+        resume(folder, found, doors.codec, track)
+        check_resumable(names, plan, parts)
+        starts = {p: prev_acc.get(p, 0) for p in parts}
+    else:
+        starts = {p: plan.account_starts.get(p, 0) for p in parts}
     t = clock()
     for batch in log.read(names.account, starts, plan.ends[ACCOUNT], keys):
         t1 = clock()
@@ -187,20 +217,33 @@ def fold_group(
         timings["fold_account"] += t - t1
     timings["read_account"] += clock() - t
 
-    history = _carrying_state(folder, catalog, keys)
-    _check_retention(names, plan, parts, history)
-    starts = {p: plan.usage_low.get(p, 0) for p in parts}
     ranges: list[tuple[dict[int, int], dict[int, int], frozenset[bytes] | None]] = []
-    if history:
-        ranges.append((starts, plan.usage_starts, history))
-    ranges.append(({p: plan.usage_starts[p] for p in parts}, plan.ends[USAGE], keys))
+    if resumed:
+        history: frozenset[bytes] = frozenset()
+        rebuild_seen(log, names.usage, plan, parts, doors, folder, found, policy)
+        decide_pending(log, names.usage, folder, found, doors, track)
+        ranges.append(({p: prev_use.get(p, 0) for p in parts}, plan.ends[USAGE], keys))
+    else:
+        history = _carrying_state(folder, catalog, keys)
+        check_retention(names, plan, parts, history)
+        for customer_id in folder.customers:
+            track.complete_from[customer_id] = (
+                None if customer_id.encode() in history else plan.horizon
+            )
+        if history:
+            starts = {p: plan.usage_low.get(p, 0) for p in parts}
+            ranges.append((starts, plan.usage_starts, history))
+        ranges.append(({p: plan.usage_starts[p] for p in parts}, plan.ends[USAGE], keys))
     late: dict[bytes, datetime] = {}
     for range_starts, range_ends, range_keys in ranges:
         t = clock()
         for batch in log.read(names.usage, range_starts, range_ends, range_keys):
             t1 = clock()
             timings["read_usage"] += t1 - t
-            _fold_usage_batch(batch, doors, folder, result, plan.horizon, history, prev_use, late)
+            _fold_usage_batch(
+                batch, doors, folder, result, plan.horizon, history, prev_use, late, track,
+                resumed,
+            )  # fmt: skip
             result.events_read += len(batch)
             tick(len(batch), len(folder.customers))
             t = clock()
@@ -213,14 +256,41 @@ def fold_group(
     result.duplicates += folder.duplicates
     for reason, n in folder.rejected.items():
         result.rejected[reason] = result.rejected.get(reason, 0) + n
-    widened = _widen(log, names, plan, parts, late, doors, policy, catalog, now_ms, result)
+    from_log, adjust = _split_late(late, track, plan, resumed) if late else (late, {})
+    widened = _widen(log, names, plan, parts, from_log, doors, policy, catalog, now_ms, result)
     for customer_id in sorted(folder.customers):
         if customer_id in widened:
             continue
         c = folder.customers[customer_id]
-        result.invoices.extend(price_customer(c.state, c.prev or c.state, plan, catalog))
+        own = adjust.get(customer_id)
+        priced_plan = plan if own is None else replace(plan, adjust_from=own)
+        result.invoices.extend(price_customer(c.state, c.prev or c.state, priced_plan, catalog))
+    result.checkpoints.extend(
+        checkpoints_of(
+            folder, plan, policy, doors.codec, track, log, names.usage, leave_out=widened
+        )
+    )
     timings["price"] = clock() - t
     return result
+
+
+def _split_late(
+    late: dict[bytes, datetime], track: Tracking, plan: ReadPlan, resumed: bool
+) -> tuple[dict[bytes, datetime], dict[str, Month]]:
+    """Late usage older than the horizon: (customers to fold again from the log,
+    customer -> the earliest month to adjust for those whose resumed state holds
+    the period). A close that did not resume folds every such customer again."""
+    if not resumed or plan.adjust_from is None:
+        return late, {}
+    from_log: dict[bytes, datetime] = {}
+    adjust: dict[str, Month] = {}
+    for key, oldest in late.items():
+        complete = track.complete_from.get(key.decode())
+        if complete is not None and oldest < complete:
+            from_log[key] = oldest
+        else:
+            adjust[key.decode()] = min(Month.of(oldest), plan.adjust_from)
+    return from_log, adjust
 
 
 def _widen(
@@ -260,7 +330,7 @@ def _widen(
         ),
         usage_low=plan.usage_low,
         account_starts=plan.account_starts,
-        prev=plan.prev,
+        prev={t: o for t, o in plan.prev.items() if t != CHECKPOINTS},  # from the log
         adjust_from=min(oldest, plan.adjust_from),
         horizon=horizon,
         planned_ms=plan.planned_ms,
@@ -270,33 +340,9 @@ def _widen(
         keys=frozenset(late), now_ms=now_ms,
     )  # fmt: skip
     result.invoices.extend(again.invoices)
+    result.checkpoints.extend(again.checkpoints)
     result.beyond_horizon.extend(again.beyond_horizon)
     return {k.decode() for k in late}
-
-
-def _check_retention(
-    names: TopicNames, plan: ReadPlan, parts: list[int], history: frozenset[bytes]
-) -> None:
-    """`ClosePlanError` when the fold needs records that retention deleted: account
-    events are folded from the log start for every customer, usage from the log start
-    for credits and balance customers (their credits and wallet carry over). A log
-    whose low watermark is above 0 lost such records: billing from it would give a
-    different number without a word."""
-    for topic, low, needed in (
-        (names.account, plan.account_starts, True),
-        (names.usage, plan.usage_low, bool(history)),
-    ):
-        gone = {p: low.get(p, 0) for p in parts if low.get(p, 0) > 0}
-        if needed and gone:
-            where = ", ".join(
-                f"partition {p} starts at offset {o}" for p, o in sorted(gone.items())
-            )
-            raise ClosePlanError(
-                f"{topic}: the close folds this topic from its start, but {where} (records"
-                " below were deleted by retention); keep the topic for ever"
-                " (STREAMBILL_USAGE_RETENTION_DAYS=0 for usage-events; account-events is"
-                " created without time retention) or restore it"
-            )
 
 
 def _carrying_state(

@@ -42,6 +42,11 @@ Usage read rule (per partition p of usage-events), for closing month M:
   wallet), so their usage is also read from the log start up to the window (by key,
   without decoding anybody else's records); see `processors.close.fold`.
 Account events are read from the start of the log (low watermark) to W_now.
+
+Resuming (`ReadPlan.resumes`): when the previous close wrote checkpoints, none of the
+above reads below W_prev: each customer starts from its checkpoint (its state at
+W_prev) and only [W_prev, W_now) of both inputs is folded, plus a dedupe pass over
+the window behind each watermark; see `processors.close.checkpoints`.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from billing.events import PeriodClosed
 USAGE = "usage-events"
 ACCOUNT = "account-events"
 INVOICES = "invoices"
+CHECKPOINTS = "close-checkpoints"
 PLAN_SUFFIX = "/plan"
 
 Offsets = dict[int, int]
@@ -216,6 +222,14 @@ class ReadPlan:
     adjust_from: Month | None  # earliest month whose periods get adjustments; None: none
     horizon: datetime  # T of the rule: usage before it cannot be recomputed
     planned_ms: int | None = None  # when the watermarks were fixed: the future rule's clock
+    prev_month: Month | None = None  # the previous close (its checkpoints resume this one)
+
+    @property
+    def resumes(self) -> bool:
+        """Whether the fold starts from the previous close's checkpoints: that close
+        recorded the checkpoints topic's position (it writes checkpoints before its
+        PeriodClosed), and so did this close's plan (they lie between the two)."""
+        return self.prev_month is not None and CHECKPOINTS in self.prev and CHECKPOINTS in self.ends
 
 
 def lateness_lookback(month: Month, max_lateness: timedelta) -> int:
@@ -247,12 +261,14 @@ def usage_starts(
     prev: Mapping[int, int] | None,
     low: Mapping[int, int],
     ends: Mapping[int, int],
+    resumes: bool = False,
 ) -> Offsets:
     """The rule of the module docstring for one topic; `by_time[p]` is -1 when no
     message of p has a timestamp >= T (then nothing before the end matters by time).
 
     Raises `ClosePlanError` when a needed offset was already deleted by retention:
-    billing from a log with a hole would silently under-bill.
+    billing from a log with a hole would silently under-bill. A close that `resumes`
+    reads none of this window (the fold checks what it reads instead)
     """
     starts: Offsets = {}
     for p, end in ends.items():
@@ -260,7 +276,7 @@ def usage_starts(
         s = end if t < 0 or t > end else t
         if prev is not None:
             s = min(s, prev.get(p, 0))
-        if s < low.get(p, 0) and s < end:
+        if s < low.get(p, 0) and s < end and not resumes:
             raise ClosePlanError(
                 f"usage-events partition {p}: the close needs offset {s} but the log starts"
                 f" at {low.get(p, 0)} (deleted by retention); raise the topic's retention"
@@ -289,7 +305,11 @@ def build_plan(
         month=month,
         ends=ends,
         usage_starts=usage_starts(
-            by_time=by_time, prev=prev.get(USAGE), low=low.get(USAGE, {}), ends=ends[USAGE]
+            by_time=by_time,
+            prev=prev.get(USAGE),
+            low=low.get(USAGE, {}),
+            ends=ends[USAGE],
+            resumes=previous is not None and CHECKPOINTS in prev and CHECKPOINTS in ends,
         ),
         usage_low=dict(low.get(USAGE, {p: 0 for p in ends[USAGE]})),
         account_starts=dict(low.get(ACCOUNT, {p: 0 for p in ends[ACCOUNT]})),
@@ -297,6 +317,7 @@ def build_plan(
         adjust_from=adjust_from,
         horizon=horizon,
         planned_ms=planned_ms,
+        prev_month=Month.parse(previous.period_id) if previous else None,
     )
 
 

@@ -16,7 +16,8 @@ Commit order (what is written, in which order, what a crash between steps does):
     Crash before the plan record is durable: nothing was written; the next run
     snapshots afresh. Crash after: every later attempt reads exactly these events.
  2. Read and fold (nothing written): account-events from the start, usage-events by
-    the rule of `processors.close.plan`, up to the watermarks; dedupe by event_id;
+    the rule of `processors.close.plan`, up to the watermarks (or from the previous
+    close's checkpoints and watermarks on, when it wrote them); dedupe by event_id;
     `billing.ledger.apply`; price with `billing.invoicing`. Crash: nothing to undo.
  3. Read the invoices topic from the plan's invoices watermark to its end and index
     what an interrupted attempt (or an earlier run) already wrote, by invoice id.
@@ -27,9 +28,14 @@ Commit order (what is written, in which order, what a crash between steps does):
     and flush; a record not acknowledged raises, and PeriodClosed is not written.
     Crash during 4: a subset is on the topic; the re-run (same plan) recomputes the
     same invoices, finds that subset in step 3 and sends only the rest.
+ 4b. Produce every customer's checkpoint (`processors.close.checkpoints`; key =
+    customer id) and flush. Crash during or after 4b: the re-run recomputes the same
+    checkpoints and writes them again; the next close reads the records between the
+    two plans' positions and keeps the last one per customer: identical copies.
  5. Write PeriodClosed(M) with the watermarks (key = `YYYY-MM`), flush. Crash
     before it is durable: the re-run finds every invoice in step 3, sends nothing
-    and writes PeriodClosed. After it: a re-run recomputes, verifies, reports no-op.
+    and writes PeriodClosed. After it: a re-run recomputes, verifies, reports no-op
+    and writes no checkpoint (the next close may have written newer ones).
 
 Duplicates on the wire: the idempotent producer removes those of its own retries.
 Across a crash, a record of the dead process that the broker had not yet appended
@@ -51,10 +57,11 @@ PeriodClosed; the later full close finds that customer's invoices in step 3.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, TextIO
 
@@ -64,11 +71,11 @@ from billing.events import Invoice, PeriodClosed
 from processors.close.fold import GroupResult, PricedInvoice, fold_group
 from processors.close.plan import (
     ACCOUNT,
+    CHECKPOINTS,
     INVOICES,
     PLAN_SUFFIX,
     USAGE,
     CloseHistory,
-    ClosePlanError,
     Month,
     ReadPlan,
     Watermarks,
@@ -84,7 +91,7 @@ from processors.close.topics import CloseTopics
 from processors.fold.admission import DEFAULT_POLICY, Doors
 from streambill.wire.codec import Codec
 from streambill.wire.convert import decode_value, encode_value
-from streambill.wire.log import LogPort
+from streambill.wire.log import LogPort, TopicMissing
 
 
 class CloseError(Exception):
@@ -172,11 +179,18 @@ def read_history(log: LogPort, topic: str, codec: Codec) -> CloseHistory:
 
 
 def snapshot(log: LogPort, topics: CloseTopics) -> Watermarks:
-    return {
+    """The high watermarks a close fixes; the checkpoints topic's only if it exists
+    (created by `topics create` since checkpoints were added: without it the close
+    writes none and the next one folds from the log start)."""
+    marks = {
         USAGE: log.watermarks(topics.usage)[1],
         ACCOUNT: log.watermarks(topics.account)[1],
         INVOICES: log.watermarks(topics.invoices)[1],
     }
+    if topics.checkpoints:  # "": checkpoints off (a close then always reads from the start)
+        with contextlib.suppress(TopicMissing):
+            marks[CHECKPOINTS] = log.watermarks(topics.checkpoints)[1]
+    return marks
 
 
 def _ms(t: datetime) -> int:
@@ -317,6 +331,11 @@ def _close(
     deps.log.flush()
     report.lap("flush")
     report.sent = len(to_send)
+    if not already_closed and opts.customer is None and CHECKPOINTS in ends:
+        for key, value in sorted(result.checkpoints):
+            deps.log.produce(deps.topics.checkpoints, key, value, 0)
+        deps.log.flush()
+    report.lap("checkpoints")
     if not already_closed and opts.customer is None:
         record = PeriodClosed(
             str(opts.month), ends, deps.clock(), len(report.invoices), report.totals(),
@@ -366,32 +385,3 @@ def _finish(deps: CloseDeps, report: CloseReport, started: float) -> CloseReport
             f" horizon were not billed (first: {report.fold.beyond_horizon[:5]})"
         )
     return report
-
-
-def first_month(deps: CloseDeps) -> Month | None:
-    """The first month `--auto` closes when nothing was closed yet: the month after
-    the earliest account event (no period can end before it)."""
-    low, high = deps.log.watermarks(deps.topics.account)
-    ends = {p: min(low[p] + 1, high[p]) for p in low}
-    earliest: int | None = None
-    for batch in deps.log.read(deps.topics.account, low, ends):
-        for r in batch:
-            earliest = r.timestamp_ms if earliest is None else min(earliest, r.timestamp_ms)
-    if earliest is None:
-        return None
-    return Month.of(datetime.fromtimestamp(earliest / 1000, tz=UTC)).shift(1)
-
-
-def close_due(deps: CloseDeps, grace: timedelta, lookback: int = 1) -> list[CloseReport]:
-    """`--auto`: close, in order, every month whose end + grace has passed and that
-    is not closed yet. Returns the reports (empty when nothing is due)."""
-    reports: list[CloseReport] = []
-    while True:
-        history = read_history(deps.log, deps.topics.closes, deps.codec)
-        month = history.next_to_close(first_month(deps))
-        if month is None or month.end + grace > deps.clock():
-            return reports
-        try:
-            reports.append(close_period(deps, CloseOptions(month, grace, lookback=lookback)))
-        except ClosePlanError as exc:
-            raise CloseError(f"auto close of {month}: {exc}") from exc

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from processors.close.fold import TopicNames
 from streambill.config.settings import (
     ACCOUNT_EVENTS,
+    CLOSE_CHECKPOINTS,
     INVOICES,
     PERIOD_CLOSES,
     USAGE_EVENTS,
@@ -22,6 +23,7 @@ class CloseTopics:
     account: str
     invoices: str
     closes: str
+    checkpoints: str
 
     @classmethod
     def of(cls, settings: Settings) -> CloseTopics:
@@ -31,9 +33,10 @@ class CloseTopics:
             settings.topic(ACCOUNT_EVENTS),
             settings.topic(INVOICES),
             settings.topic(PERIOD_CLOSES),
+            settings.topic(CLOSE_CHECKPOINTS),
         )
 
     @property
     def inputs(self) -> TopicNames:
         """The two input topics, as the fold reads them."""
-        return TopicNames(self.usage, self.account)
+        return TopicNames(self.usage, self.account, self.checkpoints)

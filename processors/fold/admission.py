@@ -56,6 +56,10 @@ class Doors:
         # key -> (its customer id, its partition), for keys that passed the key check
         self._owners: dict[bytes, tuple[str, int]] = {}
 
+    @property
+    def codec(self) -> Codec:
+        return self._codec
+
     def read(self, topic: str, partition: int, key: bytes | None, value: bytes) -> Event:
         """The event of one record, or `Rejection`. Runs once per record on every
         path: a valid usage record whose key was placed before costs the direct

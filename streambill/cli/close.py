@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client import REGISTRY, start_http_server
 
 from billing.errors import CatalogError
+from processors.close.auto import close_due
 from processors.close.parallel import close_deps
 from processors.close.plan import ClosePlanError, Month, parse_duration
 from processors.close.progress import CloseMetrics
@@ -29,7 +30,6 @@ from processors.close.run import (
     CloseError,
     CloseOptions,
     CloseReport,
-    close_due,
     close_period,
 )
 from processors.close.setup import prepare_process

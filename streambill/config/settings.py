@@ -25,6 +25,7 @@ CUSTOMER_STATE = "customer-state"
 BILLING_ALERTS = "billing-alerts"
 INVOICES = "invoices"
 PERIOD_CLOSES = "period-closes"
+CLOSE_CHECKPOINTS = "close-checkpoints"
 USAGE_REJECTED = "usage-rejected"
 CATALOG = "catalog"
 ALL_TOPICS = (
@@ -34,6 +35,7 @@ ALL_TOPICS = (
     BILLING_ALERTS,
     INVOICES,
     PERIOD_CLOSES,
+    CLOSE_CHECKPOINTS,
     USAGE_REJECTED,
     CATALOG,
 )

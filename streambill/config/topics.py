@@ -25,6 +25,7 @@ from streambill.config.settings import Settings
 
 DAY_MS = 24 * 60 * 60 * 1000
 INFINITE = "-1"
+NEVER_MS = str(2**63 - 1)  # a compaction lag no record reaches
 # Usage must outlive two monthly periods plus the late-arrival grace: a first close and
 # an adjustment of late usage both replay it (docs/ARCHITECTURE.md, "Late usage and the closes").
 # A period is taken as 31 days, the longest month, so the bound holds for every month.
@@ -79,6 +80,12 @@ TOPIC_SPECS: tuple[TopicSpec, ...] = (
         "per-period close watermarks (key = period id), compacted",
     ),
     TopicSpec(
+        names.CLOSE_CHECKPOINTS,
+        {"cleanup.policy": "compact"},  # + min.compaction.lag.ms from the settings
+        "per-customer state each close carries into the next (key = customer id),"
+        " compacted no earlier than the usage retention",
+    ),
+    TopicSpec(
         names.USAGE_REJECTED,
         {"cleanup.policy": "delete", "retention.ms": INFINITE, "retention.bytes": INFINITE},
         "dead letters with reason and original bytes; kept forever (bad input is never lost)",
@@ -104,7 +111,8 @@ class TopicError(Exception):
 def minimum_usage_retention_days(max_lateness: timedelta) -> int:
     """The fewest whole days of usage-events retention that cover `max_lateness` plus two
     periods of the longest month: a close replays a period's usage, and the adjustment of
-    the next close replays it again for usage up to `max_lateness` late."""
+    the next close replays it again for usage up to `max_lateness` late. Older history
+    is carried by the close checkpoints (docs/ARCHITECTURE.md, "Checkpoints")."""
     return math.ceil((max_lateness + 2 * LONGEST_PERIOD) / timedelta(days=1))
 
 
@@ -200,9 +208,14 @@ def _config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
     kept for ever, e.g. for tests and back-fills whose event times lie years back, which a
     time-based retention would delete within minutes of their arrival)."""
     config = dict(spec.config)
+    days = settings.usage_retention_days
     if spec.logical == names.USAGE_EVENTS:
-        days = settings.usage_retention_days
         config["retention.ms"] = str(days * DAY_MS) if days > 0 else INFINITE
+    if spec.logical == names.CLOSE_CHECKPOINTS:
+        # A close resumes from the previous close's checkpoints, and a re-run of it
+        # (reconcile) reads them again: they stay as long as the usage it reads with
+        # them (usage kept for ever: checkpoints too).
+        config["min.compaction.lag.ms"] = str(days * DAY_MS) if days > 0 else NEVER_MS
     return config
 
 

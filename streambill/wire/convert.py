@@ -32,6 +32,7 @@ from billing.events import (
     BalanceAdjusted,
     CreditsGranted,
     CreditsPurchased,
+    CustomerCheckpointed,
     CustomerStateChanged,
     Event,
     EventRejected,
@@ -54,6 +55,11 @@ from streambill.wire.convert_catalog import (
     to_avro_feature_published,
     to_avro_plan_retired,
     to_avro_plan_version_published,
+)
+from streambill.wire.convert_checkpoint import (
+    CUSTOMER_CHECKPOINTED,
+    from_avro_customer_checkpointed,
+    to_avro_customer_checkpointed,
 )
 from streambill.wire.convert_inputs import (
     from_avro_balance_adjusted,
@@ -170,7 +176,7 @@ CATALOG_SCHEMAS = frozenset(
 # Every value that travels on a topic.
 WireValue = (
     Event | CustomerStateChanged | AlertRaised | AlertResolved | Invoice | PeriodClosed
-    | EventRejected | CatalogRecord
+    | EventRejected | CatalogRecord | CustomerCheckpointed
 )  # fmt: skip
 
 _TO: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
@@ -187,6 +193,7 @@ _TO: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
     AlertRaised: (ALERT_RAISED, to_avro_alert_raised),
     AlertResolved: (ALERT_RESOLVED, to_avro_alert_resolved),
     PeriodClosed: (PERIOD_CLOSED, to_avro_period_closed),
+    CustomerCheckpointed: (CUSTOMER_CHECKPOINTED, to_avro_customer_checkpointed),
     EventRejected: (EVENT_REJECTED, to_avro_event_rejected),
     PlanVersionPublished: (PLAN_VERSION_PUBLISHED, to_avro_plan_version_published),
     FeaturePublished: (FEATURE_PUBLISHED, to_avro_feature_published),
@@ -210,6 +217,7 @@ _FROM: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     INVOICE_ISSUED: from_avro_invoice_issued,
     INVOICE_ADJUSTED: from_avro_invoice_adjusted,
     PERIOD_CLOSED: from_avro_period_closed,
+    CUSTOMER_CHECKPOINTED: from_avro_customer_checkpointed,
     EVENT_REJECTED: from_avro_event_rejected,
     PLAN_VERSION_PUBLISHED: from_avro_plan_version_published,
     FEATURE_PUBLISHED: from_avro_feature_published,

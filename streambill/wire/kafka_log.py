@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from streambill.wire.log import LogRecord
+from streambill.wire.log import LogRecord, TopicMissing
 
 _NOT_YET = frozenset(
     {
@@ -29,6 +29,10 @@ _NOT_YET = frozenset(
 
 class LogError(Exception):
     """The log could not be read or written (broker down, record not acknowledged)."""
+
+
+class TopicAbsent(LogError, TopicMissing):
+    """The topic does not exist."""
 
 
 class KafkaLog:
@@ -70,7 +74,7 @@ class KafkaLog:
         meta = self._c().list_topics(topic, timeout=self._timeout_s)
         info = meta.topics.get(topic)
         if info is None or info.error is not None or not info.partitions:
-            raise LogError(f"topic {topic!r} does not exist (run `streambill topics create`)")
+            raise TopicAbsent(f"topic {topic!r} does not exist (run `streambill topics create`)")
         return sorted(info.partitions)
 
     def watermarks(self, topic: str) -> tuple[dict[int, int], dict[int, int]]:

@@ -21,6 +21,11 @@ from typing import NamedTuple, Protocol
 from streambill.wire.partitioner import owner
 
 
+class TopicMissing(Exception):
+    """The topic does not exist (adapters raise it, or a subclass of it, from
+    `partitions` and `watermarks`)."""
+
+
 class LogRecord(NamedTuple):
     """One record read from the log. A NamedTuple rather than a frozen dataclass: one
     is built per record read (a million per close), and it costs a third as much."""

@@ -19,12 +19,12 @@ from fastavro import parse_schema, schemaless_reader
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from billing.events import Event, Invoice, UsageRecorded
+from processors.close.auto import close_due
 from processors.close.plan import Month
 from processors.close.run import (
     CloseDeps,
     CloseOptions,
     CloseReport,
-    close_due,
     close_period,
 )
 from processors.close.topics import CloseTopics

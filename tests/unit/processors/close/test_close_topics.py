@@ -1,4 +1,4 @@
-"""`CloseTopics.of`: the close's four topics under the settings' prefix."""
+"""`CloseTopics.of`: the close's five topics under the settings' prefix."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from streambill.config.settings import Settings
 def test_the_close_topics_are_the_settings_topics() -> None:
     topics = CloseTopics.of(Settings.model_construct(topic_prefix="t."))
     assert topics == CloseTopics(
-        "t.usage-events", "t.account-events", "t.invoices", "t.period-closes"
+        "t.usage-events",
+        "t.account-events",
+        "t.invoices",
+        "t.period-closes",
+        "t.close-checkpoints",
     )
-    assert topics.inputs == TopicNames("t.usage-events", "t.account-events")
+    assert topics.inputs == TopicNames("t.usage-events", "t.account-events", "t.close-checkpoints")

@@ -14,6 +14,7 @@ from streambill.config.topics import (
     partition_count,
     usage_retention_problem,
 )
+from streambill.config.topics import _config as _settings_config
 
 
 def _config(logical: str) -> dict[str, str]:
@@ -24,9 +25,9 @@ def test_every_topic_has_exactly_one_spec() -> None:
     assert sorted(spec.logical for spec in TOPIC_SPECS) == sorted(ALL_TOPICS)
 
 
-def test_state_period_closes_and_catalog_are_compacted_the_rest_deleted() -> None:
+def test_state_period_closes_checkpoints_and_catalog_are_compacted_the_rest_deleted() -> None:
     compacted = {s.logical for s in TOPIC_SPECS if s.config["cleanup.policy"] == "compact"}
-    assert compacted == {"customer-state", "period-closes", "catalog"}
+    assert compacted == {"customer-state", "period-closes", "close-checkpoints", "catalog"}
     deleted = {s.logical for s in TOPIC_SPECS if s.config["cleanup.policy"] == "delete"}
     assert deleted == set(ALL_TOPICS) - compacted
 
@@ -77,3 +78,13 @@ def test_the_default_settings_pass_the_retention_check() -> None:
     assert usage_retention_problem(defaults.usage_retention_days, defaults.max_lateness) is None
     days = int(_config("usage-events")["retention.ms"]) // DAY_MS
     assert usage_retention_problem(days, defaults.max_lateness) is None
+
+
+def test_checkpoints_are_compacted_no_earlier_than_usage_is_kept() -> None:
+    """A close resumes from the previous close's checkpoints and reconcile reads them
+    again; they must outlive the usage read with them (for ever when usage is)."""
+    spec = next(s for s in TOPIC_SPECS if s.logical == "close-checkpoints")
+    kept = _settings_config(spec, Settings(usage_retention_days=120))
+    assert kept["min.compaction.lag.ms"] == str(120 * 24 * 3600 * 1000)
+    forever = _settings_config(spec, Settings(usage_retention_days=0))
+    assert forever["min.compaction.lag.ms"] == str(2**63 - 1)
