@@ -282,6 +282,10 @@ class BatchFolder:
 
     # ---------------------------------------------------------------- outputs
 
+    def snapshot_bytes(self, record: CustomerRecord) -> bytes:
+        """The customer-state value the worker publishes for `record`."""
+        return self._state_bytes(self._snapshot(record))
+
     def _snapshot(self, record: CustomerRecord) -> CustomerStateChanged:
         """The customer as of the latest event time its state applied (account events
         included): a function of the state alone, so the latest snapshot is the same

@@ -117,6 +117,43 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--period", help="YYYY-MM: also check that closed month's invoices")
     p.set_defaults(func=run)
+    r = subparsers.add_parser(
+        "worker-rebuild",
+        help="rebuild the worker's state from the latest close's checkpoints plus the log"
+        " and compare it with the running worker's snapshots",
+    )
+    r.set_defaults(func=run_rebuild)
+
+
+def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0: the rebuilt state equals every latest snapshot; 1: differences (listed);
+    2: the rebuild cannot run (inputs it needs deleted, no topics)."""
+    from processors.reconcile.rebuild import rebuild_worker
+    from streambill.wire.catalog_source import process_catalog
+    from streambill.wire.kafka_log import KafkaLog, LogError
+
+    log = KafkaLog(settings.kafka_config())
+    codec = Codec()
+    try:
+        report = rebuild_worker(
+            log, codec, process_catalog(settings, codec), topics_from(settings),
+            CloseTopics.of(settings), policy_from(settings), lambda: datetime.now(UTC),
+        )  # fmt: skip
+    except (ClosePlanError, LogError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    finally:
+        log.close()
+    out = sys.stdout
+    out.write(
+        f"worker rebuild from {report.started_from}: {report.records_folded} records folded,"
+        f" {report.customers} customers, {report.equal} equal to their latest snapshot\n"
+    )
+    for line in report.differences[:50]:
+        out.write(f"  {line}\n")
+    if len(report.differences) > 50:
+        out.write(f"  ... and {len(report.differences) - 50} more\n")
+    return 0 if report.ok else 1
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

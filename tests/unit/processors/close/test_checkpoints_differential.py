@@ -38,10 +38,14 @@ from tests.unit.processors.test_differential import (
 NO_CHECKPOINTS = dataclasses.replace(TOPICS, checkpoints="")
 
 
-def _run(history: list[Arrival], *, checkpoints: bool, trim: bool) -> Harness:
+def _run(
+    history: list[Arrival], *, checkpoints: bool, trim: bool, until: str = "9999-12"
+) -> Harness:
+    """The history through the closes due by each arrival, those after `until` left out."""
     h = Harness(CATALOG)
     h.deps_topics = TOPICS if checkpoints else NO_CHECKPOINTS  # type: ignore[attr-defined]
-    pending = list(CLOSES)
+    h.arrived = []  # type: ignore[attr-defined]  # the input records in arrival order
+    pending = [c for c in CLOSES if c[0] <= until]
 
     def close(month: str) -> None:
         deps = dataclasses.replace(h.deps(), topics=h.deps_topics, policy=POLICY)  # type: ignore[attr-defined]
@@ -60,7 +64,9 @@ def _run(history: list[Arrival], *, checkpoints: bool, trim: bool) -> Harness:
         p = owner(e.customer_id.encode(), PARTS) if arrival.partition is None else arrival.partition
         part = h.log._parts(topic)[p]
         key = None if arrival.keyless else e.customer_id.encode()
-        part.append(LogRecord(topic, p, len(part), key, encode_value(h.codec, e), ms(e.timestamp)))
+        record = LogRecord(topic, p, len(part), key, encode_value(h.codec, e), ms(e.timestamp))
+        part.append(record)
+        h.arrived.append(record)  # type: ignore[attr-defined]
     for month, _ in pending:
         close(month)
     return h
