@@ -16,11 +16,10 @@ of the customer's own records, the rebuild the watermark it started from). With 
 close yet, or none that wrote checkpoints, it starts from empty state at the log
 start (the topics must still hold it). Run it when the worker has caught up.
 
-Switch-over (README, "Operator runbook"): when it reports no difference the running
+Switch-over (README, "Operator's runbook"): when it reports no difference the running
 state is right and nothing is to be done. A difference names the customer and the
-fields; the worker's state is then wrong or lost, and the remedy is the worker's own
-replay: stop the workers, delete their changelog topics and consumer group, and start
-them with the inputs still holding what the rebuild read.
+fields; then `processors.reconcile.switch_over.install` hands the rebuilt tables to
+workers started under a new app id.
 """
 
 from __future__ import annotations
@@ -52,7 +51,7 @@ from processors.fold.batch import BatchFolder, SourceMessage, Topics, merge_by_t
 from processors.fold.records import CustomerRecord, SeenEntry, ms_to_datetime, tp_key
 from streambill.wire.codec import Codec
 from streambill.wire.convert import decode_value
-from streambill.wire.log import LogPort
+from streambill.wire.log import LogPort, partition_for
 
 
 @dataclass
@@ -62,6 +61,12 @@ class RebuildReport:
     equal: int = 0
     differences: list[str] = field(default_factory=list)
     records_folded: int = 0
+    # the rebuilt tables and the input positions they reflect (for `switch_over`)
+    records: dict[str, tuple[int, CustomerRecord]] = field(default_factory=dict)
+    seen: dict[str, tuple[int, SeenEntry]] = field(default_factory=dict)
+    positions: dict[str, dict[int, int]] = field(default_factory=dict)
+    # customer -> rebuilt snapshot bytes, for the customers that differ
+    corrected: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -74,6 +79,7 @@ class _Seeded:
     def __init__(self) -> None:
         self.customers: dict[str, CustomerRecord] = {}
         self.seen_ids: dict[str, SeenEntry] = {}
+        self.partition: dict[str, int] = {}  # customer id or seen key -> partition
 
     def customer(self, customer_id: str, partition: int) -> CustomerRecord | None:
         record = self.customers.get(customer_id)
@@ -122,6 +128,7 @@ def rebuild_worker(
         messages: list[SourceMessage] = []
         for topic, logical in ((topics.usage, USAGE), (topics.account, ACCOUNT)):
             _, high = log.watermarks(topic)
+            report.positions.setdefault(topic, {})[p] = high[p]
             for batch in log.read(topic, {p: starts[logical].get(p, 0)}, {p: high[p]}):
                 messages.extend(
                     SourceMessage(r.topic, r.partition, r.offset, r.timestamp_ms, r.key, r.value)
@@ -131,6 +138,8 @@ def rebuild_worker(
         result = folder.fold(merge_by_time(messages), tables)
         for cid, (_, record) in result.customers.items():
             tables.customers[cid] = record
+        for key, (_, entry) in result.seen.items():
+            tables.seen_ids[key] = entry
         for out in result.outputs:
             if out.topic == topics.state and out.key is not None:
                 rebuilt[out.key.decode()] = out.value
@@ -138,6 +147,10 @@ def rebuild_worker(
         if cid not in rebuilt and record.state.anchor is not None:
             rebuilt[cid] = folder.snapshot_bytes(record)
     _compare(log, codec, topics.state, rebuilt, report)
+    report.records = {
+        cid: (partition_for(cid.encode(), n), record) for cid, record in tables.customers.items()
+    }
+    report.seen = {key: (entry.partition, entry) for key, entry in tables.seen_ids.items()}
     return report
 
 
@@ -206,6 +219,8 @@ def _compare(
         if want is None or have is None:
             where = "the rebuild" if want is None else "customer-state"
             report.differences.append(f"customer {cid}: no snapshot in {where}")
+            if want is not None:
+                report.corrected[cid] = want
             continue
         a, b = decode_value(codec, have), decode_value(codec, want)
         assert isinstance(a, CustomerStateChanged) and isinstance(b, CustomerStateChanged)
@@ -213,6 +228,7 @@ def _compare(
         if a == b:
             report.equal += 1
             continue
+        report.corrected[cid] = want
         fields = [f.name for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)]
         report.differences.append(
             f"customer {cid}: "

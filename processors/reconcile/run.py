@@ -122,6 +122,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="rebuild the worker's state from the latest close's checkpoints plus the log"
         " and compare it with the running worker's snapshots",
     )
+    r.add_argument(
+        "--install",
+        metavar="APP_ID",
+        help="also install the rebuilt state for workers started with"
+        " STREAMBILL_WORKER_APP_ID=APP_ID (a new app id; see the README's runbook)",
+    )
     r.set_defaults(func=run_rebuild)
 
 
@@ -153,6 +159,20 @@ def run_rebuild(args: argparse.Namespace, settings: Settings) -> int:
         out.write(f"  {line}\n")
     if len(report.differences) > 50:
         out.write(f"  ... and {len(report.differences) - 50} more\n")
+    if args.install:
+        from processors.reconcile.switch_over import SwitchOverError, install
+
+        try:
+            written = install(settings, report, args.install)
+        except SwitchOverError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 2
+        out.write(
+            f"installed for app id {args.install}: {written['customers']} customer records,"
+            f" {written['seen']} seen entries, {written['snapshots']} corrected snapshots;"
+            f" start the workers with STREAMBILL_WORKER_APP_ID={args.install}\n"
+        )
+        return 0
     return 0 if report.ok else 1
 
 

@@ -39,7 +39,8 @@ from processors.close.plan import CHECKPOINTS, USAGE, ClosePlanError, Month
 from processors.close.run import CloseDeps, CloseOptions, close_period
 from processors.close.topics import CloseTopics
 from processors.fold.admission import policy_from
-from processors.reconcile.rebuild import rebuild_worker
+from processors.reconcile.rebuild import RebuildReport, rebuild_worker
+from processors.reconcile.switch_over import SwitchOverError, install
 from processors.worker.worker import topics_from
 from streambill.config.catalog_file import load_catalog
 from streambill.config.settings import Settings
@@ -81,13 +82,13 @@ OCTOBER: list[Event] = [
 
 
 @pytest.fixture
-def runs(base: Settings) -> Iterator[tuple[Settings, Settings]]:
+def runs(base: Settings) -> Iterator[tuple[Settings, Settings, list[WorkerProcess]]]:
     kept = isolated(base, worker_metrics_port=free_port(), usage_retention_days=0)
     trimmed = isolated(base, worker_metrics_port=free_port(), usage_retention_days=0)
     workers = [WorkerProcess(kept), WorkerProcess(trimmed)]
     for w in workers:
         w.start()
-    yield kept, trimmed
+    yield kept, trimmed, workers
     for w in workers:
         w.stop()
 
@@ -137,11 +138,22 @@ def _delete_below(settings: Settings, topic: str, offsets: dict[int, int]) -> No
         future.result(timeout=30)
 
 
+def _rebuild(settings: Settings) -> RebuildReport:
+    log = KafkaLog(settings.kafka_config())
+    try:
+        return rebuild_worker(
+            log, Codec(), load_catalog(settings.catalog_path), topics_from(settings),
+            CloseTopics.of(settings), policy_from(settings), lambda: datetime.now(UTC),
+        )  # fmt: skip
+    finally:
+        log.close()
+
+
 def test_october_after_the_history_was_deleted_bills_what_the_whole_log_bills(
-    runs: tuple[Settings, Settings],
+    runs: tuple[Settings, Settings, list[WorkerProcess]],
 ) -> None:
-    kept, trimmed = runs
-    for settings in runs:
+    kept, trimmed, workers = runs
+    for settings in (kept, trimmed):
         send_with_sdk(settings, AUGUST)
         _close(settings, "2026-08")
         send_with_sdk(settings, SEPTEMBER)
@@ -160,7 +172,7 @@ def test_october_after_the_history_was_deleted_bills_what_the_whole_log_bills(
         marks_t["account-events"].values()
     )  # the broker did delete: every account event, and August's usage
 
-    for settings in runs:
+    for settings in (kept, trimmed):
         send_with_sdk(settings, OCTOBER)
     kept_october, _ = _close(kept, "2026-10")
     trimmed_october, _ = _close(trimmed, "2026-10")
@@ -170,18 +182,35 @@ def test_october_after_the_history_was_deleted_bills_what_the_whole_log_bills(
 
     caught_up(trimmed)
     time.sleep(1.0)  # the worker's last snapshots flushed to customer-state
-    log = KafkaLog(trimmed.kafka_config())
-    try:
-        codec = Codec()
-        report = rebuild_worker(
-            log, codec, load_catalog(trimmed.catalog_path), topics_from(trimmed),
-            topics, policy_from(trimmed), lambda: datetime.now(UTC),
-        )  # fmt: skip
-    finally:
-        log.close()
+    report = _rebuild(trimmed)
     assert report.started_from == "checkpoints of 2026-10"
     assert report.ok, report.differences
     assert report.equal == report.customers == 2
+
+    # Switch-over: the worker's state handed to a new app id, which the log's start
+    # (deleted) could no longer give; the new worker dedupes a retry of October's
+    # usage by the installed seen entries and bills November's on the installed state.
+    workers[1].stop()
+    written = install(trimmed, _rebuild(trimmed), "fold-worker-b")
+    assert written["customers"] == 2 and written["seen"] > 0
+    switched = trimmed.model_copy(update={"worker_app_id": "fold-worker-b"})
+    worker_b = WorkerProcess(switched, name="worker-b")
+    worker_b.start()
+    try:
+        november = [
+            _usage("m-nov", "cus_m", 10_000, at(11, 2)),
+            _usage("m-oct", "cus_m", 300_000, at(10, 10)),  # the retry: a duplicate
+        ]
+        send_with_sdk(switched, november)
+        caught_up(switched)
+        time.sleep(1.0)
+        after = _rebuild(switched)
+        assert after.ok, after.differences
+        assert after.equal == 2
+        with pytest.raises(SwitchOverError, match="in use"):
+            install(trimmed, after, "fold-worker-b")
+    finally:
+        worker_b.stop()
 
 
 def test_deleting_usage_the_next_close_still_needs_is_named(base: Settings) -> None:
