@@ -154,5 +154,10 @@ class RecordCache:
         self._owned = self._owned | partitions if keep_unchanged else self._owned - partitions
         self.epoch += 1
 
+    def forget(self, partition: int) -> None:
+        """Forget one partition's records without a new epoch (no fold is under way:
+        the caller reloads them from the store before the next fold)."""
+        self._by_partition.pop(partition, None)
+
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_partition.values())

@@ -33,6 +33,12 @@ class WorkerMetrics:
             "Messages Faust skipped around a rebalance, read from the log by the worker",
             registry=registry,
         )
+        self.records_repaired = Counter(
+            "streambill_worker_records_repaired",
+            "Customer records the store held otherwise than the changelog after a "
+            "rebalance (the runtime's recovery missed them), replaced before folding",
+            registry=registry,
+        )
         self.rejected = Counter(
             "streambill_worker_events_rejected",
             "Dead letters sent, by reason",
@@ -63,6 +69,10 @@ class WorkerMetrics:
     def record_gap_filled(self, n: int) -> None:
         if n:
             self.gap_filled.inc(n)
+
+    def record_records_repaired(self, n: int) -> None:
+        if n:
+            self.records_repaired.inc(n)
 
     def record_position(self, topic: str, partition: int, offset: int, highwater: int) -> None:
         self.last_offset.labels(topic=topic, partition=str(partition)).set(offset)

@@ -5,7 +5,9 @@ keeping the worker's record cache and its view of the tables. Framework-free: it
 runs on Faust's runtime in production and on the in-memory one in tests.
 
 Per batch: drop hand-overs of partitions no longer assigned; before the first batch
-of a partition since the last rebalance, fold its account-events backlog
+of a partition since the last rebalance, make its customer records in the store
+those of the changelog (`_records_from_changelog`: the runtime's recovery is not
+trusted with them) and fold its account-events backlog
 (`processors.worker.catch_up`); put first what the runtime skipped
 (`catch_up.with_skipped`); fold (on the fold thread, on top of the batches still
 in flight); cache the changed records, overlay the new seen entries, and start
@@ -23,6 +25,7 @@ offset expectations again; a fold the rebalance overlapped is done again.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +36,7 @@ from billing.catalog import Catalog
 from processors.fold.batch import BatchFolder, BatchResult, SourceMessage, merge_by_time
 from processors.fold.records import CustomerRecord, RecordCache, SeenEntry
 from processors.worker.catch_up import OffsetOrder, with_skipped
-from processors.worker.commit import CommitOrder, Flight, ProducerFactory
+from processors.worker.commit import CommitOrder, Flight, ProducerFactory, plain_json
 from processors.worker.metrics import WorkerMetrics
 from processors.worker.ports import Gap, HandOver, Rebalance, Runtime
 
@@ -140,6 +143,7 @@ class FoldPipeline:
         fresh = {h.tp.partition for h in handed} - self._caught_up
         if not fresh:
             return
+        await self._records_from_changelog(fresh)
         backlog, committed = await self._runtime.log.account_backlog(
             self._account, fresh, also_committed=self._usage
         )
@@ -148,6 +152,63 @@ class FoldPipeline:
         if backlog:
             log.info("folding %d backlogged account events first", len(backlog))
             await self._fold_durably(backlog)
+
+    async def _records_from_changelog(self, partitions: set[int]) -> None:
+        """Make the store's customer records of `partitions` those of the customers
+        changelog, read here from its start to its end, before anything of them is
+        folded in this assignment.
+
+        Why not trust the runtime's changelog recovery: Faust 0.15.3's can leave
+        the store behind the changelog. Its `Recovery._slurp_changelogs` treats a
+        changelog record of a partition that is neither active nor standby at that
+        moment (a rebalance moved it: "recovery unknown topic" in the log) with the
+        previous record's table and offsets map, so it sets that partition's offset
+        in `active_offsets` after `Recovery.revoke` dropped it; when the partition
+        comes back, `on_rebalance` keeps that offset and `_build_offsets` starts
+        reading past it, never reading what came before. With the memory store
+        (nothing persisted) the records this worker wrote itself while it last
+        owned the partition are still in its dict, so they stand for what another
+        worker applied and committed since: folding on them loses those events for
+        good. A record read here that the store lacks or holds otherwise is put in
+        the store (and logged); one read of the partition's compacted customers
+        changelog per rebalance. The `seen` table stays the runtime's to recover (a
+        missing entry there lets a re-sent duplicate through; it never loses an
+        event)."""
+        await self.drain()  # our own flights' records are then in the changelog and the store
+        table = self._runtime.customers
+        keeps_objects = table.keeps_objects
+        for partition in sorted(partitions):
+            latest: dict[str, bytes] = {}
+            for m in await self._runtime.log.read_all(table.changelog, partition):
+                if m.key is not None:
+                    latest[json.loads(m.key)] = m.value
+            rows: list[tuple[int, str, object]] = []
+            for key, value in latest.items():
+                want = json.loads(value) if value else None
+                have = table.get(key, partition)
+                if isinstance(have, CustomerRecord):
+                    have = have.to_dict()
+                if want is None:
+                    if have is not None:
+                        rows.append((partition, key, None))
+                    continue
+                if have is not None and (plain_json(have) == value or _same_json(have, want)):
+                    continue
+                rows.append(
+                    (partition, key, CustomerRecord.from_dict(want) if keeps_objects else want)
+                )
+            self.cache.forget(partition)  # filled meanwhile from the store, maybe stale
+            if rows:
+                table.apply(rows, {})
+                log.warning(
+                    "partition %d: %d of %d customer records in the store differed from the "
+                    "customers changelog after the rebalance (the runtime's recovery missed "
+                    "them); the changelog's are in the store now",
+                    partition,
+                    len(rows),
+                    len(latest),
+                )
+                self._metrics.record_records_repaired(len(rows))
 
     async def _fold_durably(self, messages: Sequence[SourceMessage]) -> None:
         """Fold and make durable before returning (account backlogs: nothing to
@@ -259,6 +320,11 @@ class FoldPipeline:
             return pending
         raw = self._runtime.seen.get(event_id, partition)
         return None if raw is None else SeenEntry.from_row(raw)
+
+
+def _same_json(have: object, want: object) -> bool:
+    """`have` (a stored record's dict) written as JSON and read back equals `want`."""
+    return bool(json.loads(plain_json(have)) == want)
 
 
 class _TableView:

@@ -114,6 +114,10 @@ class LogReader(Protocol):
     ) -> list[SourceMessage]:
         """Messages start <= offset < stop of one partition, in offset order."""
 
+    async def read_all(self, topic: str, partition: int) -> list[SourceMessage]:
+        """Every message of one partition from the log start up to the end offset as
+        of now, in offset order (a tombstone's value is b"")."""
+
 
 class LagReader(Protocol):
     """(committed, end) offsets of the group, for the watchdog's own thread and loop."""

@@ -378,7 +378,9 @@ async def check_rebalance(driver: RuntimeDriver) -> None:
 async def check_tables(driver: RuntimeDriver) -> None:
     """Rows written through their changelog (the commit order's `write_table`) reach
     the store by `Table.apply`; after a restart the stores hold what the changelogs
-    hold (recovered before the runtime counts as started)."""
+    hold (recovered before the runtime counts as started). `LogReader.read_all`
+    reads a changelog partition whole, in offset order, a tombstone as b"" (the
+    pipeline checks the customer records it recovered against it)."""
     runtime = await driver.start(lambda runtime: None)
     try:
         seen_rows: list[list[tuple[int, str, Any]]] = [
@@ -394,6 +396,15 @@ async def check_tables(driver: RuntimeDriver) -> None:
         await _write(driver, runtime, runtime.customers, customer_rows)
         seen = {"e1": ["x", "u", 0, 1, "c", 5], "e3": ["z", "u", 2, 3, "e", 7]}
         customers = {"cus_a": {"plan": "a", "n": 2}, "cus_c": {"plan": "c", "n": 3}}
+        on_0 = await runtime.log.read_all(runtime.customers.changelog, 0)
+        assert [(json.loads(m.key or b""), json.loads(m.value)) for m in on_0] == [
+            ("cus_a", {"plan": "a", "n": 1}),
+            ("cus_a", {"plan": "a", "n": 2}),
+        ]
+        assert [m.offset for m in on_0] == sorted(m.offset for m in on_0)
+        seen_1 = await runtime.log.read_all(runtime.seen.changelog, 1)
+        assert [(json.loads(m.key or b""), m.value) for m in seen_1][1:] == [("e2", b"")]
+        assert await runtime.log.read_all(runtime.customers.changelog, 1) == []
         for rt in (runtime, await driver.restart(lambda runtime: None)):
             assert not rt.in_recovery
             assert json_rows(rt.seen.items()) == seen

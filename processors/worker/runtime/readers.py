@@ -87,6 +87,32 @@ async def read_range(
         await consumer.stop()
 
 
+async def read_all(
+    bootstrap_servers: str,
+    topic: str,
+    partition: int,
+    timeout_s: float = 60.0,
+    client: Mapping[str, Any] | None = None,
+) -> list[SourceMessage]:
+    """Every message of one partition from its log start up to its end offset as of
+    now, in offset order, read with a plain consumer that never joins a group."""
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False, **(client or {})
+    )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        start = (await consumer.beginning_offsets([tp]))[tp]
+        if start >= end:
+            return []
+        consumer.seek(tp, start)
+        return await _read_until(consumer, {tp}, {tp: end}, timeout_s)
+    finally:
+        await consumer.stop()
+
+
 async def _read_until(
     consumer: AIOKafkaConsumer,
     pending: set[TopicPartition],
@@ -143,6 +169,9 @@ class AiokafkaLog:
         self, topic: str, partition: int, start: int, stop: int
     ) -> list[SourceMessage]:
         return await read_range(self._servers, topic, partition, start, stop, client=self._client)
+
+    async def read_all(self, topic: str, partition: int) -> list[SourceMessage]:
+        return await read_all(self._servers, topic, partition, client=self._client)
 
 
 class GroupLag:

@@ -229,3 +229,54 @@ def test_a_crash_before_the_acknowledgement_is_skipped_by_the_records_offsets() 
     assert len(log.values("s")) == outputs  # everything redelivered was skipped by its offset
     assert records(log) == clean_run()
     assert log.committed[("u", 0)] == log.end("u", 0)
+
+
+def more_usage(log: MemoryLog, phase: str) -> None:
+    """One more event per customer, with ids of their own (`phase`)."""
+    for cid in CUSTOMERS:
+        use = UsageRecorded(f"{cid}-{phase}", cid, "tokens", Decimal(7), NOW)
+        log.publish("u", cid.encode(), encode(use))
+
+
+def test_a_partition_back_from_another_worker_folds_on_its_changelog_not_a_stale_store() -> None:
+    """Chaos fault 7's failure: worker A folds partition 0, loses it to worker B, which
+    folds more of it, and gets it back; A's runtime recovery misses what B wrote (the
+    store keeps A's own older records), yet B's events, whose offsets B committed,
+    must stay in the customers' state: the pipeline reads the partition's customer
+    records from the changelog before its first batch of the assignment."""
+    log, clean = world(), world()
+    for phase in ("b", "a"):
+        more_usage(clean, phase)
+    p0 = {c for c in CUSTOMERS if owner(c.encode(), PARTITIONS) == 0}
+
+    async def main() -> tuple[Worker, Worker]:
+        a = Worker(MemoryRuntime(log, SOURCES))
+        a.runtime.assign(range(PARTITIONS))
+        await a.batch()
+        await a.pipeline.drain()
+        a.runtime.assign([1])  # partition 0 goes to B
+        b = Worker(MemoryRuntime(log, SOURCES))
+        b.runtime.assign([0])
+        more_usage(log, "b")
+        await b.batch()
+        await b.pipeline.drain()
+        await a.batch()  # A folds partition 1's share meanwhile
+        await a.pipeline.drain()
+        b.runtime.assign([])  # B leaves; A gets partition 0 back, stores not recovered
+        a.runtime.assign(range(PARTITIONS), recover=False)
+        more_usage(log, "a")
+        await a.batch()
+        await a.pipeline.drain()
+        return a, b
+
+    a, b = asyncio.run(main())
+    assert not a.fatal and not b.fatal
+    assert b.pipeline.folded > 0  # B did fold (and commit) partition 0's "b" events
+    assert all(log.committed[("u", p)] == log.end("u", p) for p in range(PARTITIONS))
+    clean_worker = asyncio.run(one_batch(MemoryRuntime(clean, SOURCES)))
+    assert not clean_worker.fatal
+    assert {c: records(log)[c] for c in p0} == {c: records(clean)[c] for c in p0}
+    assert records(log) == records(clean)
+    # The store A folds on holds the changelog's records again.
+    stored = a.runtime.customers.data
+    assert {c: CustomerRecord.from_dict(stored[c]).to_dict() for c in CUSTOMERS} == records(log)

@@ -34,6 +34,9 @@ class Asked:
     async def read_range(self, *args: Any) -> list[SourceMessage]:
         return []
 
+    async def read_all(self, *args: Any) -> list[SourceMessage]:
+        return []
+
 
 def test_backlog_is_read_once_per_partition_and_assignment() -> None:
     runtime = MemoryRuntime(MemoryLog(3), ("usage-events", "account-events"))
