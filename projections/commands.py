@@ -17,6 +17,7 @@ from projections.wiring import (
     build_applier,
     build_projector,
     build_rebuild_consumer,
+    build_sessions,
     build_store,
 )
 from streambill.config.settings import Settings
@@ -106,8 +107,8 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with UsageClient(settings) as sdk:
         try:
-            app = create_app(settings, store, sdk)
-        except ValueError as exc:  # an unreadable keys file: refuse to start
+            app = create_app(settings, store, sdk, sessions=build_sessions(settings))
+        except ValueError as exc:  # an unreadable keys file, a bad setting: refuse to start
             sys.stderr.write(f"streambill api: {exc}\n")
             return 2
         uvicorn.run(

@@ -6,6 +6,7 @@ import uuid
 
 from confluent_kafka import Consumer
 
+from projections.http.sessions import RedisSessions
 from projections.read.model import SOURCE_TOPICS
 from projections.read.projector import BatchApplier, Projector, consumer_config
 from projections.read.redis_store import RedisStore
@@ -17,6 +18,11 @@ from streambill.wire.convert import InvalidField, decode_value
 
 def build_store(settings: Settings) -> RedisStore:
     return RedisStore.from_url(settings.redis_url, Keys(prefix=settings.read_model_prefix))
+
+
+def build_sessions(settings: Settings) -> RedisSessions:
+    """The portal's session store: Redis, shared by every API process."""
+    return RedisSessions.from_url(settings.redis_url, settings.portal_session_prefix)
 
 
 def build_applier(

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from projections.http import views
+from projections.http import tokens, views
 from projections.http.admin import AdminWriter, admin_router
 from projections.http.auth import (
     ADMIN_HEADER,
@@ -40,6 +40,7 @@ from projections.http.models import (
     error_responses,
 )
 from projections.http.portal import portal_router
+from projections.http.sessions import InMemorySessions, Sessions, SessionStore
 from projections.read.errors import ReadSideError
 from projections.read.store import ReadModelStore
 from streambill.config.settings import Settings
@@ -96,10 +97,27 @@ def create_app(
     sdk: AdminWriter,
     *,
     clock: Callable[[], float] = time.time,
+    sessions: SessionStore | None = None,
 ) -> FastAPI:
+    """The API over `read_models`, writing through `sdk`. `sessions` keeps the
+    portal's sessions (`streambill api` passes Redis, `projections.wiring`); the
+    default, a dict, serves tests and one process only. `ValueError` naming the
+    setting for a configuration that cannot serve (short secrets, a bad ttl, an
+    unreadable keys file)."""
+    secret = settings.token_secret.get_secret_value() if settings.token_secret else None
+    try:
+        session_ttl = tokens.parse_ttl(settings.portal_session_ttl)
+    except ValueError as exc:
+        raise ValueError(f"STREAMBILL_PORTAL_SESSION_TTL: {exc}") from exc
+    portal_sessions = Sessions(
+        sessions if sessions is not None else InMemorySessions(),
+        secret.encode("utf-8") if secret else None,
+        session_ttl,
+        clock,
+    )
     auth = Authenticator(
         settings.admin_key.get_secret_value() if settings.admin_key else None,
-        settings.token_secret.get_secret_value() if settings.token_secret else None,
+        secret,
         clock,
         KeyFile(settings.api_keys_file) if settings.api_keys_file else None,
         RateLimiter(settings.api_rate_limit, settings.api_rate_burst),
@@ -208,7 +226,7 @@ def create_app(
     policy = settings.admission_policy()
     writes = admin_router(sdk, auth, policy, lambda: int(clock() * 1000))
     app.include_router(writes)
-    app.include_router(portal_router(read_models, auth))
+    app.include_router(portal_router(read_models, auth, portal_sessions))
     app.add_middleware(
         Gate,
         auth=auth,

@@ -22,7 +22,6 @@ from projections.read.errors import Forbidden, RateLimited, Unauthenticated
 
 ADMIN_HEADER = "x-admin-key"
 KEY_HEADER = "x-api-key"
-TOKEN_COOKIE = "sb_token"
 MIN_ADMIN_KEY_CHARS = 16
 
 
@@ -116,11 +115,15 @@ class Authenticator:
     def admin(self, presented: str | None) -> Caller:
         return self.key(presented, "admin")
 
-    def customer(self, token: str | None) -> Caller:
+    def claims(self, token: str | None) -> tokens.CustomerToken:
+        """The verified claims of a customer token, or `Unauthenticated` (no secret,
+        no token, or one that does not verify or has expired)."""
         if self._secret is None or not token:
             raise Unauthenticated()
-        claims = tokens.verify(self._secret, token, now=int(self._clock()))
-        return Caller(customer_id=claims.customer_id)
+        return tokens.verify(self._secret, token, now=int(self._clock()))
+
+    def customer(self, token: str | None) -> Caller:
+        return Caller(customer_id=self.claims(token).customer_id)
 
     def reader(self, api_key: str | None, bearer: str | None) -> Caller:
         """A read-scope key if one is presented, else a customer token."""

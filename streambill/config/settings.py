@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     api_rate_burst: int = 400
     token_secret: SecretStr | None = None
     token_ttl: str = "24h"
+    # Portal sessions (projections/http/sessions.py): following a link starts a
+    # server-side session in Redis under `portal_session_prefix` (not the read
+    # models' prefix: a rebuild clears those), ending at the link token's expiry or
+    # `portal_session_ttl` after it started (e.g. 3600, 15m, 12h), whichever is first.
+    portal_session_ttl: str = "12h"
+    portal_session_prefix: str = "sbs"
 
     # Billing
     catalog_path: Path = REPO_ROOT / "examples" / "catalog.yaml"

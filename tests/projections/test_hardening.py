@@ -24,7 +24,8 @@ from pydantic import SecretStr
 
 from projections.commands import run_api
 from projections.http import tokens
-from projections.http.auth import TOKEN_COOKIE, Authenticator, secret_problems
+from projections.http.auth import Authenticator, secret_problems
+from projections.http.sessions import SESSION_COOKIE
 from projections.read.errors import Unauthenticated
 from streambill.local.demo import Demo, DemoOptions
 from streambill.local.demo_procs import DemoError
@@ -54,7 +55,7 @@ def test_a_non_ascii_token_is_401_not_500(client: TestClient, where: str) -> Non
     elif where == "query":
         r = client.get("/portal", params={"token": bad}, follow_redirects=False)
     else:
-        raw = {"cookie": f"{TOKEN_COOKIE}={bad}".encode()}
+        raw = {"cookie": f"{SESSION_COOKIE}={bad}".encode()}
         r = client.get("/portal", headers=raw, follow_redirects=False)
     assert r.status_code == 401
 
