@@ -23,8 +23,10 @@ from projections.http.auth import (
     KEY_HEADER,
     Authenticator,
     Caller,
+    Limits,
     bearer_token,
     presented_key,
+    request_address,
 )
 from projections.http.gate import Gate, error_content, write_routes
 from projections.http.keys import KeyFile
@@ -120,7 +122,15 @@ def create_app(
         secret,
         clock,
         KeyFile(settings.api_keys_file) if settings.api_keys_file else None,
-        RateLimiter(settings.api_rate_limit, settings.api_rate_burst),
+        Limits(
+            keys=RateLimiter(settings.api_rate_limit, settings.api_rate_burst),
+            customers=RateLimiter(
+                settings.api_customer_rate_limit, settings.api_customer_rate_burst
+            ),
+            addresses=RateLimiter(
+                settings.api_anonymous_rate_limit, settings.api_anonymous_rate_burst
+            ),
+        ),
     )
     app = FastAPI(
         title="streambill",
@@ -132,15 +142,26 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
+    def check_reader(
+        request: Request, customer_id: str, key: str | None, authorization: str | None
+    ) -> Caller:
+        """A key of scope `read` or the customer's own token, within the rates of the
+        key, the customer, and the client address's failed authentications."""
+        bearer = bearer_token(authorization)
+        caller = auth.from_address(request_address(request.scope), lambda: auth.reader(key, bearer))
+        caller.may_read(customer_id)
+        return caller
+
     def reader(
+        request: Request,
         customer_id: CustomerId,
         x_api_key: Annotated[str | None, Header(alias=KEY_HEADER)] = None,
         x_admin_key: Annotated[str | None, Header(alias=ADMIN_HEADER)] = None,
         authorization: Annotated[str | None, Header()] = None,
     ) -> Caller:
-        caller = auth.reader(presented_key(x_api_key, x_admin_key), bearer_token(authorization))
-        caller.may_read(customer_id)
-        return caller
+        return check_reader(
+            request, customer_id, presented_key(x_api_key, x_admin_key), authorization
+        )
 
     Reader = Annotated[Caller, Depends(reader)]
 
@@ -215,10 +236,10 @@ def create_app(
         pass (`EntitlementOut` documents it and a test checks it matches)."""
         headers = request.headers  # read directly: FastAPI's header params cost ~50 us each
         key = headers.get(KEY_HEADER)
-        reader(
+        check_reader(
+            request,
             customer_id,
-            key,
-            headers.get(ADMIN_HEADER) if key is None else None,
+            key if key is not None else headers.get(ADMIN_HEADER),
             headers.get("authorization"),
         )
         return JSONResponse(views.entitlement(read_models, customer_id, feature_id))

@@ -16,14 +16,14 @@ from importlib import resources
 from string import Template
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Cookie, Query
+from fastapi import APIRouter, Cookie, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from projections.http import views
-from projections.http.auth import Authenticator
+from projections.http.auth import Authenticator, request_address
 from projections.http.charts import trend_chart
 from projections.http.sessions import LEGACY_COOKIE, SESSION_COOKIE, Session, Sessions
-from projections.read.errors import Unauthenticated
+from projections.read.errors import RateLimited, Unauthenticated
 from projections.read.store import ReadModelStore
 
 MAX_TOKEN_CHARS = 2000
@@ -267,6 +267,16 @@ def _other_session() -> HTMLResponse:
     )
 
 
+def _too_many(exc: RateLimited) -> HTMLResponse:
+    page = _notice(
+        "Too many requests",
+        f"<p>Too many requests; try again in {exc.retry_after} seconds.</p>",
+        429,
+    )
+    page.headers["Retry-After"] = str(exc.retry_after)
+    return page
+
+
 def _set_session(response: Response, session: Session) -> None:
     response.set_cookie(
         SESSION_COOKIE, session.session_id, max_age=session.ttl_seconds, httponly=True,
@@ -287,9 +297,10 @@ def portal_router(store: ReadModelStore, auth: Authenticator, sessions: Sessions
     @router.get(
         "/portal",
         response_class=HTMLResponse,
-        responses={401: {}, 303: {}, 409: {}},
+        responses={401: {}, 303: {}, 409: {}, 429: {}},
     )
     def portal(
+        request: Request,
         token: Annotated[str | None, Query(description="at most 2000 characters")] = None,
         sb_session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None,
     ) -> Response:
@@ -297,32 +308,51 @@ def portal_router(store: ReadModelStore, auth: Authenticator, sessions: Sessions
         server-side session and redirects to `/portal`: the cookie (`Secure`,
         `HttpOnly`, `SameSite=Strict`) carries only the session id, never the token. A
         link for another customer never replaces a live session (409, sign out
-        first); the same customer's link starts a fresh session in place of the old."""
+        first); the same customer's link starts a fresh session in place of the old.
+
+        Rates (429 with `Retry-After`): following a link counts against the client
+        address's unproven requests before the token is checked, as does a page
+        without a live session; a session's page counts against its customer."""
+        try:
+            return page(request_address(request.scope), token, sb_session)
+        except RateLimited as exc:
+            return _too_many(exc)
+
+    def page(address: str, token: str | None, session_id: str | None) -> Response:
         if token is not None:
+            auth.anonymous_request(address)
             if len(token) > MAX_TOKEN_CHARS:
                 return _unauthorized()  # no token is that long: as for any bad one
             try:
                 claims = auth.claims(token)
             except Unauthenticated:
                 return _unauthorized()
-            current = sessions.customer(sb_session)
+            current = sessions.customer(session_id)
             if current is not None and current != claims.customer_id:
                 return _other_session()
-            sessions.end(sb_session)  # the same customer's earlier session, if any
+            sessions.end(session_id)  # the same customer's earlier session, if any
             redirect = RedirectResponse("/portal", status_code=303, headers=_HEADERS)
             _set_session(redirect, sessions.start(claims))  # the token leaves the URL
             return redirect
-        customer = sessions.customer(sb_session)
+        customer = sessions.customer(session_id)
         if customer is None:
+            auth.anonymous_request(address)
             return _unauthorized()
+        auth.customer_request(customer)
         return HTMLResponse(render(store, customer), headers=_HEADERS)
 
-    @router.post("/portal/sign-out", responses={303: {}})
+    @router.post("/portal/sign-out", responses={303: {}, 429: {}})
     def sign_out(
+        request: Request,
         sb_session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None,
     ) -> Response:
         """End the portal session: deleted on the server, the cookie cleared; back to
-        the sign-in page. The link that started it works again until it expires."""
+        the sign-in page. The link that started it works again until it expires.
+        Counts against the client address's unproven requests (429 past them)."""
+        try:
+            auth.anonymous_request(request_address(request.scope))
+        except RateLimited as exc:
+            return _too_many(exc)
         sessions.end(sb_session)
         redirect = RedirectResponse("/portal", status_code=303, headers=_HEADERS)
         _clear(redirect, SESSION_COOKIE)

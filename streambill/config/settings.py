@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = 4 * 1024 * 1024
     api_rate_limit: float = 200.0
     api_rate_burst: int = 400
+    # The same per customer (customer tokens and portal sessions, whatever credential),
+    # and per client address for requests that prove no identity: failed
+    # authentications, the portal's link and sign-out (while an address is past it,
+    # all its requests are 429; projections/http/auth.py, `from_address`).
+    api_customer_rate_limit: float = 20.0
+    api_customer_rate_burst: int = 40
+    api_anonymous_rate_limit: float = 1.0
+    api_anonymous_rate_burst: int = 30
     token_secret: SecretStr | None = None
     token_ttl: str = "24h"
     # Portal sessions (projections/http/sessions.py): following a link starts a
