@@ -11,10 +11,12 @@ import threading
 import time
 from typing import Any
 
+from billing.errors import CatalogError
 from projections.http import keys, tokens
 from projections.read.rebuild import rebuild
 from projections.wiring import (
     build_applier,
+    build_plans,
     build_projector,
     build_rebuild_consumer,
     build_sessions,
@@ -105,9 +107,14 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     store = build_store(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        plans = build_plans(settings)
+    except CatalogError as exc:  # no catalog to check plan commands against
+        sys.stderr.write(f"streambill api: {exc}\n")
+        return 2
     with UsageClient(settings) as sdk:
         try:
-            app = create_app(settings, store, sdk, sessions=build_sessions(settings))
+            app = create_app(settings, store, sdk, sessions=build_sessions(settings), plans=plans)
         except ValueError as exc:  # an unreadable keys file, a bad setting: refuse to start
             sys.stderr.write(f"streambill api: {exc}\n")
             return 2

@@ -41,10 +41,12 @@ from projections.http.models import (
     UsageOut,
     error_responses,
 )
+from projections.http.plans import FixedPlans, PlanOffer, PlanSource
 from projections.http.portal import portal_router
 from projections.http.sessions import InMemorySessions, Sessions, SessionStore
 from projections.read.errors import ReadSideError
 from projections.read.store import ReadModelStore
+from streambill.config.catalog_file import load_catalog
 from streambill.config.settings import Settings
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
@@ -100,12 +102,20 @@ def create_app(
     *,
     clock: Callable[[], float] = time.time,
     sessions: SessionStore | None = None,
+    plans: PlanSource | None = None,
 ) -> FastAPI:
     """The API over `read_models`, writing through `sdk`. `sessions` keeps the
     portal's sessions (`streambill api` passes Redis, `projections.wiring`); the
-    default, a dict, serves tests and one process only. `ValueError` naming the
-    setting for a configuration that cannot serve (short secrets, a bad ttl, an
-    unreadable keys file)."""
+    default, a dict, serves tests and one process only. `plans` is the catalog the
+    plan routes check against (`projections.wiring.build_plans`); the default reads
+    `STREAMBILL_CATALOG_PATH` and is refused for the topic source, which needs one
+    passed. `ValueError` naming the setting for a configuration that cannot serve
+    (short secrets, a bad ttl, an unreadable keys file, no catalog); `CatalogError`
+    for a catalog file that does not load."""
+    if plans is None:
+        if settings.catalog_source != "file":
+            raise ValueError("STREAMBILL_CATALOG_SOURCE=topic: pass the topic's plans")
+        plans = FixedPlans(PlanOffer(load_catalog(settings.catalog_path)))
     secret = settings.token_secret.get_secret_value() if settings.token_secret else None
     try:
         session_ttl = tokens.parse_ttl(settings.portal_session_ttl)
@@ -245,7 +255,14 @@ def create_app(
         return JSONResponse(views.entitlement(read_models, customer_id, feature_id))
 
     policy = settings.admission_policy()
-    writes = admin_router(sdk, auth, policy, lambda: int(clock() * 1000))
+    writes = admin_router(
+        sdk,
+        auth,
+        policy,
+        lambda: int(clock() * 1000),
+        plans,
+        lambda customer_id: read_models.state(customer_id).get("plan_id") or None,
+    )
     app.include_router(writes)
     app.include_router(portal_router(read_models, auth, portal_sessions))
     app.add_middleware(

@@ -74,3 +74,19 @@ class Unavailable(ReadSideError):
 
     status = 503
     code = "unavailable"
+
+
+class UnknownPlan(ReadSideError):
+    """A well-formed command naming a plan id or plan version the API's catalog does
+    not hold (refused before anything is written; retry once it is published)."""
+
+    status = 409
+    code = "unknown_plan"
+
+
+class RetiredPlan(ReadSideError):
+    """A well-formed command joining a plan retired for new subscriptions
+    (`streambill catalog retire`)."""
+
+    status = 409
+    code = "plan_retired"

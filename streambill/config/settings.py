@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     api_customer_rate_burst: int = 40
     api_anonymous_rate_limit: float = 1.0
     api_anonymous_rate_burst: int = 30
+    # Seconds between the API's looks at the catalog topic (source "topic") for new
+    # plan versions and retirements, which the plan routes check (projections/http/plans.py).
+    api_catalog_refresh: float = 10.0
     token_secret: SecretStr | None = None
     token_ttl: str = "24h"
     # Portal sessions (projections/http/sessions.py): following a link starts a

@@ -320,7 +320,7 @@ def test_account_commands(client: TestClient, writer: RecordingWriter) -> None:
     cases: list[tuple[str, dict[str, object], str]] = [
         (
             "subscription",
-            {"event_id": "s1", "plan_id": "pro", "seats": 3, "timestamp": ts},
+            {"event_id": "s1", "plan_id": "starter", "seats": 3, "timestamp": ts},
             "subscribe",
         ),
         ("seats", {"event_id": "s2", "seats": 5, "timestamp": ts}, "change_seats"),
