@@ -11,12 +11,15 @@ import threading
 import time
 from typing import Any
 
+from billing.errors import CatalogError
 from projections.http import keys, tokens
 from projections.read.rebuild import rebuild
 from projections.wiring import (
     build_applier,
+    build_plans,
     build_projector,
     build_rebuild_consumer,
+    build_sessions,
     build_store,
 )
 from streambill.config.settings import Settings
@@ -104,10 +107,15 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     store = build_store(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        plans = build_plans(settings)
+    except CatalogError as exc:  # no catalog to check plan commands against
+        sys.stderr.write(f"streambill api: {exc}\n")
+        return 2
     with UsageClient(settings) as sdk:
         try:
-            app = create_app(settings, store, sdk)
-        except ValueError as exc:  # an unreadable keys file: refuse to start
+            app = create_app(settings, store, sdk, sessions=build_sessions(settings), plans=plans)
+        except ValueError as exc:  # an unreadable keys file, a bad setting: refuse to start
             sys.stderr.write(f"streambill api: {exc}\n")
             return 2
         uvicorn.run(

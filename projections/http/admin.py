@@ -42,6 +42,7 @@ from projections.http.models import (
     UsageIn,
     error_responses,
 )
+from projections.http.plans import PlanSource
 from projections.read.errors import InvalidRequest, Unavailable
 from streambill.sdk.client import DeliveryError
 
@@ -114,6 +115,8 @@ class AdminWriter(Protocol):
 
 
 WRITE_ERRORS = error_responses(401, 403, 413, 422, 429, 503)
+# The plan routes add 409: a well-formed command the catalog refuses (projections.http.plans).
+PLAN_ERRORS = error_responses(401, 403, 409, 413, 422, 429, 503)
 # The documented body of ingest: one event or 1..MAX_BATCH of them, the event's schema
 # inlined (no route names UsageIn as its body, so it is not among the components). The
 # route takes any JSON object or list and validates each item on its own.
@@ -232,10 +235,14 @@ def admin_router(
     auth: Authenticator,
     policy: AdmissionPolicy,
     now_ms: Callable[[], int],
+    plans: PlanSource,
+    current_plan: Callable[[str], str | None],
 ) -> APIRouter:
     """The write routes. An event time past admission's future rule (`policy`, at
     `now_ms`: what the worker would refuse as `timestamp_in_future`, and the broker
-    beyond its own limit) is a 422 naming `timestamp`, never queued."""
+    beyond its own limit) is a 422 naming `timestamp`, never queued; a plan or version
+    the catalog lacks, or a retired plan, is a 409 (`plans`, `projections.http.plans`;
+    `current_plan` is the customer's plan as the read model shows it)."""
     router = APIRouter(tags=["admin"], route_class=ExactRoute)
 
     def future(timestamp: datetime) -> str | None:
@@ -266,10 +273,12 @@ def admin_router(
         flush()
         return AcceptedOut(event_id=body.event_id)
 
-    def command_route(path: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    def command_route(
+        path: str, responses: Mapping[int | str, dict[str, Any]] = WRITE_ERRORS
+    ) -> Callable[[DecoratedCallable], DecoratedCallable]:
         """The route of one account command: 202 and its event id once it is in Kafka."""
         return router.post(
-            path, status_code=202, response_model=AcceptedOut, responses=WRITE_ERRORS
+            path, status_code=202, response_model=AcceptedOut, responses=dict(responses)
         )
 
     @router.post(
@@ -321,18 +330,26 @@ def admin_router(
         body = IngestOut(accepted=accepted, errors=errors)
         return JSONResponse(body.model_dump(), status_code=202 if accepted else 422)
 
-    @command_route("/v1/customers/{customer_id}/subscription")
+    @command_route("/v1/customers/{customer_id}/subscription", PLAN_ERRORS)
     def post_subscription(customer_id: CustomerId, body: SubscriptionIn, _: Admin) -> AcceptedOut:
-        """Start a subscription to `plan_id`; periods are anchored at `timestamp`."""
+        """Start a subscription to `plan_id` (at `plan_version`, else its lowest); periods
+        are anchored at `timestamp`. A plan or version not in the catalog, or a plan
+        retired by `timestamp`, is a 409 naming the known versions."""
+        plans.current().check_subscription(body.plan_id, body.plan_version, body.timestamp)
         return send(
             body, sdk.subscribe, customer_id, body.plan_id, seats=body.seats,
             plan_version=body.plan_version,
         )  # fmt: skip
 
-    @command_route("/v1/customers/{customer_id}/plan-change")
+    @command_route("/v1/customers/{customer_id}/plan-change", PLAN_ERRORS)
     def post_plan_change(customer_id: CustomerId, body: PlanChangeIn, _: Admin) -> AcceptedOut:
         """Move to `plan_id` at `plan_version` from the customer's next renewal: another
-        version of the customer's own plan migrates them to it (grandfathering ends)."""
+        version of the customer's own plan migrates them to it (grandfathering ends).
+        A plan or version not in the catalog is a 409 naming the known versions, as is a
+        retired plan the customer is not on."""
+        plans.current().check_change(
+            body.plan_id, body.plan_version, body.timestamp, lambda: current_plan(customer_id)
+        )
         return send(
             body, sdk.change_plan, customer_id, body.plan_id, plan_version=body.plan_version
         )

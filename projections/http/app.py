@@ -16,15 +16,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from projections.http import views
+from projections.http import tokens, views
 from projections.http.admin import AdminWriter, admin_router
 from projections.http.auth import (
     ADMIN_HEADER,
     KEY_HEADER,
     Authenticator,
     Caller,
+    Limits,
     bearer_token,
     presented_key,
+    request_address,
 )
 from projections.http.gate import Gate, error_content, write_routes
 from projections.http.keys import KeyFile
@@ -39,9 +41,12 @@ from projections.http.models import (
     UsageOut,
     error_responses,
 )
+from projections.http.plans import FixedPlans, PlanOffer, PlanSource
 from projections.http.portal import portal_router
+from projections.http.sessions import InMemorySessions, Sessions, SessionStore
 from projections.read.errors import ReadSideError
 from projections.read.store import ReadModelStore
+from streambill.config.catalog_file import load_catalog
 from streambill.config.settings import Settings
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=200)]
@@ -96,13 +101,46 @@ def create_app(
     sdk: AdminWriter,
     *,
     clock: Callable[[], float] = time.time,
+    sessions: SessionStore | None = None,
+    plans: PlanSource | None = None,
 ) -> FastAPI:
+    """The API over `read_models`, writing through `sdk`. `sessions` keeps the
+    portal's sessions (`streambill api` passes Redis, `projections.wiring`); the
+    default, a dict, serves tests and one process only. `plans` is the catalog the
+    plan routes check against (`projections.wiring.build_plans`); the default reads
+    `STREAMBILL_CATALOG_PATH` and is refused for the topic source, which needs one
+    passed. `ValueError` naming the setting for a configuration that cannot serve
+    (short secrets, a bad ttl, an unreadable keys file, no catalog); `CatalogError`
+    for a catalog file that does not load."""
+    if plans is None:
+        if settings.catalog_source != "file":
+            raise ValueError("STREAMBILL_CATALOG_SOURCE=topic: pass the topic's plans")
+        plans = FixedPlans(PlanOffer(load_catalog(settings.catalog_path)))
+    secret = settings.token_secret.get_secret_value() if settings.token_secret else None
+    try:
+        session_ttl = tokens.parse_ttl(settings.portal_session_ttl)
+    except ValueError as exc:
+        raise ValueError(f"STREAMBILL_PORTAL_SESSION_TTL: {exc}") from exc
+    portal_sessions = Sessions(
+        sessions if sessions is not None else InMemorySessions(),
+        secret.encode("utf-8") if secret else None,
+        session_ttl,
+        clock,
+    )
     auth = Authenticator(
         settings.admin_key.get_secret_value() if settings.admin_key else None,
-        settings.token_secret.get_secret_value() if settings.token_secret else None,
+        secret,
         clock,
         KeyFile(settings.api_keys_file) if settings.api_keys_file else None,
-        RateLimiter(settings.api_rate_limit, settings.api_rate_burst),
+        Limits(
+            keys=RateLimiter(settings.api_rate_limit, settings.api_rate_burst),
+            customers=RateLimiter(
+                settings.api_customer_rate_limit, settings.api_customer_rate_burst
+            ),
+            addresses=RateLimiter(
+                settings.api_anonymous_rate_limit, settings.api_anonymous_rate_burst
+            ),
+        ),
     )
     app = FastAPI(
         title="streambill",
@@ -114,15 +152,26 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
+    def check_reader(
+        request: Request, customer_id: str, key: str | None, authorization: str | None
+    ) -> Caller:
+        """A key of scope `read` or the customer's own token, within the rates of the
+        key, the customer, and the client address's failed authentications."""
+        bearer = bearer_token(authorization)
+        caller = auth.from_address(request_address(request.scope), lambda: auth.reader(key, bearer))
+        caller.may_read(customer_id)
+        return caller
+
     def reader(
+        request: Request,
         customer_id: CustomerId,
         x_api_key: Annotated[str | None, Header(alias=KEY_HEADER)] = None,
         x_admin_key: Annotated[str | None, Header(alias=ADMIN_HEADER)] = None,
         authorization: Annotated[str | None, Header()] = None,
     ) -> Caller:
-        caller = auth.reader(presented_key(x_api_key, x_admin_key), bearer_token(authorization))
-        caller.may_read(customer_id)
-        return caller
+        return check_reader(
+            request, customer_id, presented_key(x_api_key, x_admin_key), authorization
+        )
 
     Reader = Annotated[Caller, Depends(reader)]
 
@@ -197,18 +246,25 @@ def create_app(
         pass (`EntitlementOut` documents it and a test checks it matches)."""
         headers = request.headers  # read directly: FastAPI's header params cost ~50 us each
         key = headers.get(KEY_HEADER)
-        reader(
+        check_reader(
+            request,
             customer_id,
-            key,
-            headers.get(ADMIN_HEADER) if key is None else None,
+            key if key is not None else headers.get(ADMIN_HEADER),
             headers.get("authorization"),
         )
         return JSONResponse(views.entitlement(read_models, customer_id, feature_id))
 
     policy = settings.admission_policy()
-    writes = admin_router(sdk, auth, policy, lambda: int(clock() * 1000))
+    writes = admin_router(
+        sdk,
+        auth,
+        policy,
+        lambda: int(clock() * 1000),
+        plans,
+        lambda customer_id: read_models.state(customer_id).get("plan_id") or None,
+    )
     app.include_router(writes)
-    app.include_router(portal_router(read_models, auth))
+    app.include_router(portal_router(read_models, auth, portal_sessions))
     app.add_middleware(
         Gate,
         auth=auth,

@@ -4,25 +4,29 @@ legacy admin key) or one customer (signed token).
 Read routes accept a `read` (or `admin`) key or a customer token, the token only for
 its own customer, checked before anything is read, so a 403 reveals nothing about
 the other customer. Ingest needs `ingest`, every other write `admin`.
+
+Rates (`Limits`, 429 with `Retry-After`): each key its own, each customer its own
+whatever credential it comes with, and each client address one for the requests that
+prove no identity (a failed authentication, the portal's link and sign-out), which
+blocks the address altogether while it is used up (`from_address`).
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Header, Request
 
 from projections.http import tokens
 from projections.http.keys import GRANTS, PREFIX, SCOPES, KeyFile, Scope
-from projections.http.limits import RateLimiter
+from projections.http.limits import RateLimiter, address_key
 from projections.read.errors import Forbidden, RateLimited, Unauthenticated
 
 ADMIN_HEADER = "x-admin-key"
 KEY_HEADER = "x-api-key"
-TOKEN_COOKIE = "sb_token"
 MIN_ADMIN_KEY_CHARS = 16
 
 
@@ -43,6 +47,17 @@ def secret_problems(admin_key: str | None, token_secret: str | None) -> list[str
             f" least {tokens.MIN_SECRET_BYTES}"
         )
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The request rates (`projections.http.limits`): per API key name, per customer
+    (tokens and portal sessions), and per client address for requests that prove no
+    identity. None: no limit of that kind."""
+
+    keys: RateLimiter | None = None
+    customers: RateLimiter | None = None
+    addresses: RateLimiter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +86,7 @@ class Authenticator:
         token_secret: str | None,
         clock: Callable[[], float],
         keys: KeyFile | None = None,
-        limiter: RateLimiter | None = None,
+        limits: Limits | None = None,
     ) -> None:
         """`ValueError` naming every problem of `secret_problems`."""
         problems = secret_problems(admin_key, token_secret)
@@ -81,7 +96,7 @@ class Authenticator:
         self._secret = token_secret.encode("utf-8") if token_secret else None
         self._clock = clock
         self._keys = keys
-        self._limiter = limiter
+        self._limits = limits or Limits()
 
     def identify(self, presented: str | None) -> Caller:
         """The caller a presented API key stands for, or `Unauthenticated` (one answer
@@ -107,26 +122,66 @@ class Authenticator:
         caller = self.identify(presented)
         if scope not in caller.grants:
             raise Forbidden(f"the key {caller.name} ({_scope_of(caller)}) may not {scope}")
-        if self._limiter is not None:
-            wait = self._limiter.take(caller.name or "")
-            if wait:
-                raise RateLimited(wait)
+        _take(self._limits.keys, caller.name or "", "this key")
         return caller
 
     def admin(self, presented: str | None) -> Caller:
         return self.key(presented, "admin")
 
-    def customer(self, token: str | None) -> Caller:
+    def claims(self, token: str | None) -> tokens.CustomerToken:
+        """The verified claims of a customer token, or `Unauthenticated` (no secret,
+        no token, or one that does not verify or has expired)."""
         if self._secret is None or not token:
             raise Unauthenticated()
-        claims = tokens.verify(self._secret, token, now=int(self._clock()))
-        return Caller(customer_id=claims.customer_id)
+        return tokens.verify(self._secret, token, now=int(self._clock()))
+
+    def customer(self, token: str | None) -> Caller:
+        """The customer of a token, within the customer's rate (`RateLimited`)."""
+        customer_id = self.claims(token).customer_id
+        self.customer_request(customer_id)
+        return Caller(customer_id=customer_id)
+
+    def customer_request(self, customer_id: str) -> None:
+        """Count one request of `customer_id` (a token or a portal session):
+        `RateLimited` past the customer's rate, whatever credential it came with."""
+        _take(self._limits.customers, customer_id, "this customer")
 
     def reader(self, api_key: str | None, bearer: str | None) -> Caller:
         """A read-scope key if one is presented, else a customer token."""
         if api_key is not None:
             return self.key(api_key, "read")
         return self.customer(bearer)
+
+    def from_address(self, address: str, check: Callable[[], Caller]) -> Caller:
+        """`check()` for a request from `address` (`limits.address_key`): `RateLimited`
+        first, credentials unchecked, while the address has used up its rate of
+        unproven requests, so a guesser learns nothing from those answers (a valid
+        caller on the same address waits too); a check that fails (`Unauthenticated`)
+        counts against the address and is 429 once none is left, else 401."""
+        self.address_admitted(address)
+        try:
+            return check()
+        except Unauthenticated:
+            self.anonymous_request(address)
+            raise
+
+    def address_admitted(self, address: str) -> None:
+        """`RateLimited` while `address` has no unproven request left (nothing taken)."""
+        limiter = self._limits.addresses
+        wait = limiter.wait(address) if limiter is not None else 0
+        if wait:
+            raise RateLimited(wait, "this address")
+
+    def anonymous_request(self, address: str) -> None:
+        """Count one request from `address` that proves no identity (a failed
+        authentication, a portal link, a sign-out): `RateLimited` past its rate."""
+        _take(self._limits.addresses, address, "this address")
+
+
+def _take(limiter: RateLimiter | None, name: str, who: str) -> None:
+    wait = limiter.take(name) if limiter is not None else 0
+    if wait:
+        raise RateLimited(wait, who)
 
 
 LEGACY_ADMIN = Caller(grants=GRANTS["admin"], name="STREAMBILL_ADMIN_KEY")
@@ -157,12 +212,21 @@ def key_dependency(auth: Authenticator, scope: Scope) -> Callable[..., Caller]:
     ) -> Caller:
         found = request.scope.get("state", {}).get(CALLER)
         if not isinstance(found, Caller):
-            return auth.key(presented_key(x_api_key, x_admin_key), scope)
+            presented = presented_key(x_api_key, x_admin_key)
+            return auth.from_address(
+                request_address(request.scope), lambda: auth.key(presented, scope)
+            )
         if scope not in found.grants:
             raise Forbidden(f"the key {found.name} ({_scope_of(found)}) may not {scope}")
         return found
 
     return caller
+
+
+def request_address(scope: Mapping[str, Any]) -> str:
+    """The rate-limit bucket of an ASGI request's client (`limits.address_key`)."""
+    client = scope.get("client")
+    return address_key(client[0] if client else None)
 
 
 def bearer_token(authorization: str | None) -> str | None:

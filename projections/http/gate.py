@@ -8,7 +8,9 @@ in this order:
 
 1. the key must cover the route's scope (`write_scope`): 401 without a valid one, 403
    for another scope, 429 past the key's rate (taken here, once; the route reads the
-   caller from the scope state, `CALLER`). Nothing of the body has been received yet;
+   caller from the scope state, `CALLER`), or past the client address's rate of
+   failed authentications (`Authenticator.from_address`). Nothing of the body has
+   been received yet;
 2. a `Content-Length` above `max_body_bytes` is 413, still unread;
 3. the body is received chunk by chunk and counted (a chunked body has no length):
    past `max_body_bytes` it is 413 and the rest is never asked for;
@@ -30,7 +32,13 @@ from typing import Any
 
 from fastapi.routing import APIRoute
 
-from projections.http.auth import ADMIN_HEADER, CALLER, KEY_HEADER, Authenticator
+from projections.http.auth import (
+    ADMIN_HEADER,
+    CALLER,
+    KEY_HEADER,
+    Authenticator,
+    request_address,
+)
 from projections.http.keys import Scope
 from projections.read.errors import RateLimited, ReadSideError, TooLarge
 
@@ -100,7 +108,10 @@ class Gate:
             return
         name = None
         try:
-            caller = self.auth.key(_presented(scope["headers"]), need)
+            presented = _presented(scope["headers"])
+            caller = self.auth.from_address(
+                request_address(scope), lambda: self.auth.key(presented, need)
+            )
             scope.setdefault("state", {})[CALLER] = caller
             name = caller.name
             body = await self._body(scope["headers"], receive)

@@ -1,8 +1,9 @@
 """The customer portal at `/portal`: server-rendered HTML, no script, no CDN.
 
-Charts are inline SVG: bars drawn here, the trend line in `charts`. The token comes
-as `?token=` (then moved to an HttpOnly cookie and the URL cleaned by a redirect) or
-from the cookie.
+Charts are inline SVG: bars drawn here, the trend line in `charts`. A customer comes
+with a link (`?token=`, a signed token), exchanged for a server-side session whose id
+alone goes into an HttpOnly cookie, the URL cleaned by a redirect
+(`projections.http.sessions`); the page is then read with the session.
 Everything shown is read from the read models only, escaped on output.
 """
 
@@ -15,13 +16,14 @@ from importlib import resources
 from string import Template
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Cookie, Query
+from fastapi import APIRouter, Cookie, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from projections.http import views
-from projections.http.auth import TOKEN_COOKIE, Authenticator
+from projections.http.auth import Authenticator, request_address
 from projections.http.charts import trend_chart
-from projections.read.errors import Unauthenticated
+from projections.http.sessions import LEGACY_COOKIE, SESSION_COOKIE, Session, Sessions
+from projections.read.errors import RateLimited, Unauthenticated
 from projections.read.store import ReadModelStore
 
 MAX_TOKEN_CHARS = 2000
@@ -254,16 +256,6 @@ def _unauthorized() -> HTMLResponse:
     return _notice("Sign in", "<p>This link is invalid or has expired. Ask for a new one.</p>", 401)
 
 
-def _session_customer(auth: Authenticator, cookie: str | None) -> str | None:
-    """The customer of a live session cookie, or None (no cookie, expired, invalid)."""
-    if not cookie:
-        return None
-    try:
-        return auth.customer(cookie).customer_id
-    except Unauthenticated:
-        return None
-
-
 def _other_session() -> HTMLResponse:
     return _notice(
         "Signed in as another customer",
@@ -275,46 +267,96 @@ def _other_session() -> HTMLResponse:
     )
 
 
-def portal_router(store: ReadModelStore, auth: Authenticator) -> APIRouter:
+def _too_many(exc: RateLimited) -> HTMLResponse:
+    page = _notice(
+        "Too many requests",
+        f"<p>Too many requests; try again in {exc.retry_after} seconds.</p>",
+        429,
+    )
+    page.headers["Retry-After"] = str(exc.retry_after)
+    return page
+
+
+def _set_session(response: Response, session: Session) -> None:
+    response.set_cookie(
+        SESSION_COOKIE, session.session_id, max_age=session.ttl_seconds, httponly=True,
+        secure=True, samesite="strict", path="/portal",
+    )  # fmt: skip
+    _clear(response, LEGACY_COOKIE)  # a token cookie from before sessions: gone
+
+
+def _clear(response: Response, name: str) -> None:
+    response.delete_cookie(name, httponly=True, secure=True, samesite="strict", path="/portal")
+
+
+def portal_router(store: ReadModelStore, auth: Authenticator, sessions: Sessions) -> APIRouter:
+    """`/portal` and `/portal/sign-out` over the read models; links are exchanged for
+    sessions (`projections.http.sessions`)."""
     router = APIRouter(tags=["portal"])
 
     @router.get(
         "/portal",
         response_class=HTMLResponse,
-        responses={401: {}, 303: {}, 409: {}},
+        responses={401: {}, 303: {}, 409: {}, 429: {}},
     )
     def portal(
+        request: Request,
         token: Annotated[str | None, Query(description="at most 2000 characters")] = None,
-        sb_token: Annotated[str | None, Cookie(alias=TOKEN_COOKIE)] = None,
+        sb_session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None,
     ) -> Response:
-        """The customer's billing page (token as `?token=` or cookie). A link's token
-        is moved into a `Secure`, `HttpOnly`, `SameSite=Strict` cookie; a link for
-        another customer never replaces a live session (409, sign out first)."""
-        if token is not None and len(token) > MAX_TOKEN_CHARS:
-            return _unauthorized()  # no token is that long: the sign-in page, as for any bad one
-        try:
-            caller = auth.customer(token or sb_token)
-        except Unauthenticated:
-            return _unauthorized()
-        if token:  # keep the token out of the URL bar, history and referrers
-            current = _session_customer(auth, sb_token)
-            if current is not None and current != caller.customer_id:
-                return _other_session()
-            redirect = RedirectResponse("/portal", status_code=303, headers=_HEADERS)
-            redirect.set_cookie(
-                TOKEN_COOKIE, token, httponly=True, secure=True, samesite="strict",
-                path="/portal",
-            )  # fmt: skip
-            return redirect
-        return HTMLResponse(render(store, caller.customer_id or ""), headers=_HEADERS)
+        """The customer's billing page. A link (`?token=`, the signed token) starts a
+        server-side session and redirects to `/portal`: the cookie (`Secure`,
+        `HttpOnly`, `SameSite=Strict`) carries only the session id, never the token. A
+        link for another customer never replaces a live session (409, sign out
+        first); the same customer's link starts a fresh session in place of the old.
 
-    @router.post("/portal/sign-out", responses={303: {}})
-    def sign_out() -> Response:
-        """End the portal session (the cookie is cleared); back to the sign-in page."""
+        Rates (429 with `Retry-After`): following a link counts against the client
+        address's unproven requests before the token is checked, as does a page
+        without a live session; a session's page counts against its customer."""
+        try:
+            return page(request_address(request.scope), token, sb_session)
+        except RateLimited as exc:
+            return _too_many(exc)
+
+    def page(address: str, token: str | None, session_id: str | None) -> Response:
+        if token is not None:
+            auth.anonymous_request(address)
+            if len(token) > MAX_TOKEN_CHARS:
+                return _unauthorized()  # no token is that long: as for any bad one
+            try:
+                claims = auth.claims(token)
+            except Unauthenticated:
+                return _unauthorized()
+            current = sessions.customer(session_id)
+            if current is not None and current != claims.customer_id:
+                return _other_session()
+            sessions.end(session_id)  # the same customer's earlier session, if any
+            redirect = RedirectResponse("/portal", status_code=303, headers=_HEADERS)
+            _set_session(redirect, sessions.start(claims))  # the token leaves the URL
+            return redirect
+        customer = sessions.customer(session_id)
+        if customer is None:
+            auth.anonymous_request(address)
+            return _unauthorized()
+        auth.customer_request(customer)
+        return HTMLResponse(render(store, customer), headers=_HEADERS)
+
+    @router.post("/portal/sign-out", responses={303: {}, 429: {}})
+    def sign_out(
+        request: Request,
+        sb_session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None,
+    ) -> Response:
+        """End the portal session: deleted on the server, the cookie cleared; back to
+        the sign-in page. The link that started it works again until it expires.
+        Counts against the client address's unproven requests (429 past them)."""
+        try:
+            auth.anonymous_request(request_address(request.scope))
+        except RateLimited as exc:
+            return _too_many(exc)
+        sessions.end(sb_session)
         redirect = RedirectResponse("/portal", status_code=303, headers=_HEADERS)
-        redirect.delete_cookie(
-            TOKEN_COOKIE, httponly=True, secure=True, samesite="strict", path="/portal"
-        )
+        _clear(redirect, SESSION_COOKIE)
+        _clear(redirect, LEGACY_COOKIE)
         return redirect
 
     return router

@@ -53,13 +53,14 @@ class TooLarge(ReadSideError):
 
 
 class RateLimited(ReadSideError):
-    """The key's request rate is used up; `retry_after` whole seconds until it is not."""
+    """A request rate is used up (`who`: this key, this customer, this address);
+    `retry_after` whole seconds until it is not."""
 
     status = 429
     code = "rate_limited"
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many requests for this key; retry after {retry_after} s")
+    def __init__(self, retry_after: int, who: str = "this key") -> None:
+        super().__init__(f"too many requests for {who}; retry after {retry_after} s")
         self.retry_after = retry_after
 
 
@@ -73,3 +74,19 @@ class Unavailable(ReadSideError):
 
     status = 503
     code = "unavailable"
+
+
+class UnknownPlan(ReadSideError):
+    """A well-formed command naming a plan id or plan version the API's catalog does
+    not hold (refused before anything is written; retry once it is published)."""
+
+    status = 409
+    code = "unknown_plan"
+
+
+class RetiredPlan(ReadSideError):
+    """A well-formed command joining a plan retired for new subscriptions
+    (`streambill catalog retire`)."""
+
+    status = 409
+    code = "plan_retired"

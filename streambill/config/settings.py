@@ -82,8 +82,25 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = 4 * 1024 * 1024
     api_rate_limit: float = 200.0
     api_rate_burst: int = 400
+    # The same per customer (customer tokens and portal sessions, whatever credential),
+    # and per client address for requests that prove no identity: failed
+    # authentications, the portal's link and sign-out (while an address is past it,
+    # all its requests are 429; projections/http/auth.py, `from_address`).
+    api_customer_rate_limit: float = 20.0
+    api_customer_rate_burst: int = 40
+    api_anonymous_rate_limit: float = 1.0
+    api_anonymous_rate_burst: int = 30
+    # Seconds between the API's looks at the catalog topic (source "topic") for new
+    # plan versions and retirements, which the plan routes check (projections/http/plans.py).
+    api_catalog_refresh: float = 10.0
     token_secret: SecretStr | None = None
     token_ttl: str = "24h"
+    # Portal sessions (projections/http/sessions.py): following a link starts a
+    # server-side session in Redis under `portal_session_prefix` (not the read
+    # models' prefix: a rebuild clears those), ending at the link token's expiry or
+    # `portal_session_ttl` after it started (e.g. 3600, 15m, 12h), whichever is first.
+    portal_session_ttl: str = "12h"
+    portal_session_prefix: str = "sbs"
 
     # Billing
     catalog_path: Path = REPO_ROOT / "examples" / "catalog.yaml"

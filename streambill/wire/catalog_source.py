@@ -98,7 +98,13 @@ class CatalogWatch:
         return high != self._seen
 
     def reload(self) -> Catalog:
+        return self.reload_read()[0]
+
+    def reload_read(self) -> tuple[Catalog, CatalogRead]:
+        """The topic read again: its catalog and the read itself (the live records,
+        retirements included), remembered as seen by `changed()`; `CatalogError` if it
+        holds no plan or cannot be read."""
         read = read_topic(self._settings, self._codec)
         catalog = catalog_of(read, self._topic)
         self._seen = dict(read.end_offsets)
-        return catalog
+        return catalog, read

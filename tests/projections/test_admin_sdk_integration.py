@@ -53,7 +53,7 @@ def test_ingest_and_account_commands_reach_kafka(
         assert r.json()["accepted"] == [f"{cid}-u{i}" for i in range(3)]
         assert [e["index"] for e in r.json()["errors"]] == [4]
         ts = "2026-11-01T00:00:00Z"
-        sub = {"event_id": f"{cid}-s", "plan_id": "pro", "seats": 2, "timestamp": ts}
+        sub = {"event_id": f"{cid}-s", "plan_id": "starter", "seats": 2, "timestamp": ts}
         assert (
             c.post(f"/v1/customers/{cid}/subscription", json=sub, headers=admin).status_code == 202
         )

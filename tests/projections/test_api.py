@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from projections.http import tokens
-from projections.http.auth import TOKEN_COOKIE
 from projections.http.models import MAX_BATCH, EntitlementOut
+from projections.http.sessions import LEGACY_COOKIE, SESSION_COOKIE
 from tests.projections import samples
 from tests.projections.apphelpers import (
     ADMIN_KEY,
@@ -161,16 +161,21 @@ def test_portal_bad_tokens_all_get_the_same_401_page(client: TestClient) -> None
     for name, token in cases.items():
         answers[name] = client.get("/portal", params={"token": token}, follow_redirects=False)
         client.cookies.clear()
-        client.cookies.set(TOKEN_COOKIE, token)  # the same token replayed from the cookie
+        client.cookies.set(SESSION_COOKIE, token)  # the same token replayed as a session
         answers[f"{name}-cookie"] = client.get("/portal", follow_redirects=False)
         client.cookies.clear()
     answers["none"] = client.get("/portal", follow_redirects=False)
+    for name, cookie in [("good-as-session", SESSION_COOKIE), ("good-legacy", LEGACY_COOKIE)]:
+        client.cookies.set(cookie, good)  # the cookie carries a session id, never a token
+        answers[name] = client.get("/portal", follow_redirects=False)
+        client.cookies.clear()
     assert {n: r.status_code for n, r in answers.items()} == dict.fromkeys(answers, 401)
     assert len({r.text for r in answers.values()}) == 1  # byte-identical pages
     page = answers["expired"].text
     assert "invalid or has expired" in page and "cus_a" not in page
     assert all("set-cookie" not in r.headers for r in answers.values())
-    client.cookies.set(TOKEN_COOKIE, good)  # control: the cookie path does read tokens
+    # control: the link itself starts a session, which the cookie then carries
+    assert client.get("/portal", params={"token": good}, follow_redirects=False).status_code == 303
     assert client.get("/portal", follow_redirects=False).status_code == 200
 
 
@@ -188,7 +193,7 @@ def test_portal_shows_only_the_token_customers_data(client: TestClient) -> None:
     assert other.status_code == 409 and "set-cookie" not in other.headers
     assert "Sign out first" in other.text and "cus_a" not in other.text
     out = client.post("/portal/sign-out", follow_redirects=False)
-    assert out.status_code == 303 and TOKEN_COOKIE in out.headers["set-cookie"]
+    assert out.status_code == 303 and SESSION_COOKIE in out.headers["set-cookie"]
     assert client.get("/portal", follow_redirects=False).status_code == 401
     page_b = client.get("/portal", params={"token": raw_token("cus_b")})
     assert "<h1>cus_b</h1>" in page_b.text and 'current-balance">640<' in page_b.text
@@ -315,7 +320,7 @@ def test_account_commands(client: TestClient, writer: RecordingWriter) -> None:
     cases: list[tuple[str, dict[str, object], str]] = [
         (
             "subscription",
-            {"event_id": "s1", "plan_id": "pro", "seats": 3, "timestamp": ts},
+            {"event_id": "s1", "plan_id": "starter", "seats": 3, "timestamp": ts},
             "subscribe",
         ),
         ("seats", {"event_id": "s2", "seats": 5, "timestamp": ts}, "change_seats"),

@@ -24,14 +24,14 @@ from pydantic import SecretStr
 
 from projections.commands import run_api
 from projections.http import tokens
-from projections.http.auth import TOKEN_COOKIE, Authenticator, secret_problems
+from projections.http.auth import Authenticator, secret_problems
+from projections.http.sessions import SESSION_COOKIE
 from projections.read.errors import Unauthenticated
 from streambill.local.demo import Demo, DemoOptions
 from streambill.local.demo_procs import DemoError
 from tests.projections.apphelpers import ADMIN_KEY, NOW, SECRET, RecordingWriter, settings
 
 ADMIN = {"x-admin-key": ADMIN_KEY}
-TIME = "2026-11-02T10:00:00Z"
 KEY = SECRET.encode()
 
 
@@ -54,7 +54,7 @@ def test_a_non_ascii_token_is_401_not_500(client: TestClient, where: str) -> Non
     elif where == "query":
         r = client.get("/portal", params={"token": bad}, follow_redirects=False)
     else:
-        raw = {"cookie": f"{TOKEN_COOKIE}={bad}".encode()}
+        raw = {"cookie": f"{SESSION_COOKIE}={bad}".encode()}
         r = client.get("/portal", headers=raw, follow_redirects=False)
     assert r.status_code == 401
 
@@ -203,24 +203,3 @@ def test_the_demo_refuses_to_start_with_a_short_token_secret() -> None:
     opts = DemoOptions(run_id="t")
     with pytest.raises(DemoError, match="STREAMBILL_TOKEN_SECRET is 4 bytes"):
         Demo(short, opts, io.StringIO(), io.StringIO(), lambda: datetime.now(UTC))
-
-
-# ------------------------------------------------------------------- plan versions (issue 17)
-
-
-def test_subscriptions_pin_a_version_and_plan_changes_migrate(
-    client: TestClient, writer: RecordingWriter
-) -> None:
-    sub = {"event_id": "s9", "plan_id": "writer", "plan_version": 2, "timestamp": TIME}
-    assert (
-        client.post("/v1/customers/cus_a/subscription", json=sub, headers=ADMIN).status_code == 202
-    )
-    move = {"event_id": "m9", "plan_id": "writer", "plan_version": 3, "timestamp": TIME}
-    route = "/v1/customers/cus_a/plan-change"
-    assert client.post(route, json=move, headers=ADMIN).status_code == 202
-    assert client.post(route, json=move).status_code == 401  # the admin scope only
-    bad = {**move, "plan_version": 0}
-    r = client.post(route, json=bad, headers=ADMIN)
-    assert r.status_code == 422 and "plan_version" in r.text
-    calls = {c[0]: c[2]["plan_version"] for c in writer.calls if "plan_version" in c[2]}
-    assert calls == {"subscribe": 2, "change_plan": 3}

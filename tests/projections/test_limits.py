@@ -1,7 +1,9 @@
 """Issue 22, limits before work: a write without a valid key is 401 before a byte of
 its body is read (invalid JSON too: 401, not 422), a body over the limit is 413
 before it is parsed (by Content-Length, or counted while a chunked body arrives),
-and each key has a request rate, past which it gets 429 with Retry-After."""
+and each key has a request rate, past which it gets 429 with Retry-After; so does each
+customer (tokens and portal sessions) and each client address for the requests that
+prove no identity (failed authentications, the portal's link and sign-out)."""
 
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from projections.http import keys
+from projections.http import keys, tokens
 from projections.http.app import create_app
-from projections.http.limits import RateLimiter
+from projections.http.limits import RateLimiter, address_key
 from projections.read.store import InMemoryStore
 from streambill.config.settings import Settings
 from tests.projections.apphelpers import ADMIN_KEY, NOW, SECRET, RecordingWriter, fill
@@ -178,3 +180,126 @@ def test_the_token_bucket() -> None:
     now[0] = 100.0  # refills up to the burst, no further
     assert [limiter.take("a") for _ in range(4)] == [0, 0, 0, 1]
     assert RateLimiter(rate=0, burst=1).take("a") == 0  # 0: no limit
+
+
+# ------------------------------------------------------- customers and addresses
+
+
+def _token(customer: str) -> str:
+    return tokens.issue(SECRET.encode(), customer, now=NOW, ttl_seconds=600)
+
+
+def _bearer(customer: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {_token(customer)}"}
+
+
+def _from(app: FastAPI, host: str) -> TestClient:
+    return TestClient(app, base_url="https://testserver", client=(host, 4000))
+
+
+def test_a_customer_past_its_rate_gets_429_whatever_it_signs_in_with(tmp_path: Path) -> None:
+    app, _ = _app(tmp_path, api_customer_rate_limit=0.01, api_customer_rate_burst=2)
+    with _from(app, "198.51.100.7") as c:
+        assert c.get("/v1/customers/cus_a/usage", headers=_bearer("cus_a")).status_code == 200
+        # the portal session of the same customer draws on the same bucket
+        c.get("/portal", params={"token": _token("cus_a")}, follow_redirects=False)
+        assert c.get("/portal", follow_redirects=False).status_code == 200
+        r = c.get("/v1/customers/cus_a/entitlements/api_calls", headers=_bearer("cus_a"))
+        assert r.status_code == 429 and r.headers["retry-after"] == "100"
+        assert r.json() == {
+            "error": "rate_limited",
+            "detail": "too many requests for this customer; retry after 100 s",
+        }
+        page = c.get("/portal", follow_redirects=False)
+        assert page.status_code == 429 and page.headers["retry-after"] == "100"
+        assert "try again in 100 seconds" in page.text
+        # per customer: cus_b and the API keys are not held up by cus_a
+        assert c.get("/v1/customers/cus_b/usage", headers=_bearer("cus_b")).status_code == 200
+        assert c.get("/v1/customers/cus_a/usage", headers=ADMIN).status_code == 200
+
+
+def test_failed_authentications_are_limited_per_address(tmp_path: Path) -> None:
+    app, key = _app(tmp_path, api_anonymous_rate_limit=0.01, api_anonymous_rate_burst=3)
+    wrong = {"authorization": "Bearer v1.forged.token"}
+    with _from(app, "198.51.100.7") as c, _from(app, "203.0.113.9") as other:
+        assert c.get("/v1/customers/cus_a/usage", headers=wrong).status_code == 401
+        assert c.get("/v1/customers/cus_a/usage").status_code == 401  # no credentials
+        assert c.post("/v1/usage", json=ITEM, headers={"x-api-key": "sbk_x_y"}).status_code == 401
+        r = c.get("/v1/customers/cus_a/usage", headers=wrong)
+        assert r.status_code == 429 and r.headers["retry-after"] == "100"
+        assert r.json()["detail"] == "too many requests for this address; retry after 100 s"
+        # while blocked, the address learns nothing: a valid key or token is 429 too,
+        # on reads and on writes (before the body is read)
+        assert c.get("/v1/customers/cus_a/usage", headers=ADMIN).status_code == 429
+        assert c.get("/v1/customers/cus_a/usage", headers=_bearer("cus_a")).status_code == 429
+        w = c.post("/v1/usage", json=ITEM, headers=key)
+        assert w.status_code == 429 and w.headers["retry-after"] == "100"
+        # another address is not held up
+        assert other.get("/v1/customers/cus_a/usage", headers=wrong).status_code == 401
+        assert other.post("/v1/usage", json=ITEM, headers=key).status_code == 202
+
+
+def test_successful_requests_do_not_count_against_the_address(tmp_path: Path) -> None:
+    app, key = _app(tmp_path, api_anonymous_rate_limit=0.01, api_anonymous_rate_burst=1)
+    with _from(app, "198.51.100.7") as c:
+        for _ in range(5):
+            assert c.get("/v1/customers/cus_a/usage", headers=ADMIN).status_code == 200
+            assert c.post("/v1/usage", json=ITEM, headers=key).status_code == 202
+        assert c.get("/v1/customers/cus_a/usage").status_code == 401  # the one allowed
+        assert c.get("/v1/customers/cus_a/usage").status_code == 429
+
+
+def test_the_portal_link_and_sign_out_count_per_address(tmp_path: Path) -> None:
+    app, _ = _app(tmp_path, api_anonymous_rate_limit=0.01, api_anonymous_rate_burst=3)
+    with _from(app, "198.51.100.7") as c:
+        link = {"token": _token("cus_a")}
+        assert c.get("/portal", params=link, follow_redirects=False).status_code == 303
+        assert c.get("/portal", follow_redirects=False).status_code == 200  # a session: free
+        assert c.post("/portal/sign-out", follow_redirects=False).status_code == 303
+        assert c.get("/portal", params={"token": "bad"}, follow_redirects=False).status_code == 401
+        r = c.get("/portal", params=link, follow_redirects=False)  # a valid link, too late
+        assert r.status_code == 429 and r.headers["retry-after"] == "100"
+        assert "set-cookie" not in r.headers
+        assert c.post("/portal/sign-out", follow_redirects=False).status_code == 429
+
+
+def test_limits_off_with_a_rate_of_zero(tmp_path: Path) -> None:
+    app, _ = _app(tmp_path, api_anonymous_rate_limit=0, api_customer_rate_limit=0)
+    with _from(app, "198.51.100.7") as c:
+        for _ in range(50):
+            assert c.get("/v1/customers/cus_a/usage").status_code == 401
+            assert c.get("/v1/customers/cus_a/usage", headers=_bearer("cus_a")).status_code == 200
+
+
+def test_wait_peeks_without_taking_and_full_buckets_are_swept() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=1.0, burst=2, clock=lambda: now[0], min_sweep=3)
+    assert limiter.wait("a") == 0 and limiter.wait("a") == 0 and len(limiter) == 0
+    assert [limiter.take("a"), limiter.take("a"), limiter.wait("a")] == [0, 0, 1]
+    for name in "bc":
+        limiter.take(name)
+    assert len(limiter) == 3 and limiter.sweep_at == 3
+    now[0] = 0.5  # b and c are at 1.5 of 2 tokens: not full, nothing to drop
+    limiter.take("d")
+    assert len(limiter) == 4 and limiter.sweep_at == 8  # next sweep once the count doubles
+    now[0] = 10.0  # every bucket is full again
+    for name in "efghi":
+        limiter.take(name)
+    assert len(limiter) == 5  # "i" made 9 > 8: the full a..d were dropped, e..i kept
+    assert limiter.sweep_at == 10
+    assert [limiter.take("a"), limiter.take("a"), limiter.wait("a")] == [0, 0, 1]  # anew
+
+
+@pytest.mark.parametrize(
+    ("host", "bucket"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::9", "2001:db8:1:2::/64"),  # the same /64: the same bucket
+        ("::ffff:198.51.100.7", "198.51.100.7"),
+        ("testclient", "testclient"),
+        (None, "-"),
+    ],
+)
+def test_address_buckets(host: str | None, bucket: str) -> None:
+    assert address_key(host) == bucket

@@ -22,6 +22,7 @@ from playwright.sync_api import sync_playwright
 
 from projections.http import tokens
 from projections.http.app import create_app
+from projections.http.sessions import RedisSessions
 from projections.read.model import Source, to_write
 from projections.read.redis_store import RedisStore
 from projections.read.store import Keys
@@ -77,7 +78,8 @@ def base_url(store: RedisStore) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = create_app(settings(), store, RecordingWriter())
+    sessions = RedisSessions(store.client, store.keys.prefix)  # cleaned with the store's keys
+    app = create_app(settings(), store, RecordingWriter(), sessions=sessions)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
