@@ -31,11 +31,14 @@ help:
 	@echo "            KEEP=1 keeps services and demo processes running; DEMO_ARGS='--events 50000'"
 	@echo "make test   set up, lint, start services, run the whole test suite, stop services"
 	@echo "make chaos  only the chaos suite (its own Kafka and Redis; STREAMBILL_CHAOS_* size it)"
-	@echo "make setup  system packages, .venv with streambill[dev], Kafka $(KAFKA_VERSION) jars"
+	@echo "make setup  system packages, .venv with streambill[dev], Kafka $(KAFKA_VERSION) jars and tools"
 	@echo "make lint   ruff check + mypy (the same command CI runs)"
 	@echo "make down   stop the services started by 'streambill services up'"
 
-setup: system-packages $(VENV)/.installed $(KAFKA_LIBS)/kafka_2.13-$(KAFKA_VERSION).jar
+# The jars are resolved again whenever services/kafka/pom.xml is newer than the stamp,
+# so a libs directory from before a dependency joined the pom (kafka-tools) is completed.
+KAFKA_JARS := $(KAFKA_LIBS)/.resolved
+setup: system-packages $(VENV)/.installed $(KAFKA_JARS)
 
 # Debian packages, installed only when a command is missing (so a second run is quick).
 system-packages:
@@ -57,9 +60,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
-$(KAFKA_LIBS)/kafka_2.13-$(KAFKA_VERSION).jar:
+$(KAFKA_JARS): services/kafka/pom.xml
 	mvn -q -B -f services/kafka/pom.xml dependency:copy-dependencies \
 		-DincludeScope=runtime -DoutputDirectory=$(KAFKA_LIBS)
+	@test -f $(KAFKA_LIBS)/kafka-tools-$(KAFKA_VERSION).jar
+	@touch $@
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

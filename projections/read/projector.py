@@ -14,6 +14,9 @@ Commit order, per batch (the loop in `Projector.run`):
   4. Apply the writes: one Lua script per write stores the data and its source offset
      atomically, and skips a write at or below the customer's stored offset.
   5. Advance each partition's position (next offset) in Redis.
+  6. Commit the positions of 5 to Kafka, in the projector's own group (asynchronous),
+     so `kafka-consumer-groups --describe` shows the projector's lag. Display only:
+     nothing ever resumes from these offsets.
 
 What a crash does:
   - before 4: nothing was written; the restart resumes at the stored position and
@@ -21,15 +24,23 @@ What a crash does:
   - inside 4: a prefix of the writes is stored with its offsets; on replay those
     are skipped and the rest applied.
   - between 4 and 5: all data is stored, the position lags; replay skips everything.
-  - after 5: resumes right after the batch.
+  - between 5 and 6 (or a commit the broker refused, e.g. during a rebalance): the read
+    models and positions are complete; only the lag Kafka displays is stale (too
+    high). The restart resumes at the Redis positions as always, and commits them
+    again as soon as the partitions are assigned (`_on_assign`), which corrects the
+    display even for a partition that receives nothing new.
+  - after 6: resumes right after the batch.
   - Redis loses data while we run: noticed at step 2 of the next batch (or within one
     idle poll); writes that landed in the emptied Redis carry the old generation and
-    are wiped when the replay first touches their customer (see `store`).
+    are wiped when the replay first touches their customer (see `store`). The offsets
+    in Kafka stay where they were until the replay's batches commit lower ones, so
+    until then the display shows less lag than there is.
   - Redis loses data while we are down: no generation on start, so every partition
     is read from the beginning.
 On partition assignment each partition starts at its stored position (or the
-beginning). Nothing is committed to Kafka, so at-least-once plus the stored offsets
-gives exactly the state of the log, whatever the redeliveries.
+beginning), whatever Kafka holds for the group. Committed offsets only ever repeat
+positions Redis already recorded, so at-least-once plus the stored offsets gives
+exactly the state of the log, whatever the redeliveries.
 """
 
 from __future__ import annotations
@@ -92,9 +103,12 @@ class BatchApplier:
         self.logical = dict(logical)
         self.counters = Counters()
 
-    def apply(self, generation: str, records: Sequence[RecordLike]) -> None:
+    def apply(self, generation: str, records: Sequence[RecordLike]) -> dict[tuple[str, int], int]:
+        """Steps 3-5; returns the positions advanced: (physical topic, partition) -> next
+        offset, each already stored in Redis."""
         writes: list[Write] = []
         next_offsets: dict[tuple[str, int], int] = {}
+        advanced: dict[tuple[str, int], int] = {}
         for record in records:
             topic, partition, offset = record.topic(), record.partition(), record.offset()
             if record.error() is not None or topic is None or partition is None or offset is None:
@@ -103,6 +117,7 @@ class BatchApplier:
             self.counters.consumed += 1
             source = Source(self.logical[topic], partition, offset)
             next_offsets[(source.topic, partition)] = offset + 1
+            advanced[(topic, partition)] = offset + 1
             write = self._to_write(record.value(), source)
             if write is not None:
                 writes.append(write)
@@ -113,6 +128,7 @@ class BatchApplier:
         for (topic, partition), nxt in next_offsets.items():
             self.store.advance(generation, topic, partition, nxt)
             self.counters.by_partition[(topic, partition)] = nxt
+        return advanced
 
     def _to_write(self, value: bytes | None, source: Source) -> Write | None:
         try:
@@ -149,6 +165,8 @@ class Projector:
         self.poll_timeout = poll_timeout
         self.generation = ""
         self.assigned: set[tuple[str, int]] = set()
+        # Step 6's backlog: positions stored in Redis, not yet handed to Kafka.
+        self.uncommitted: dict[tuple[str, int], int] = {}
 
     def subscribe(self) -> None:
         self.consumer.subscribe(
@@ -172,9 +190,31 @@ class Projector:
         start = self._start_offsets((tp.topic, tp.partition) for tp in partitions)
         log.info("projector: assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in start])
         consumer.assign(start)
+        # Kafka may hold older offsets (a crash between steps 5 and 6): show the stored ones.
+        self.uncommitted.update(
+            {(tp.topic, tp.partition): tp.offset for tp in start if tp.offset >= 0}
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self.assigned -= revoked
+        for key in revoked:  # the next owner commits its own positions
+            self.uncommitted.pop(key, None)
+
+    def _commit_positions(self) -> None:
+        """Step 6: hand the stored positions to Kafka for display. A commit refused at
+        once is tried again with the next step; one the broker refuses later
+        (`_commit_done`) leaves only the displayed lag stale until the partition's next
+        batch or assignment."""
+        if not self.uncommitted:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(self.uncommitted.items())]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:
+            log.info("projector: offsets not committed to Kafka (display only): %s", exc)
+            return
+        self.uncommitted.clear()
 
     def _generation_changed(self) -> bool:
         return bool(self.assigned) and self.store.generation() != self.generation
@@ -184,6 +224,7 @@ class Projector:
         self.generation = self.store.ensure_generation()
         self.applier.counters.resets += 1
         targets = self._start_offsets(self.assigned)
+        self.uncommitted = {(tp.topic, tp.partition): tp.offset for tp in targets if tp.offset >= 0}
         log.warning("projector: read models lost or rebuilt; reseeking %d partitions", len(targets))
         for tp in targets:
             try:
@@ -200,7 +241,8 @@ class Projector:
             self._reset()
             return 0
         if records:
-            self.applier.apply(self.generation, records)
+            self.uncommitted.update(self.applier.apply(self.generation, records))
+        self._commit_positions()
         return len(records)
 
     def run(self, stop: threading.Event) -> None:
@@ -220,11 +262,20 @@ SESSION_TIMEOUT_MS = 10_000
 HEARTBEAT_INTERVAL_MS = 2_000
 
 
+def _commit_done(error: object, partitions: list[TopicPartition]) -> None:
+    """The broker's answer to step 6; a refusal leaves only the displayed lag stale."""
+    if error is not None:
+        log.info("projector: Kafka refused the display offsets of %d partitions: %s",
+                 len(partitions), error)  # fmt: skip
+
+
 def consumer_config(group_id: str) -> dict[str, Any]:
-    """confluent-kafka settings of the projector (added to the settings' base config)."""
+    """confluent-kafka settings of the projector (added to the settings' base config).
+    Offsets are committed by the projector itself (step 6), never automatically."""
     return {
         "group.id": group_id,
         "enable.auto.commit": False,
+        "on_commit": _commit_done,
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
         "session.timeout.ms": SESSION_TIMEOUT_MS,

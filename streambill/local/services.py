@@ -1,7 +1,8 @@
 """Local Apache Kafka and Redis without Docker: `streambill services up | down | status`.
 
 Kafka 4.1 runs as one KRaft process (broker and controller) from the jars Maven resolves
-out of `services/kafka/pom.xml` into `settings.kafka_libs_dir`; Redis is Debian's
+out of `services/kafka/pom.xml` into `settings.kafka_libs_dir` (with the broker's operator
+tools, `streambill.local.kafka_tools`); Redis is Debian's
 `redis-server`. Both listen on 127.0.0.1 only and keep their data, logs and pidfiles under
 `settings.state_dir`, so stopping one with SIGKILL and starting it again resumes on the
 same data (the chaos suite relies on that through `stop_kafka(settings, kill=True)`).
@@ -37,6 +38,9 @@ REDIS_TEMPLATES = REPO_ROOT / "services" / "redis"
 HOST = "127.0.0.1"
 KAFKA_MAIN = "kafka.Kafka"
 KAFKA_HEAP = ("-Xms256m", "-Xmx1g")
+# The pom's artifacts whose jars mark a complete libs directory: a directory resolved
+# before kafka-tools joined the pom lacks the second and is resolved again.
+REQUIRED_JARS = (f"kafka_2.13-{KAFKA_VERSION}.jar", f"kafka-tools-{KAFKA_VERSION}.jar")
 
 
 @dataclass(frozen=True)
@@ -187,11 +191,13 @@ def _preflight_redis(settings: Settings) -> str:
 
 
 def _jars_present(settings: Settings) -> bool:
-    return (settings.kafka_libs_dir / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file()
+    return all((settings.kafka_libs_dir / jar).is_file() for jar in REQUIRED_JARS)
 
 
 def ensure_kafka_jars(settings: Settings) -> Path:
-    """The directory of broker jars, resolving them with Maven on first use."""
+    """The directory of broker and tool jars, resolving them with Maven on first use (and
+    when one of `REQUIRED_JARS` is missing). Maven only adds files: a broker already
+    running from the directory keeps the classpath it started with."""
     libs = settings.kafka_libs_dir
     if _jars_present(settings):
         return libs
