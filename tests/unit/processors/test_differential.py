@@ -154,6 +154,19 @@ def ms(t: datetime) -> int:
     return int(t.timestamp() * 1000)
 
 
+def place(h: Harness, arrival: Arrival) -> LogRecord:
+    """Append `arrival` to its input topic of `h`'s log (on the partition it names, or
+    its owner), without a key if it is keyless; the record."""
+    e = arrival.event
+    topic = CT.usage if isinstance(e, UsageRecorded) else CT.account
+    p = owner(e.customer_id.encode(), PARTS) if arrival.partition is None else arrival.partition
+    part = h.log._parts(topic)[p]
+    key = None if arrival.keyless else e.customer_id.encode()
+    record = LogRecord(topic, p, len(part), key, encode_value(h.codec, e), ms(e.timestamp))
+    part.append(record)
+    return record
+
+
 def run_worker(
     h: Harness, records: list[LogRecord], cuts: st.DataObject
 ) -> tuple[Tables, list[tuple[str, bytes | None, bytes]]]:
@@ -191,14 +204,7 @@ def test_every_path_agrees_to_the_cent(history: list[Arrival], cuts: st.DataObje
     for arrival in history:
         while pending and pending[0][1] <= arrival.at:
             h.close(pending.pop(0)[0])
-        e = arrival.event
-        topic = CT.usage if isinstance(e, UsageRecorded) else CT.account
-        p = owner(e.customer_id.encode(), PARTS) if arrival.partition is None else arrival.partition
-        part = h.log._parts(topic)[p]
-        key = None if arrival.keyless else e.customer_id.encode()
-        record = LogRecord(topic, p, len(part), key, encode_value(h.codec, e), ms(e.timestamp))
-        part.append(record)
-        records.append(record)
+        records.append(place(h, arrival))
     for month, _ in pending:
         h.close(month)
 

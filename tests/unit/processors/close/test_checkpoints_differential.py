@@ -19,20 +19,17 @@ import os
 
 from hypothesis import HealthCheck, event, given, settings
 
-from billing.events import CustomerCheckpointed, PeriodClosed, UsageRecorded
+from billing.events import CustomerCheckpointed, PeriodClosed
 from processors.close.plan import ACCOUNT, CHECKPOINTS, USAGE, Month
-from streambill.wire.convert import decode_value, encode_value
-from streambill.wire.log import LogRecord
-from streambill.wire.partitioner import owner
+from streambill.wire.convert import decode_value
 from tests.close_support import TOPICS, Harness
 from tests.unit.processors.test_differential import (
     CATALOG,
     CLOSES,
-    PARTS,
     POLICY,
     Arrival,
     histories,
-    ms,
+    place,
 )
 
 NO_CHECKPOINTS = dataclasses.replace(TOPICS, checkpoints="")
@@ -59,14 +56,7 @@ def _run(
     for arrival in history:
         while pending and pending[0][1] <= arrival.at:
             close(pending.pop(0)[0])
-        e = arrival.event
-        topic = TOPICS.usage if isinstance(e, UsageRecorded) else TOPICS.account
-        p = owner(e.customer_id.encode(), PARTS) if arrival.partition is None else arrival.partition
-        part = h.log._parts(topic)[p]
-        key = None if arrival.keyless else e.customer_id.encode()
-        record = LogRecord(topic, p, len(part), key, encode_value(h.codec, e), ms(e.timestamp))
-        part.append(record)
-        h.arrived.append(record)  # type: ignore[attr-defined]
+        h.arrived.append(place(h, arrival))  # type: ignore[attr-defined]
     for month, _ in pending:
         close(month)
     return h
