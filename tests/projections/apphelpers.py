@@ -144,3 +144,26 @@ def fill(store: ReadModelStore) -> None:
             to_write(samples.invoice("cus_a", "inv-1"), Source(INVOICES, 0, 0)),
         ],
     )
+
+
+def serve(app: Any) -> str:
+    """Serve `app` with uvicorn on a free local port in a daemon thread (the process's
+    lifetime); returns its base URL once it accepts connections."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from streambill.local.procs import free_port
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    threading.Thread(target=server.run, name=f"api-{port}", daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the API did not start on port {port}")
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}"

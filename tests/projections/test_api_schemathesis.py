@@ -1,4 +1,5 @@
-"""Schemathesis against the served OpenAPI spec, in-process (ASGI), with every default
+"""Schemathesis against a live API: the app served by uvicorn on a local port, over
+HTTP, its spec read from the served /openapi.json, with every default
 check: no server error, every status code, body and content type as documented,
 schema-valid requests accepted and schema-invalid ones rejected, undeclared methods
 answered 405 (issue 22: "the contract is the test").
@@ -24,7 +25,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection
 from projections.http import tokens
 from projections.http.app import create_app
 from projections.read.store import InMemoryStore
-from tests.projections.apphelpers import ADMIN_KEY, NOW, SECRET, RecordingWriter, fill
+from tests.projections.apphelpers import ADMIN_KEY, NOW, SECRET, RecordingWriter, fill, serve
 from tests.projections.apphelpers import settings as app_settings
 
 _OFFSETS = st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
@@ -50,10 +51,11 @@ def _schema() -> schemathesis.schemas.BaseSchema:
         update={"api_customer_rate_limit": 0, "api_anonymous_rate_limit": 0}
     )
     app = create_app(unlimited, store, RecordingWriter(), clock=lambda: NOW + 1)
-    return schemathesis.openapi.from_asgi("/openapi.json", app)
+    return schemathesis.openapi.from_url(f"{serve(app)}/openapi.json")
 
 
-# Built at import: schemathesis parametrizes at collection time (test code only).
+# Built at import: schemathesis parametrizes at collection time (test code only); the
+# server thread lives as long as the test process.
 schema = _schema()
 CUSTOMER_TOKEN = tokens.issue(SECRET.encode(), "cus_a", now=NOW, ttl_seconds=3600)
 
