@@ -315,8 +315,8 @@ def checkpoints_of(
         recent = tuple(
             encode_value(codec, e)
             for e in c.seen.values()
-            if (since is None or to_ms(e.timestamp) >= since)
-            and (carry_usage or type(e) is not UsageRecorded)
+            if (carry_usage or type(e) is not UsageRecorded)
+            and (since is None or to_ms(e.timestamp) >= since)
         )
         passed = track.skipped.get(customer_id, ())
         skipped = tuple(sorted({(o, t) for o, t in passed if since is None or t >= since}))
