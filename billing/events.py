@@ -321,6 +321,20 @@ class CustomerCheckpointed:
 
 
 @dataclass(frozen=True, slots=True)
+class PeriodClosePlanned:
+    """A close of period `period_id` ("YYYY-MM") fixed the watermarks it reads up to,
+    before writing anything else (key `YYYY-MM/plan` on period-closes): a re-run after
+    a crash reads exactly these. Not a close: `PeriodClosed` follows when it is done.
+    (Closes before this record had its own schema wrote a `PeriodClosed` with
+    `invoice_count` 0 under that key; readers take both.)"""
+
+    VERSION: ClassVar[int] = 1
+    period_id: str
+    watermarks: Mapping[str, Mapping[int, int]]
+    planned_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class PeriodClosed:
     """A close of period `period_id` ("YYYY-MM") read the log up to `watermarks`
     ({topic: {partition: next offset}}) and issued `invoice_count` invoices."""

@@ -12,7 +12,8 @@ Glossary
   plus one calendar month, clamped, ends in M-1 at the latest).
 - watermark: for each topic and partition, the next offset (exclusive end) a close
   read up to. Recorded by PeriodClosed.
-- plan record: a PeriodClosed under key `YYYY-MM/plan`, written before the first
+- plan record: a PeriodClosePlanned under key `YYYY-MM/plan` (earlier: a PeriodClosed
+  with no invoices), written before the first
   invoice of a close. It fixes the watermarks of that close for ever, so a close
   that crashed and is run again reads exactly the same events (see `processors.close.run`).
 - lookback: how many already-closed months still receive adjustments for late usage.

@@ -8,7 +8,8 @@ watermark), so a close is a replay that anyone can repeat with identical bytes.
 Commit order (what is written, in which order, what a crash between steps does):
 
  0. Read the period-closes topic (completed closes `YYYY-MM`, plan records
-    `YYYY-MM/plan`). Refuse a month out of order or not yet over (end + grace).
+    `YYYY-MM/plan`: `PeriodClosePlanned`, or a `PeriodClosed` with no invoices from
+    closes before that schema). Refuse a month out of order or not yet over (end + grace).
  1. Fix the watermarks: those of PeriodClosed(M) if M was closed already (re-run:
     verify and no-op), else those of the plan record of an interrupted attempt,
     else snapshot the high watermarks of usage-events, account-events and invoices
@@ -67,7 +68,7 @@ from typing import Any, Protocol, TextIO
 
 from billing.admission import AdmissionPolicy
 from billing.catalog_live import catalog_revision
-from billing.events import Invoice, PeriodClosed
+from billing.events import Invoice, PeriodClosed, PeriodClosePlanned
 from processors.close.fold import GroupResult, PricedInvoice, fold_group
 from processors.close.plan import (
     ACCOUNT,
@@ -172,8 +173,14 @@ def read_history(log: LogPort, topic: str, codec: Codec) -> CloseHistory:
     for batch in log.read(topic, low, high):
         for r in batch:
             value = decode_value(codec, r.value)
+            if isinstance(value, PeriodClosePlanned) and r.key is not None:
+                # the history keeps a plan as the close it plans, with no invoices yet
+                value = PeriodClosed(value.period_id, value.watermarks, value.planned_at, 0)
             if not isinstance(value, PeriodClosed) or r.key is None:
-                raise CloseError(f"{topic}[{r.partition}]@{r.offset} is not a PeriodClosed")
+                raise CloseError(
+                    f"{topic}[{r.partition}]@{r.offset} is neither a PeriodClosed nor a"
+                    " PeriodClosePlanned"
+                )
             records.append((r.key.decode(), value))
     return CloseHistory.from_records(records)
 
@@ -197,7 +204,7 @@ def _ms(t: datetime) -> int:
     return int(t.timestamp() * 1000)
 
 
-def _write_closed(deps: CloseDeps, key: str, record: PeriodClosed) -> None:
+def _write_closed(deps: CloseDeps, key: str, record: PeriodClosed | PeriodClosePlanned) -> None:
     # Kafka timestamp 0: the producer's wall clock (the injected clock may be frozen far
     # from now, and brokers refuse timestamps too far in the future).
     deps.log.produce(deps.topics.closes, key.encode(), encode_value(deps.codec, record), 0)
@@ -213,7 +220,7 @@ def fix_watermarks(deps: CloseDeps, opts: CloseOptions, history: CloseHistory) -
         return as_watermarks(history.planned[month].watermarks)
     ends = snapshot(deps.log, deps.topics)
     if not opts.dry_run:
-        plan_record = PeriodClosed(str(month), ends, deps.clock(), 0, {})
+        plan_record = PeriodClosePlanned(str(month), ends, deps.clock())
         _write_closed(deps, f"{month}{PLAN_SUFFIX}", plan_record)
     return ends
 

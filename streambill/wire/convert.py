@@ -38,6 +38,7 @@ from billing.events import (
     EventRejected,
     Invoice,
     PeriodClosed,
+    PeriodClosePlanned,
     SeatsChanged,
     SubscriptionCancelled,
     SubscriptionChanged,
@@ -58,8 +59,11 @@ from streambill.wire.convert_catalog import (
 )
 from streambill.wire.convert_checkpoint import (
     CUSTOMER_CHECKPOINTED,
+    PERIOD_CLOSE_PLANNED,
     from_avro_customer_checkpointed,
+    from_avro_period_close_planned,
     to_avro_customer_checkpointed,
+    to_avro_period_close_planned,
 )
 from streambill.wire.convert_inputs import (
     from_avro_balance_adjusted,
@@ -176,7 +180,7 @@ CATALOG_SCHEMAS = frozenset(
 # Every value that travels on a topic.
 WireValue = (
     Event | CustomerStateChanged | AlertRaised | AlertResolved | Invoice | PeriodClosed
-    | EventRejected | CatalogRecord | CustomerCheckpointed
+    | EventRejected | CatalogRecord | CustomerCheckpointed | PeriodClosePlanned
 )  # fmt: skip
 
 _TO: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
@@ -194,6 +198,7 @@ _TO: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
     AlertResolved: (ALERT_RESOLVED, to_avro_alert_resolved),
     PeriodClosed: (PERIOD_CLOSED, to_avro_period_closed),
     CustomerCheckpointed: (CUSTOMER_CHECKPOINTED, to_avro_customer_checkpointed),
+    PeriodClosePlanned: (PERIOD_CLOSE_PLANNED, to_avro_period_close_planned),
     EventRejected: (EVENT_REJECTED, to_avro_event_rejected),
     PlanVersionPublished: (PLAN_VERSION_PUBLISHED, to_avro_plan_version_published),
     FeaturePublished: (FEATURE_PUBLISHED, to_avro_feature_published),
@@ -218,6 +223,7 @@ _FROM: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     INVOICE_ADJUSTED: from_avro_invoice_adjusted,
     PERIOD_CLOSED: from_avro_period_closed,
     CUSTOMER_CHECKPOINTED: from_avro_customer_checkpointed,
+    PERIOD_CLOSE_PLANNED: from_avro_period_close_planned,
     EVENT_REJECTED: from_avro_event_rejected,
     PLAN_VERSION_PUBLISHED: from_avro_plan_version_published,
     FEATURE_PUBLISHED: from_avro_feature_published,

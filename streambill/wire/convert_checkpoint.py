@@ -1,4 +1,5 @@
-"""Conversions of `billing.events.CustomerCheckpointed`, the close-checkpoints value.
+"""Conversions of `billing.events.CustomerCheckpointed`, the close-checkpoints value,
+and of `PeriodClosePlanned`, the close's plan record on period-closes.
 
 Validated like every output read back (`streambill.wire.convert`): a field of the
 wrong type or out of its Avro range raises `InvalidField` naming it. The state JSON
@@ -10,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from billing.events import CustomerCheckpointed
+from billing.events import CustomerCheckpointed, PeriodClosePlanned
+from streambill.wire.convert_outputs import watermarks_from, watermarks_to
 from streambill.wire.fields import (
     InvalidField,
     int_from,
@@ -20,9 +22,28 @@ from streambill.wire.fields import (
     opt_time_from,
     opt_time_to,
     str_from,
+    time_from,
+    time_to,
 )
 
 CUSTOMER_CHECKPOINTED = "streambill.closes.v1.CustomerCheckpointed"
+PERIOD_CLOSE_PLANNED = "streambill.closes.v1.PeriodClosePlanned"
+
+
+def to_avro_period_close_planned(c: PeriodClosePlanned) -> dict[str, Any]:
+    return {
+        "period_id": c.period_id,
+        "watermarks": watermarks_to(c.watermarks),
+        "planned_at": time_to(c.planned_at, "planned_at"),
+    }
+
+
+def from_avro_period_close_planned(r: Mapping[str, Any]) -> PeriodClosePlanned:
+    return PeriodClosePlanned(
+        period_id=str_from(r, "period_id"),
+        watermarks=watermarks_from(r),
+        planned_at=time_from(r, "planned_at"),
+    )
 
 
 def to_avro_customer_checkpointed(c: CustomerCheckpointed) -> dict[str, Any]:

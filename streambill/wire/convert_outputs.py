@@ -283,18 +283,22 @@ def from_avro_customer_state_changed(r: Mapping[str, Any]) -> CustomerStateChang
 # -------------------------------------------------------------- period closes
 
 
+def watermarks_to(marks: Mapping[str, Mapping[int, int]]) -> dict[str, dict[str, int]]:
+    return {
+        topic: {
+            str(int_to(p, f"watermarks[{topic!r}]")): int_to(
+                o, f"watermarks[{topic!r}][{p}]", bits=64
+            )
+            for p, o in parts.items()
+        }
+        for topic, parts in marks.items()
+    }
+
+
 def to_avro_period_closed(c: PeriodClosed) -> Record:
     return {
         "period_id": c.period_id,
-        "watermarks": {
-            topic: {
-                str(int_to(p, f"watermarks[{topic!r}]")): int_to(
-                    o, f"watermarks[{topic!r}][{p}]", bits=64
-                )
-                for p, o in parts.items()
-            }
-            for topic, parts in c.watermarks.items()
-        },
+        "watermarks": watermarks_to(c.watermarks),
         "closed_at": time_to(c.closed_at, "closed_at"),
         "invoice_count": int_to(c.invoice_count, "invoice_count"),
         "total_by_currency": dec_map_to(c.total_by_currency, "total_by_currency"),
@@ -302,7 +306,7 @@ def to_avro_period_closed(c: PeriodClosed) -> Record:
     }
 
 
-def _watermarks_from(r: Mapping[str, Any]) -> dict[str, dict[int, int]]:
+def watermarks_from(r: Mapping[str, Any]) -> dict[str, dict[int, int]]:
     marks = r.get("watermarks")
     if not isinstance(marks, Mapping):
         raise InvalidField("watermarks", "expected a map")
@@ -322,7 +326,7 @@ def _watermarks_from(r: Mapping[str, Any]) -> dict[str, dict[int, int]]:
 def from_avro_period_closed(r: Mapping[str, Any]) -> PeriodClosed:
     return PeriodClosed(
         period_id=str_from(r, "period_id"),
-        watermarks=_watermarks_from(r),
+        watermarks=watermarks_from(r),
         closed_at=time_from(r, "closed_at"),
         invoice_count=int_from(r, "invoice_count"),
         total_by_currency=dec_map_from(r, "total_by_currency"),

@@ -29,6 +29,7 @@ from billing.events import (
     Invoice,
     InvoiceLine,
     PeriodClosed,
+    PeriodClosePlanned,
     RejectReason,
     SeatsChanged,
     SubscriptionCancelled,
@@ -194,6 +195,11 @@ SAMPLES: dict[str, WireValue] = {
         closed_at=datetime(2025, 4, 1, 1, 0, tzinfo=UTC),
         invoice_count=2,
         total_by_currency={"USD": Decimal("33.50")},
+    ),
+    "streambill.closes.v1.PeriodClosePlanned": PeriodClosePlanned(
+        period_id="2025-03",
+        watermarks={"streambill.usage-events": {0: 1200, 1: 980}},
+        planned_at=datetime(2025, 4, 1, 0, 30, tzinfo=UTC),
     ),
     "streambill.closes.v1.CustomerCheckpointed": CustomerCheckpointed(
         customer_id="cus_42",
