@@ -252,7 +252,8 @@ def create_app(
             key if key is not None else headers.get(ADMIN_HEADER),
             headers.get("authorization"),
         )
-        return JSONResponse(views.entitlement(read_models, customer_id, feature_id))
+        catalog = plans.held().catalog
+        return JSONResponse(views.entitlement(read_models, customer_id, feature_id, catalog))
 
     policy = settings.admission_policy()
     writes = admin_router(

@@ -300,6 +300,13 @@ class EntitlementOut(BaseModel):
     customer_id: str
     feature_id: str
     allowed: bool
+    reason: (
+        Literal[
+            "feature_not_in_plan", "no_subscription", "subscription_ended",
+            "credits_exhausted", "balance_exhausted", "spend_cap_reached",
+        ]
+        | None
+    ) = Field(None, description="Why not allowed (null when allowed).")  # fmt: skip
     remaining: str | None
     unit: Literal["quantity", "credits", "money"]
     model: str | None

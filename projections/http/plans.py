@@ -119,6 +119,11 @@ class PlanSource(Protocol):
 
     def current(self) -> PlanOffer: ...
 
+    def held(self) -> PlanOffer:
+        """The offer as held, without looking at the topic (the entitlement check's hot
+        path never waits on the broker)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class FixedPlans:
@@ -128,6 +133,9 @@ class FixedPlans:
     offer: PlanOffer
 
     def current(self) -> PlanOffer:
+        return self.offer
+
+    def held(self) -> PlanOffer:
         return self.offer
 
 
@@ -151,6 +159,9 @@ class WatchedPlans:
         self._refresh = refresh_seconds
         self._clock = clock
         self._checked = clock()
+
+    def held(self) -> PlanOffer:
+        return self._offer
 
     def current(self) -> PlanOffer:
         now = self._clock()

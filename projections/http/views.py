@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from billing.catalog import Catalog
+from billing.entitlement import refusal
 from projections.read.errors import NotFound
 from projections.read.series import ALERT_HISTORY_LIMIT
 from projections.read.store import ReadModelStore
@@ -151,6 +153,9 @@ def invoices(store: ReadModelStore, customer_id: str) -> list[dict[str, Any]]:
 ENTITLEMENT_FIELDS = (
     "customer_id",
     "allowed",
+    "status",
+    "plan_id",
+    "plan_version",
     "model",
     "credits_remaining",
     "balance",
@@ -160,8 +165,12 @@ ENTITLEMENT_FIELDS = (
 )
 
 
-def entitlement(store: ReadModelStore, customer_id: str, feature_id: str) -> dict[str, Any]:
-    """One HMGET: allowed, what remains (allowance, credits or money) and freshness."""
+def entitlement(
+    store: ReadModelStore, customer_id: str, feature_id: str, catalog: Catalog | None = None
+) -> dict[str, Any]:
+    """One HMGET: allowed, why not (`billing.entitlement.refusal`: a feature the
+    customer's plan version does not bill is denied, when `catalog` holds that
+    version), what remains (allowance, credits or money) and freshness."""
     values = store.state_fields(customer_id, [*ENTITLEMENT_FIELDS, f"remaining:{feature_id}"])
     row = dict(zip(ENTITLEMENT_FIELDS, values[:-1], strict=True))
     if row["customer_id"] is None:
@@ -173,10 +182,28 @@ def entitlement(store: ReadModelStore, customer_id: str, feature_id: str) -> dic
         remaining, unit = row["balance"], "money"
     else:
         remaining, unit = values[-1], "quantity"
+    plan = None
+    if catalog is not None and row["plan_id"] is not None:
+        version = row["plan_version"]
+        plan = (
+            catalog.plan(row["plan_id"])
+            if version is None
+            else catalog.version(row["plan_id"], int(version))
+        )
+    reason = refusal(
+        allowed=row["allowed"] == "1",
+        status=row["status"],
+        model=model,
+        credits=None if row["credits_remaining"] is None else Decimal(row["credits_remaining"]),
+        balance=None if row["balance"] is None else Decimal(row["balance"]),
+        plan=plan,
+        feature_id=feature_id,
+    )
     return {
         "customer_id": customer_id,
         "feature_id": feature_id,
-        "allowed": row["allowed"] == "1",
+        "allowed": reason is None,
+        "reason": reason,
         "remaining": remaining,
         "unit": unit,
         "model": model,
