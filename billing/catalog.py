@@ -92,6 +92,9 @@ class Plan:
     alert_thresholds: tuple[int, ...]
     spend_cap: Decimal | None
     name: str = ""
+    # A hard cap refuses usage that would take the period's spend past `spend_cap`
+    # (`spend_cap_exceeded`, never billed); a soft one (default) alerts and bills on.
+    hard_cap: bool = False
 
 
 def plan_ref(plan_id: str, version: int) -> str:

@@ -42,6 +42,7 @@ MODEL_ONLY_FIELDS: Mapping[str, Model] = {
     "credit_costs": "credits",
     "credit_packs": "credits",
     "spend_cap": "metered",
+    "spend_cap_mode": "metered",
 }
 
 
@@ -321,6 +322,11 @@ def _plan(
     base = _number(raw.get("base_fee", 0), where, "base_fee", p)
     seat = _number(raw.get("seat_fee", 0), where, "seat_fee", p)
     cap = None if raw.get("spend_cap") is None else _number(raw["spend_cap"], where, "spend_cap", p)
+    mode = raw.get("spend_cap_mode", "soft")
+    if mode not in ("soft", "hard"):
+        p.add(where, "spend_cap_mode", f"must be 'soft' or 'hard', got {mode!r}")
+    elif mode == "hard" and cap is None:
+        p.add(where, "spend_cap_mode", "'hard' needs a spend_cap")
     thresholds = _thresholds(raw.get("alerts"), model, where, p)
     prices: dict[str, FeaturePrice] = {}
     if model != "credits":
@@ -365,6 +371,7 @@ def _plan(
         alert_thresholds=thresholds,
         spend_cap=cap,
         name=str(raw.get("name", "")),
+        hard_cap=mode == "hard",
     )
 
 

@@ -87,6 +87,7 @@ class PlanVersionPublished:
     credit_packs: tuple[str, ...]
     prices: tuple[PriceSpec, ...]  # sorted by feature id
     credit_costs: tuple[CreditCostSpec, ...]  # sorted by feature id
+    hard_cap: bool = False  # `spend_cap_mode: hard` (records before it: soft)
 
     @property
     def key(self) -> str:
@@ -188,6 +189,7 @@ def plan_record(plan: Plan) -> PlanVersionPublished:
         base_fee=plan.base_fee,
         seat_fee=plan.seat_fee,
         spend_cap=plan.spend_cap,
+        hard_cap=plan.hard_cap,
         alert_thresholds=tuple(plan.alert_thresholds),
         credit_packs=tuple(plan.credit_packs),
         prices=tuple(_price_spec(plan.prices[f]) for f in sorted(plan.prices)),
@@ -262,6 +264,8 @@ def plan_tree(record: PlanVersionPublished) -> dict[str, Any]:
     }
     if record.spend_cap is not None:
         tree["spend_cap"] = record.spend_cap
+    if record.hard_cap:
+        tree["spend_cap_mode"] = "hard"
     if record.prices:
         tree["prices"] = {p.feature_id: _price_tree(p) for p in record.prices}
     if record.credit_costs:

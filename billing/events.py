@@ -145,6 +145,7 @@ class RejectReason(StrEnum):
     INVALID_FIELD = "invalid_field"
     NO_SUBSCRIPTION = "no_subscription"
     UNKNOWN_FEATURE = "unknown_feature"
+    SPEND_CAP_EXCEEDED = "spend_cap_exceeded"
     NEGATIVE_QUANTITY = "negative_quantity"
     TOKEN_BREAKDOWN = "token_breakdown"
     DUPLICATE_CONFLICT = "duplicate_conflict"

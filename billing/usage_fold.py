@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from billing import alerts as al
 from billing.bounds import LIMIT
 from billing.catalog import Catalog, FeaturePrice, Plan
-from billing.events import AlertRaised, AlertResolved, UsageRecorded
+from billing.events import AlertRaised, AlertResolved, RejectReason, UsageRecorded
 from billing.fold import (
     NO_EFFECTS,
     Effects,
@@ -31,6 +31,7 @@ from billing.fold import (
 )
 from billing.rating import (
     ONE,
+    Unrateable,
     check_quantity,
     credit_cost,
     feature_price,
@@ -135,6 +136,12 @@ def _metered(
         if cost is None:
             cost = _price_delta(price, rec, new_rec, before, after)
         new_rec.spend = rec.spend + cost
+        if plan.hard_cap and new_rec.spend > cap:  # refused whole, never billed
+            raise Unrateable(
+                RejectReason.SPEND_CAP_EXCEEDED,
+                f"the event's {cost} would take the period's usage charges to"
+                f" {new_rec.spend}, past the plan's hard spend cap {cap}",
+            )
         if not rec.capped and new_rec.spend >= cap:
             new_rec.capped = True
             alerts.append(

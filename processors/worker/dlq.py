@@ -54,6 +54,7 @@ NEVER_REPLAYED = frozenset(
         RejectReason.TOKEN_BREAKDOWN,
         RejectReason.DUPLICATE_CONFLICT,
         RejectReason.TOO_LATE,
+        RejectReason.SPEND_CAP_EXCEEDED,  # the period's spend only grows: refused again
     }
 )
 

@@ -148,11 +148,19 @@ def to_avro_plan_version_published(p: PlanVersionPublished) -> Record:
         "base_fee": dec_to(p.base_fee, "base_fee"),
         "seat_fee": dec_to(p.seat_fee, "seat_fee"),
         "spend_cap": opt_dec_to(p.spend_cap, "spend_cap"),
+        "hard_cap": p.hard_cap,
         "alert_thresholds": [int_to(t, "alert_thresholds") for t in p.alert_thresholds],
         "credit_packs": list(p.credit_packs),
         "prices": [_price_to(x, f"prices[{i}]") for i, x in enumerate(p.prices)],
         "credit_costs": [_cost_to(x, f"credit_costs[{i}]") for i, x in enumerate(p.credit_costs)],
     }
+
+
+def _hard_cap(r: Mapping[str, Any]) -> bool:
+    value = r.get("hard_cap", False)  # absent in records written with schema v1
+    if not isinstance(value, bool):
+        raise InvalidField("hard_cap", f"expected a boolean, got {value!r}")
+    return value
 
 
 def from_avro_plan_version_published(r: Mapping[str, Any]) -> PlanVersionPublished:
@@ -172,6 +180,7 @@ def from_avro_plan_version_published(r: Mapping[str, Any]) -> PlanVersionPublish
         base_fee=dec_from(r, "base_fee"),
         seat_fee=dec_from(r, "seat_fee"),
         spend_cap=opt_dec_from(r, "spend_cap"),
+        hard_cap=_hard_cap(r),
         alert_thresholds=tuple(int_to(t, "alert_thresholds") for t in thresholds),
         credit_packs=tuple(packs),
         prices=tuple(_price_from(x, f"prices[{i}]") for i, x in enumerate(_items(r, "prices"))),
