@@ -66,9 +66,19 @@ def _stop_on_signals() -> threading.Event:
 
 
 def run_projector(args: argparse.Namespace, settings: Settings) -> int:
+    """The projector's metrics live on a registry of their own, served on
+    `projector_metrics_port` when set (as the worker's on `worker_metrics_port`)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from projections.read.metrics import ProjectorMetrics
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    registry = CollectorRegistry()
+    metrics = ProjectorMetrics(registry)
+    if settings.projector_metrics_port:
+        start_http_server(settings.projector_metrics_port, registry=registry)
     store = build_store(settings)
-    projector = build_projector(settings, store, batch_size=args.batch_size)
+    projector = build_projector(settings, store, batch_size=args.batch_size, metrics=metrics)
     projector.run(_stop_on_signals())
     return 0
 

@@ -9,6 +9,7 @@ from confluent_kafka import Consumer
 
 from projections.http.plans import FixedPlans, PlanOffer, PlanSource, WatchedPlans
 from projections.http.sessions import RedisSessions
+from projections.read.metrics import ProjectorMetrics
 from projections.read.model import SOURCE_TOPICS
 from projections.read.projector import BatchApplier, Projector, consumer_config
 from projections.read.redis_store import RedisStore
@@ -67,14 +68,21 @@ def projector_group(settings: Settings) -> str:
 
 
 def build_projector(
-    settings: Settings, store: ReadModelStore, *, batch_size: int = 500, poll_timeout: float = 0.2
+    settings: Settings,
+    store: ReadModelStore,
+    *,
+    batch_size: int = 500,
+    poll_timeout: float = 0.2,
+    metrics: ProjectorMetrics | None = None,
 ) -> Projector:
+    """The live projector; `metrics` on a registry its caller serves (or None)."""
     consumer = Consumer(settings.kafka_config(**consumer_config(projector_group(settings))))
     return Projector(
         consumer,
         build_applier(settings, store),
         batch_size=batch_size,
         poll_timeout=poll_timeout,
+        metrics=metrics,
     )
 
 

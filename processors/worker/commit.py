@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -72,6 +73,7 @@ class Flight:
     started: asyncio.Future[None]  # done once its effects and seen entries are queued
     queued: asyncio.Future[None]  # done once its records are queued
     task: asyncio.Task[None] | None = field(default=None)
+    begun: float = field(default_factory=time.monotonic)  # its fold started (monotonic)
 
 
 class CommitOrder:
@@ -180,7 +182,7 @@ class CommitOrder:
             await self._runtime.passed(flight.gaps)
             # 6. acknowledged
             self.folded += len(flight.messages)
-            self._record_metrics(flight.messages, result)
+            self._record_metrics(flight, result)
             if flight.handed:
                 self._runtime.acknowledge(flight.handed)
         except BaseException as exc:
@@ -229,10 +231,11 @@ class CommitOrder:
         """Wait for the changelog's acks, then update the local store."""
         queued.table.apply(queued.rows, await queued.sent.wait())
 
-    def _record_metrics(self, messages: Sequence[SourceMessage], result: BatchResult) -> None:
+    def _record_metrics(self, flight: Flight, result: BatchResult) -> None:
         self._metrics.record_batch(result.counts, result.rejected)
+        self._metrics.record_batch_duration(time.monotonic() - flight.begun)
         last: dict[tuple[str, int], int] = {}
-        for m in messages:
+        for m in flight.messages:
             last[(m.topic, m.partition)] = m.offset
         for (topic, partition), offset in last.items():
             highwater = self._runtime.highwater(topic, partition)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# A batch is what arrived meanwhile, up to `worker_batch_size` (20,000) messages.
+BATCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class WorkerMetrics:
-    """Events in, applied, deduplicated, rejected by reason, lag and last offsets."""
+    """Events in, applied, deduplicated, rejected by reason, lag and last offsets, and
+    how long a batch takes from the start of its fold to its acknowledgement."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -51,6 +55,12 @@ class WorkerMetrics:
             ["topic", "partition"],
             registry=registry,
         )
+        self.batch_duration = Histogram(
+            "streambill_worker_batch_duration_seconds",
+            "Seconds from the start of a batch's fold to its acknowledgement (durable)",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
         self.last_offset = Gauge(
             "streambill_worker_last_applied_offset",
             "Last offset processed and made durable",
@@ -65,6 +75,9 @@ class WorkerMetrics:
         self.redelivered.inc(counts.get("redelivered", 0))
         for reason, n in rejected.items():
             self.rejected.labels(reason=reason).inc(n)
+
+    def record_batch_duration(self, seconds: float) -> None:
+        self.batch_duration.observe(seconds)
 
     def record_gap_filled(self, n: int) -> None:
         if n:

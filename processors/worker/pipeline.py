@@ -236,6 +236,7 @@ class FoldPipeline:
     ) -> Flight:
         """Fold `messages`, cache the result and start its commit order; return once
         its effects are queued (raises if that failed)."""
+        begun = time.monotonic()
         result = await self._fold(messages)
         for cid, (partition, record) in result.customers.items():
             self.cache.put(cid, partition, record)
@@ -250,6 +251,7 @@ class FoldPipeline:
             self._last,
             loop.create_future(),
             loop.create_future(),
+            begun=begun,
         )
         task = loop.create_task(self._commits.carry_out(flight))
         self._flights.add(task)

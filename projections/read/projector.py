@@ -16,7 +16,9 @@ Commit order, per batch (the loop in `Projector.run`):
   5. Advance each partition's position (next offset) in Redis.
   6. Commit the positions of 5 to Kafka, in the projector's own group (asynchronous),
      so `kafka-consumer-groups --describe` shows the projector's lag. Display only:
-     nothing ever resumes from these offsets.
+     nothing ever resumes from these offsets. With metrics (`ProjectorMetrics`), the
+     positions stored in Redis and the consumer's cached high watermarks give the lag
+     gauges, after every batch and at least every `LAG_INTERVAL` seconds when idle.
 
 What a crash does:
   - before 4: nothing was written; the restart resumes at the stored position and
@@ -47,16 +49,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
+from projections.read.metrics import ProjectorMetrics
 from projections.read.model import Source, UnexpectedRecord, Write, to_write
 from projections.read.store import ReadModelStore
 
 log = logging.getLogger(__name__)
+
+LAG_INTERVAL = 1.0  # seconds between lag updates of an idle projector (with metrics)
 
 Decoder = Callable[[bytes], object]
 
@@ -81,6 +87,15 @@ class Counters:
     by_partition: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
+@dataclass
+class BatchCounts:
+    """What one `BatchApplier.apply` did: writes stored per physical topic, records
+    skipped per reason (`duplicate`, `undecodable`)."""
+
+    applied: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
 class BatchApplier:
     """Steps 3-5 for one batch: decode, apply with offsets, advance positions.
 
@@ -102,13 +117,16 @@ class BatchApplier:
         )
         self.logical = dict(logical)
         self.counters = Counters()
+        self.last = BatchCounts()  # of the latest `apply`
 
     def apply(self, generation: str, records: Sequence[RecordLike]) -> dict[tuple[str, int], int]:
         """Steps 3-5; returns the positions advanced: (physical topic, partition) -> next
         offset, each already stored in Redis."""
         writes: list[Write] = []
+        topics: list[str] = []  # the physical topic of each write
         next_offsets: dict[tuple[str, int], int] = {}
         advanced: dict[tuple[str, int], int] = {}
+        bad_before = self.counters.skipped_bad
         for record in records:
             topic, partition, offset = record.topic(), record.partition(), record.offset()
             if record.error() is not None or topic is None or partition is None or offset is None:
@@ -121,10 +139,21 @@ class BatchApplier:
             write = self._to_write(record.value(), source)
             if write is not None:
                 writes.append(write)
+                topics.append(topic)
         results = self.store.apply(generation, writes)
         applied = sum(results)
         self.counters.applied += applied
         self.counters.skipped_duplicate += len(results) - applied
+        self.last = BatchCounts(
+            {},
+            {
+                "duplicate": len(results) - applied,
+                "undecodable": self.counters.skipped_bad - bad_before,
+            },
+        )
+        for topic, stored in zip(topics, results, strict=True):
+            if stored:
+                self.last.applied[topic] = self.last.applied.get(topic, 0) + 1
         for (topic, partition), nxt in next_offsets.items():
             self.store.advance(generation, topic, partition, nxt)
             self.counters.by_partition[(topic, partition)] = nxt
@@ -148,7 +177,10 @@ class BatchApplier:
 
 
 class Projector:
-    """The live loop (see the module docstring for its commit order)."""
+    """The live loop (see the module docstring for its commit order). `metrics`, if
+    given, is told of every non-empty batch, every reset, and the lag of every
+    assigned partition with a stored position; `clock` times batches, `wall` stamps
+    them (unix time)."""
 
     def __init__(
         self,
@@ -157,9 +189,15 @@ class Projector:
         *,
         batch_size: int = 500,
         poll_timeout: float = 0.2,
+        metrics: ProjectorMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.consumer = consumer
         self.applier = applier
+        self.metrics = metrics
+        self.clock = clock
+        self.wall = wall
         self.store = applier.store
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
@@ -167,6 +205,10 @@ class Projector:
         self.assigned: set[tuple[str, int]] = set()
         # Step 6's backlog: positions stored in Redis, not yet handed to Kafka.
         self.uncommitted: dict[tuple[str, int], int] = {}
+        # Every assigned partition's position stored in Redis (none yet for one that
+        # starts at the beginning): what the lag gauges are measured from.
+        self.positions: dict[tuple[str, int], int] = {}
+        self._lag_at = float("-inf")  # `clock` of the last lag update
 
     def subscribe(self) -> None:
         self.consumer.subscribe(
@@ -191,15 +233,18 @@ class Projector:
         log.info("projector: assigned %s", [(tp.topic, tp.partition, tp.offset) for tp in start])
         consumer.assign(start)
         # Kafka may hold older offsets (a crash between steps 5 and 6): show the stored ones.
-        self.uncommitted.update(
-            {(tp.topic, tp.partition): tp.offset for tp in start if tp.offset >= 0}
-        )
+        stored = {(tp.topic, tp.partition): tp.offset for tp in start if tp.offset >= 0}
+        self.uncommitted.update(stored)
+        self.positions.update(stored)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         self.assigned -= revoked
-        for key in revoked:  # the next owner commits its own positions
+        for key in revoked:  # the next owner commits (and reports) its own positions
             self.uncommitted.pop(key, None)
+            self.positions.pop(key, None)
+            if self.metrics is not None:
+                self.metrics.forget(*key)
 
     def _commit_positions(self) -> None:
         """Step 6: hand the stored positions to Kafka for display. A commit refused at
@@ -216,6 +261,29 @@ class Projector:
             return
         self.uncommitted.clear()
 
+    def _report(self, metrics: ProjectorMetrics, records: int, started: float) -> None:
+        """A non-empty batch to `metrics`; then, after one or `LAG_INTERVAL` after the
+        last update, the lag of every position stored in Redis against the high
+        watermark the consumer's last fetch of the partition reported (local, no
+        broker round trip). A partition not fetched yet has no high watermark and
+        keeps its previous value."""
+        now = self.clock()
+        if records:
+            last = self.applier.last
+            metrics.record_batch(last.applied, last.skipped, now - started, self.wall())
+        elif now - self._lag_at < LAG_INTERVAL:
+            return
+        self._lag_at = now
+        for (topic, partition), position in sorted(self.positions.items()):
+            try:
+                watermarks = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if watermarks is not None and watermarks[1] >= 0:
+                metrics.record_position(topic, partition, position, watermarks[1])
+
     def _generation_changed(self) -> bool:
         return bool(self.assigned) and self.store.generation() != self.generation
 
@@ -223,8 +291,14 @@ class Projector:
         """Step 2: the read models were lost or rebuilt; adopt the generation, reseek."""
         self.generation = self.store.ensure_generation()
         self.applier.counters.resets += 1
+        if self.metrics is not None:
+            self.metrics.record_reset()
         targets = self._start_offsets(self.assigned)
         self.uncommitted = {(tp.topic, tp.partition): tp.offset for tp in targets if tp.offset >= 0}
+        self.positions = dict(self.uncommitted)
+        if self.metrics is not None:  # from the beginning again: no stale lag shown
+            for key in self.assigned - self.positions.keys():
+                self.metrics.forget(*key)
         log.warning("projector: read models lost or rebuilt; reseeking %d partitions", len(targets))
         for tp in targets:
             try:
@@ -237,12 +311,17 @@ class Projector:
     def step(self) -> int:
         """One iteration of the loop; returns the number of records consumed."""
         records = self.consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout)
+        started = self.clock()
         if self._generation_changed():
             self._reset()
             return 0
         if records:
-            self.uncommitted.update(self.applier.apply(self.generation, records))
+            advanced = self.applier.apply(self.generation, records)
+            self.uncommitted.update(advanced)
+            self.positions.update(advanced)
         self._commit_positions()
+        if self.metrics is not None:
+            self._report(self.metrics, len(records), started)
         return len(records)
 
     def run(self, stop: threading.Event) -> None:

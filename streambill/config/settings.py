@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     # the admin key for admin routes and the secret that signs customer tokens.
     # Unset secrets disable what needs them (the API answers 401), never a default key.
     read_model_prefix: str = "sb"
+    projector_metrics_port: int = 0  # the projector's Prometheus endpoint; 0 = disabled
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     admin_key: SecretStr | None = None  # legacy: one admin-scope key

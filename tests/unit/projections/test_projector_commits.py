@@ -24,6 +24,7 @@ class Record:
     topic_: str
     partition_: int
     offset_: int
+    value_: bytes = b"x"
 
     def error(self) -> Any:
         return None
@@ -38,7 +39,7 @@ class Record:
         return self.offset_
 
     def value(self) -> bytes | None:
-        return b"x"
+        return self.value_
 
 
 @dataclass

@@ -65,7 +65,8 @@ class Worker:
         self.hold = False
         policy = AdmissionPolicy(35 * DAY, 35 * DAY, 300_000)
         folder = BatchFolder(catalog, codec, policy, TOPICS, lambda: NOW, partitions=PARTITIONS)
-        metrics = WorkerMetrics(CollectorRegistry())
+        self.registry = CollectorRegistry()
+        metrics = WorkerMetrics(self.registry)
         self.pipeline = FoldPipeline(
             runtime, folder, metrics, policy, SOURCES, self._producer, self.fatal.append
         )
@@ -115,6 +116,17 @@ def test_a_batch_is_folded_made_durable_and_acknowledged() -> None:
     snapshots = [k for _, _, k, _ in log.values("s")]
     assert sorted({k for k in snapshots if k}) == sorted(c.encode() for c in CUSTOMERS)
     assert worker.pipeline.folded == 4 + 12 + 4  # account backlog first, then the batch
+
+
+def test_each_acknowledged_batch_is_timed_from_its_fold_to_its_acknowledgement() -> None:
+    worker = asyncio.run(one_batch(MemoryRuntime(world(), SOURCES)))
+    value = worker.registry.get_sample_value
+    applied = value("streambill_worker_events_applied_total")
+    assert applied is not None and applied > 0
+    count = value("streambill_worker_batch_duration_seconds_count")
+    total = value("streambill_worker_batch_duration_seconds_sum")
+    assert count == 2  # the account backlog, then the batch
+    assert total is not None and 0 < total < 60
 
 
 def test_nothing_is_acknowledged_before_effects_seen_and_records_are_durable() -> None:
