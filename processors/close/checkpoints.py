@@ -180,11 +180,20 @@ def decide_pending(
     again under this close's clock before anything else of the window, and counted as
     billed so far (it lies in periods ending after the previous close's month, which no
     adjustment of this close reaches). Still in the future: pending again."""
+    low: dict[int, int] | None = None
     for customer_id, cp in sorted(found.items()):
         if not cp.pending:
             continue
         c = folder.customers[customer_id]
         p = cp.partition
+        low = low if low is not None else log.watermarks(usage_topic)[0]
+        if min(cp.pending) < low.get(p, 0):
+            raise ClosePlanError(
+                f"{usage_topic} partition {p}: usage of {customer_id} at offset"
+                f" {min(cp.pending)}, refused by the previous close as in the future and to"
+                f" be decided again, was deleted (the topic starts at {low[p]}); raise"
+                " STREAMBILL_USAGE_RETENTION_DAYS"
+            )
         for offset in cp.pending:
             for batch in log.read(usage_topic, {p: offset}, {p: offset + 1}):
                 for r in batch:

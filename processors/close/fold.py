@@ -162,7 +162,8 @@ def _fold_usage_batch(
             if phase_b:  # arrived since the previous close: `_widen` bills it
                 key = record.key or b""
                 late[key] = min(late.get(key, event.timestamp), event.timestamp)
-            if not fold_old:
+            if not fold_old:  # not folded here: not in the dedupe memory either
+                skip(event.customer_id, record.offset, to_ms(event.timestamp), None)
                 continue
         if not usage(event, phase_b=phase_b):
             skip(event.customer_id, record.offset, to_ms(event.timestamp), folder.last_refusal)
@@ -219,7 +220,9 @@ def fold_group(
 
     ranges: list[tuple[dict[int, int], dict[int, int], frozenset[bytes] | None]] = []
     if resumed:
-        history: frozenset[bytes] = frozenset()
+        # credits and balance customers: their whole history is in their state, so
+        # their late usage is folded in place and never widened (as from the start)
+        history = _carrying_state(folder, catalog, keys)
         rebuild_seen(log, names.usage, plan, parts, doors, folder, found, policy)
         decide_pending(log, names.usage, folder, found, doors, track)
         ranges.append(({p: prev_use.get(p, 0) for p in parts}, plan.ends[USAGE], keys))
@@ -286,7 +289,8 @@ def _split_late(
     adjust: dict[str, Month] = {}
     for key, oldest in late.items():
         complete = track.complete_from.get(key.decode())
-        if complete is not None and oldest < complete:
+        # the period holding `oldest` starts no earlier than the month before it
+        if complete is not None and Month.of(oldest).shift(-1).start < complete:
             from_log[key] = oldest
         else:
             adjust[key.decode()] = min(Month.of(oldest), plan.adjust_from)
@@ -348,9 +352,16 @@ def _widen(
 def _carrying_state(
     folder: Replay, catalog: Any, keys: frozenset[bytes] | None
 ) -> frozenset[bytes]:
-    """Keys of customers whose plan (ever) is a credits or balance plan."""
+    """Keys of customers whose plan (ever) is a credits or balance plan: by the
+    account events read, or by the plans a resumed state pinned."""
     out: set[bytes] = set()
+    refs = catalog.refs
     for customer_id, c in folder.customers.items():
+        for _, ref in c.state.plans:
+            pinned = refs.get(ref)
+            if pinned is not None and pinned.model != "metered":
+                out.add(customer_id.encode())
+                break
         for event in (*c.account_a, *c.account_b):
             plan_id = getattr(event, "plan_id", None)
             plan = catalog.plan(plan_id) if isinstance(plan_id, str) else None
