@@ -11,13 +11,15 @@ and the rebuild runs on what is left.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from processors.close.plan import Month
 from processors.close.run import read_history
-from processors.reconcile.rebuild import rebuild_worker
+from processors.reconcile.rebuild import RebuildReport, rebuild_worker
 from tests.close_support import TOPICS as CT
 from tests.unit.processors.close.test_checkpoints_differential import _run, _trim
 from tests.unit.processors.test_differential import (
@@ -29,6 +31,20 @@ from tests.unit.processors.test_differential import (
     histories,
     run_worker,
 )
+
+
+def _window(seen: Mapping[str, Any], report: RebuildReport) -> dict[str, tuple[str, int]]:
+    """The dedupe entries admission can still consult: those of each customer not more
+    than the dedupe window behind its watermark, as (fingerprint, event time)."""
+    out: dict[str, tuple[str, int]] = {}
+    for key, value in seen.items():
+        entry = value[1] if isinstance(value, tuple) else value
+        record = report.records.get(entry.customer_id)
+        if record is None or record[1].watermark_ms is None:
+            continue
+        if entry.event_ms >= record[1].watermark_ms - POLICY.dedupe_window_ms:
+            out[key] = (entry.fingerprint, entry.event_ms)
+    return out
 
 
 @settings(
@@ -46,9 +62,10 @@ def test_the_rebuild_equals_the_workers_state(
     history: list[Arrival], cuts: st.DataObject, trim: bool, until: str
 ) -> None:
     """Closes up to `until` only: what arrived after its close is folded on top of
-    the checkpoints."""
+    the checkpoints. The rebuilt dedupe window (what `--install` hands to a new worker)
+    equals the worker's own seen table within the window."""
     h = _run(history, checkpoints=True, trim=False, until=until)
-    _, outputs = run_worker(h, h.arrived, cuts)  # type: ignore[attr-defined]
+    tables, outputs = run_worker(h, h.arrived, cuts)  # type: ignore[attr-defined]
     for topic, key, value in outputs:
         h.log.produce(topic, key or b"", value, 0)
     if trim:
@@ -60,4 +77,5 @@ def test_the_rebuild_equals_the_workers_state(
     assert report.started_from == f"checkpoints of {until}"
     assert report.ok, report.differences
     assert report.equal == report.customers > 0
+    assert _window(report.seen, report) == _window(tables.seen_ids, report)
     event(f"records folded after the checkpoints > 0: {report.records_folded > 0}")
