@@ -195,7 +195,7 @@ class BatchFolder:
                 self._dead_letter(message, rej, batch)
         broken: list[str] = []
         for customer_id, (_, record) in batch.out.customers.items():
-            record.state = self._settle(record)
+            record.state = self.settle(record)
             if customer_id not in batch.changed:
                 continue  # only its watermark moved: the snapshot would be the same
             try:
@@ -272,8 +272,9 @@ class BatchFolder:
         for invoice in effects.invoices:
             self._emit(batch.out, out_key, invoice)
 
-    def _settle(self, record: CustomerRecord) -> ledger.CustomerState:
-        """Bounded state between batches (see the module docstring)."""
+    def settle(self, record: CustomerRecord) -> ledger.CustomerState:
+        """Bounded state between batches (see the module docstring); also what a
+        rebuilt record starts from (`processors.reconcile.rebuild`)."""
         state = record.state
         if record.watermark_ms is not None:
             before = ms_to_datetime(record.watermark_ms - self._policy.max_lateness_ms)

@@ -29,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from billing import ledger
 from billing.admission import AdmissionPolicy, dedupe_key, fingerprint, to_ms
 from billing.catalog import Catalog
 from billing.events import CustomerStateChanged, UsageRecorded
@@ -48,7 +47,7 @@ from processors.close.run import read_history
 from processors.close.topics import CloseTopics
 from processors.fold.admission import Doors
 from processors.fold.batch import BatchFolder, SourceMessage, Topics, merge_by_time
-from processors.fold.records import CustomerRecord, SeenEntry, ms_to_datetime, tp_key
+from processors.fold.records import CustomerRecord, SeenEntry, tp_key
 from streambill.wire.codec import Codec
 from streambill.wire.convert import decode_value
 from streambill.wire.log import LogPort, partition_for
@@ -103,11 +102,12 @@ def rebuild_worker(
     parts = log.partitions(topics.usage)
     n = len(parts)
     doors = Doors(codec, topics.usage, topics.account, n)
+    folder = BatchFolder(catalog, codec, policy, topics, clock, partitions=n)
     tables = _Seeded()
     marks = as_watermarks(history.closed[last].watermarks) if last is not None else {}
     if last is not None and CHECKPOINTS in marks:
         report = RebuildReport(f"checkpoints of {last}")
-        _seed(log, codec, catalog, close_topics, policy, last, marks, parts, doors, tables)
+        _seed(log, codec, catalog, close_topics, policy, last, marks, parts, doors, tables, folder)
         starts = {USAGE: dict(marks[USAGE]), ACCOUNT: dict(marks[ACCOUNT])}
     else:
         report = RebuildReport("the log start")
@@ -122,7 +122,6 @@ def rebuild_worker(
                     " (deleted by retention): close the next period first (its checkpoints"
                     " start later) or raise the retention"
                 )
-    folder = BatchFolder(catalog, codec, policy, topics, clock, partitions=n)
     rebuilt: dict[str, bytes] = {}
     for p in parts:
         messages: list[SourceMessage] = []
@@ -165,6 +164,7 @@ def _seed(
     parts: list[int],
     doors: Doors,
     tables: _Seeded,
+    folder: BatchFolder,
 ) -> None:
     """The tables from the checkpoints of close `last` (written between its
     PeriodClosed's position of the checkpoints topic and the topic's end)."""
@@ -191,10 +191,9 @@ def _seed(
         for topic, offset in below:
             if offset > 0:
                 offsets[tp_key(topic, cp.partition)] = offset - 1
-        state = c.state
-        if cp.watermark_ms is not None:  # pruned as the worker prunes (`BatchFolder._settle`)
-            state = ledger.prune(state, ms_to_datetime(cp.watermark_ms - policy.max_lateness_ms))
-        tables.customers[cid] = CustomerRecord(cid, state, offsets, cp.watermark_ms)
+        record = CustomerRecord(cid, c.state, offsets, cp.watermark_ms)
+        record.state = folder.settle(record)  # bounded as the worker keeps it
+        tables.customers[cid] = record
         for event in c.seen.values():
             ms = to_ms(event.timestamp)
             usage = type(event) is UsageRecorded

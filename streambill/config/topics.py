@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
@@ -137,21 +138,22 @@ def _admin(settings: Settings) -> AdminClient:
     return AdminClient(settings.kafka_config())
 
 
-def _existing(admin: AdminClient, timeout: float) -> dict[str, int]:
-    """Every topic on the cluster with its partition count."""
+def _metadata(admin: AdminClient, timeout: float) -> Any:
     try:
-        metadata = admin.list_topics(timeout=timeout)
+        return admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise TopicError(f"the Kafka cluster did not answer a metadata request: {exc}") from exc
+
+
+def _existing(admin: AdminClient, timeout: float) -> dict[str, int]:
+    """Every topic on the cluster with its partition count."""
+    metadata = _metadata(admin, timeout)
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}
 
 
 def _led(admin: AdminClient, timeout: float) -> dict[str, int]:
     """Topic name -> number of partitions that have an elected leader."""
-    try:
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise TopicError(f"the Kafka cluster did not answer a metadata request: {exc}") from exc
+    metadata = _metadata(admin, timeout)
     return {
         name: sum(1 for part in topic.partitions.values() if part.leader >= 0 and not part.error)
         for name, topic in metadata.topics.items()
