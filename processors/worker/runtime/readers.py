@@ -72,19 +72,7 @@ async def read_range(
     the log start if retention deleted some), read with a plain consumer that never
     joins a group nor commits."""
     tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False, **(client or {})
-    )
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        start = max(start, (await consumer.beginning_offsets([tp]))[tp])
-        if start >= end:
-            return []
-        consumer.seek(tp, start)
-        return await _read_until(consumer, {tp}, {tp: end}, timeout_s)
-    finally:
-        await consumer.stop()
+    return await _read_partition(bootstrap_servers, tp, start, end, timeout_s, client)
 
 
 async def read_all(
@@ -97,14 +85,27 @@ async def read_all(
     """Every message of one partition from its log start up to its end offset as of
     now, in offset order, read with a plain consumer that never joins a group."""
     tp = TopicPartition(topic, partition)
+    return await _read_partition(bootstrap_servers, tp, 0, None, timeout_s, client)
+
+
+async def _read_partition(
+    bootstrap_servers: str,
+    tp: TopicPartition,
+    start: int,
+    end: int | None,
+    timeout_s: float,
+    client: Mapping[str, Any] | None,
+) -> list[SourceMessage]:
+    """[max(start, log start), end) of `tp`; `end` None: its end offset now."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers.split(","), enable_auto_commit=False, **(client or {})
     )
     await consumer.start()
     try:
         consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        start = (await consumer.beginning_offsets([tp]))[tp]
+        if end is None:
+            end = (await consumer.end_offsets([tp]))[tp]
+        start = max(start, (await consumer.beginning_offsets([tp]))[tp])
         if start >= end:
             return []
         consumer.seek(tp, start)
